@@ -1,0 +1,1 @@
+"""flagsvc-client: evaluate flagsvc rollouts locally and report their outcomes."""

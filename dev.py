@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""One entry point for a fresh machine with only Python 3.11+.
+
+    python3 dev.py serve [flagsvc serve options]   # the server, on an embedded Redis unless FLAGSVC_REDIS_URL
+    python3 dev.py test  [pytest options]          # ruff, then the whole test suite (real Redis included)
+    python3 dev.py run CMD [ARGS]                  # any command from the project's virtualenv (flagctl, ...)
+
+The first call creates `.venv/` and installs both distributions (server and SDK) into it in editable mode; a
+later call reinstalls only when setup.cfg or client/setup.cfg changed. Nothing is installed outside `.venv/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".flagsvc-installed"
+INSTALL_INPUTS = ("setup.cfg", "pyproject.toml", "client/setup.cfg", "client/pyproject.toml")
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256()
+    for name in INSTALL_INPUTS:
+        digest.update(name.encode())
+        digest.update((ROOT / name).read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_venv() -> None:
+    wanted = _fingerprint()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not (BIN / "python").exists():
+        print("dev.py: creating .venv/ ...", file=sys.stderr, flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("dev.py: installing flagsvc and flagsvc-client into .venv/ ...", file=sys.stderr, flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "-e", str(ROOT / "client"), "-e", f"{ROOT}[test]"], check=True)
+    STAMP.write_text(wanted)
+
+
+def _exec(argv: list[str]) -> int:
+    env = dict(os.environ, VIRTUAL_ENV=str(VENV), PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    return subprocess.call(argv, cwd=ROOT, env=env)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help") or argv[0] not in ("serve", "test", "run"):
+        print(__doc__.strip())
+        return 0 if argv and argv[0] in ("-h", "--help", "help") else 2
+    ensure_venv()
+    command, rest = argv[0], argv[1:]
+    try:
+        if command == "serve":
+            return _exec([str(BIN / "flagsvc"), "serve", *rest])
+        if command == "run":
+            return _exec(rest)
+        lint = _exec([str(BIN / "ruff"), "check", "."])
+        if lint != 0:
+            return lint
+        return _exec([str(BIN / "python"), "-m", "pytest", *rest])
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
