@@ -1,5 +1,87 @@
-"""The `flagsvc` command (placeholder until serve lands)."""
+"""The `flagsvc` command: `flagsvc serve` runs the server (on an embedded Redis unless FLAGSVC_REDIS_URL)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+
+import click
+
+from flagsvc.config import ConfigError, Settings
 
 
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="flagsvc")
 def main() -> None:
-    raise SystemExit("flagsvc: not yet")
+    """flagsvc: feature flags whose canary rollouts advance by themselves.
+
+    \b
+    Examples:
+      flagsvc serve                      # embedded Redis under ./.flagsvc, tokens generated and printed
+      FLAGSVC_REDIS_URL=redis://db:6379/0 FLAGSVC_ADMIN_TOKENS=ops=... FLAGSVC_SDK_KEYS=web=... flagsvc serve
+    """
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
+@click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 1024),
+              help="Threads per worker (each open request or stream holds one).")
+@click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn (debugging only).")
+def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
+    """Serve the REST API, the SDK endpoints and the rollout controller.
+
+    \b
+    Environment:
+      FLAGSVC_REDIS_URL      Redis to use; unset: start an embedded redis-server (AOF, fsync always)
+      FLAGSVC_DATA_DIR       embedded Redis data and generated tokens (default ./.flagsvc)
+      FLAGSVC_ADMIN_TOKENS   name=secret,... for operators (required with FLAGSVC_REDIS_URL)
+      FLAGSVC_SDK_KEYS       name=secret,... for SDKs (required with FLAGSVC_REDIS_URL)
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+    embedded = None
+    if settings.redis_url is None:
+        settings, embedded = _with_embedded_redis(settings)
+    elif not settings.admin_tokens or not settings.sdk_keys:
+        raise click.UsageError("with FLAGSVC_REDIS_URL set, FLAGSVC_ADMIN_TOKENS and FLAGSVC_SDK_KEYS are required")
+    try:
+        from flagsvc.api import create_app
+
+        app = create_app(settings)
+        click.echo(f"flagsvc: serving http://{host}:{port} (Redis {settings.redis_url})", err=True)
+        if dev:
+            app.run(host=host, port=port, threaded=True, use_reloader=False)
+        else:
+            from flagsvc.cli.wsgi import run_gunicorn
+
+            run_gunicorn(app, host=host, port=port, workers=workers, threads=threads)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _with_embedded_redis(settings: Settings):
+    from flagsvc.cli.tokens import load_or_create_tokens
+    from flagsvc.embedded import EmbeddedRedis, EmbeddedRedisError
+
+    embedded = EmbeddedRedis(settings.data_dir)
+    try:
+        url = embedded.start()
+    except EmbeddedRedisError as e:
+        click.echo(f"flagsvc: {e}", err=True)
+        sys.exit(1)
+    click.echo(f"flagsvc: embedded Redis at {url}, data in {embedded.data_dir}", err=True)
+    if not settings.admin_tokens and not settings.sdk_keys:
+        admin, sdk, created = load_or_create_tokens(settings.data_dir)
+        settings = dataclasses.replace(settings, admin_tokens=admin, sdk_keys=sdk)
+        where = settings.data_dir / "tokens.json"
+        click.echo(f"flagsvc: {'generated' if created else 'using'} tokens (kept in {where}):", err=True)
+        click.echo(f"  admin token: {next(iter(admin.values()))}", err=True)
+        click.echo(f"  SDK key:     {next(iter(sdk.values()))}", err=True)
+    return dataclasses.replace(settings, redis_url=url), embedded

@@ -1,0 +1,58 @@
+"""The HTTP layer: `create_app` wires settings, store and blueprints; views stay thin."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from flask import Flask, g, request
+
+from flagsvc.api import admin, ops, sdk
+from flagsvc.api.auth import Scope, TokenRegistry, bearer_secret
+from flagsvc.api.errors import ApiError, register_error_handlers
+from flagsvc.api.services import Services
+from flagsvc.config import Settings
+from flagsvc.operations import FlagOperations
+from flagsvc.snapshot import SnapshotSource
+from flagsvc.store.base import Store
+from flagsvc.store.redis_store import RedisStore
+
+
+def create_app(
+    settings: Settings | None = None, *, store: Store | None = None, clock: Callable[[], float] = time.time,
+) -> Flask:
+    settings = settings or Settings.from_env()
+    if store is None:
+        if not settings.redis_url:
+            raise ValueError("no store: give a store or settings.redis_url")
+        store = RedisStore.from_url(settings.redis_url, settings.namespace)
+    app = Flask("flagsvc")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    app.url_map.strict_slashes = True
+    app.extensions["flagsvc"] = Services(
+        operations=FlagOperations(store, clock),
+        snapshots=SnapshotSource(store),
+        tokens=TokenRegistry(settings.admin_tokens, settings.sdk_keys),
+    )
+    app.extensions["flagsvc.settings"] = settings
+    register_error_handlers(app)
+    app.before_request(_authenticate)
+    for blueprint in (admin.bp, sdk.bp, ops.bp):
+        app.register_blueprint(blueprint)
+    return app
+
+
+def _authenticate() -> None:
+    endpoint = request.endpoint
+    if endpoint in ops.PUBLIC_ENDPOINTS:
+        return
+    from flagsvc.api.services import services
+
+    secret = bearer_secret(request.headers.get("Authorization"))
+    principal = services().tokens.identify(secret) if secret else None
+    if principal is None:
+        raise ApiError("unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
+    if principal.scope != Scope.ADMIN and not (endpoint or "").startswith("sdk."):
+        raise ApiError("forbidden", f"token {principal.name!r} is an SDK key; this endpoint needs an admin token")
+    g.principal = principal

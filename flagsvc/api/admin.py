@@ -1,0 +1,73 @@
+"""Operators' REST API: /api/v1/flags (admin tokens only)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify, request, url_for
+
+from flagsvc.api import schemas
+from flagsvc.api.body import json_body
+from flagsvc.api.errors import ApiError
+from flagsvc.api.services import services
+from flagsvc.operations import TRANSITIONS
+
+bp = Blueprint("admin", __name__, url_prefix="/api/v1")
+
+
+@bp.get("/flags")
+def list_flags():
+    return jsonify({"flags": [f.to_dict() for f in services().operations.store.list_flags()]})
+
+
+@bp.post("/flags")
+def create_flag():
+    body = json_body(schemas.flag_create)
+    flag = services().operations.create(body.pop("key"), body, actor=g.principal.name)
+    response = jsonify(flag.to_dict())
+    response.status_code = 201
+    response.headers["Location"] = url_for("admin.get_flag", key=flag.key)
+    return response
+
+
+@bp.get("/flags/<key>")
+def get_flag(key: str):
+    return jsonify(services().operations.get(key).to_dict())
+
+
+@bp.patch("/flags/<key>")
+def update_flag(key: str):
+    body = json_body(schemas.flag_update)
+    return jsonify(services().operations.update(key, body, actor=g.principal.name).to_dict())
+
+
+@bp.delete("/flags/<key>")
+def delete_flag(key: str):
+    services().operations.delete(key)
+    return "", 204
+
+
+@bp.post("/flags/<key>/<action>")
+def transition(key: str, action: str):
+    if action not in TRANSITIONS:
+        raise ApiError("not_found", f"no action {action!r}; one of {', '.join(TRANSITIONS)}")
+    body = json_body(schemas.reason_body, allow_empty=True)
+    run = getattr(services().operations, action)
+    return jsonify(run(key, actor=g.principal.name, reason=body.get("reason", "")).to_dict())
+
+
+@bp.put("/flags/<key>/percent")
+def set_percent(key: str):
+    body = json_body(schemas.percent_body)
+    flag = services().operations.set_percent(key, body["percent"], actor=g.principal.name,
+                                              reason=body.get("reason", ""))
+    return jsonify(flag.to_dict())
+
+
+@bp.get("/flags/<key>/history")
+def history(key: str):
+    limit = request.args.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        raise ApiError("bad_request", "limit must be an integer from 1 to 1000", {"limit": ["must be 1 to 1000"]})
+    operations = services().operations
+    operations.get(key)
+    entries = operations.store.history(key, int(limit))
+    return jsonify({"key": key, "history": [e.to_dict() for e in entries]})

@@ -1,0 +1,105 @@
+"""One error shape for every failure: {"error": {"code", "message", "fields"}} (docs/protocol.md)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+from flask import Flask, jsonify
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
+
+from flagsvc.domain.errors import FlagError
+
+log = logging.getLogger("flagsvc.api")
+
+STATUS_BY_CODE = {
+    "bad_request": 400,
+    "validation_error": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "conflict": 409,
+    "precondition_failed": 412,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "unavailable": 503,
+}
+CODE_BY_HTTP_STATUS = {status: code for code, status in STATUS_BY_CODE.items() if code != "validation_error"}
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str, fields: Mapping[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fields = dict(fields or {})
+        self.status = STATUS_BY_CODE[code]
+
+
+def error_response(code: str, message: str, fields: Mapping[str, Any] | None = None, status: int | None = None):
+    response = jsonify({"error": {"code": code, "message": message, "fields": dict(fields or {})}})
+    response.status_code = status or STATUS_BY_CODE[code]
+    if response.status_code == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="flagsvc"'
+    return response
+
+
+def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested error dicts -> {"analysis.alpha": ["..."]}; list positions become `.0`, `.1`."""
+    if isinstance(messages, Mapping):
+        out: dict[str, list[str]] = {}
+        for name, inner in messages.items():
+            key = f"{prefix}.{name}" if prefix else str(name)
+            out.update(flatten_messages(inner, key))
+        return out
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return {prefix or "_body": list(messages)}
+    return {prefix or "_body": [str(messages)]}
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError):
+        return error_response(error.code, error.message, error.fields)
+
+    @app.errorhandler(FlagError)
+    def _flag_error(error: FlagError):
+        message = f"{error.message}: {_summary(error.fields)}" if error.fields else error.message
+        return error_response(error.code, message, error.fields)
+
+    @app.errorhandler(ValidationError)
+    def _validation_error(error: ValidationError):
+        fields = flatten_messages(error.messages)
+        return error_response("validation_error", "the request body is not valid: " + _summary(fields), fields)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        if isinstance(error, RequestRedirect):
+            return error  # merged slashes etc.: let the client follow the canonical URL
+        status = error.code or 500
+        code = CODE_BY_HTTP_STATUS.get(status, "bad_request" if status < 500 else "internal_error")
+        message = {
+            404: "no such resource",
+            405: "method not allowed here",
+            413: "the request body is too large",
+        }.get(status, error.description or error.name)
+        return error_response(code, message, status=status)
+
+    @app.errorhandler(redis.RedisError)
+    def _redis_error(error: redis.RedisError):
+        log.error("redis error: %s", error)
+        return error_response("unavailable", "the flag store is unreachable; nothing was changed")
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        log.exception("unhandled error")
+        return error_response("internal_error", "internal error", status=500)
+
+
+def _summary(fields: Mapping[str, list[str]]) -> str:
+    return "; ".join(f"{name}: {', '.join(problems)}" for name, problems in fields.items())

@@ -1,0 +1,18 @@
+"""The SDKs' API: /sdk/v1 (SDK keys or admin tokens)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from flagsvc.api.services import services
+
+bp = Blueprint("sdk", __name__, url_prefix="/sdk/v1")
+
+
+@bp.get("/flags")
+def snapshot():
+    current = services().snapshots.current()
+    headers = {"ETag": current.etag, "Cache-Control": "no-cache"}
+    if current.etag in request.if_none_match or request.if_none_match.contains_weak(current.etag.strip('"')):
+        return Response(status=304, headers=headers)
+    return Response(current.body, mimetype="application/json", headers=headers)

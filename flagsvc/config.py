@@ -1,0 +1,61 @@
+"""Server settings, read once from the environment into one frozen dataclass."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flagsvc.store.keys import DEFAULT_NAMESPACE
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def parse_tokens(raw: str, kind: str) -> dict[str, str]:
+    """`name=secret,other=secret2` or bare secrets (named `<kind>-1`, `<kind>-2`, ...) -> {name: secret}."""
+    tokens: dict[str, str] = {}
+    for number, item in enumerate((part.strip() for part in raw.split(",")), start=1):
+        if not item:
+            continue
+        name, sep, secret = item.partition("=")
+        if not sep:
+            name, secret = f"{kind}-{number}", item
+        name, secret = name.strip(), secret.strip()
+        if not name or len(secret) < 8:
+            raise ConfigError(f"{kind} token {name or number!r}: a name and a secret of 8+ characters are needed")
+        if name in tokens:
+            raise ConfigError(f"{kind} token name {name!r} is given twice")
+        tokens[name] = secret
+    return tokens
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None = None
+    namespace: str = DEFAULT_NAMESPACE
+    data_dir: Path = Path(".flagsvc")
+    admin_tokens: Mapping[str, str] = field(default_factory=dict)
+    sdk_keys: Mapping[str, str] = field(default_factory=dict)
+    max_body_bytes: int = 1024 * 1024
+    controller_interval: float = 2.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        try:
+            interval = float(env.get("FLAGSVC_CONTROLLER_INTERVAL", "2"))
+            max_body = int(env.get("FLAGSVC_MAX_BODY_BYTES", str(1024 * 1024)))
+        except ValueError as e:
+            raise ConfigError(f"bad number in the environment: {e}") from None
+        return cls(
+            redis_url=env.get("FLAGSVC_REDIS_URL") or None,
+            namespace=env.get("FLAGSVC_REDIS_NAMESPACE", DEFAULT_NAMESPACE),
+            data_dir=Path(env.get("FLAGSVC_DATA_DIR", ".flagsvc")),
+            admin_tokens=parse_tokens(env.get("FLAGSVC_ADMIN_TOKENS", ""), "admin"),
+            sdk_keys=parse_tokens(env.get("FLAGSVC_SDK_KEYS", ""), "sdk"),
+            max_body_bytes=max_body,
+            controller_interval=interval,
+        )

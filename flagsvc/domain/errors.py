@@ -1,0 +1,46 @@
+"""The errors the domain and the store raise; the HTTP layer maps each `code` to a status, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class FlagError(Exception):
+    """Base of every expected failure; `code` is the stable machine-readable name sent to clients."""
+
+    code = "flag_error"
+
+    def __init__(self, message: str, fields: Mapping[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = dict(fields or {})
+
+
+class InvalidFlag(FlagError):
+    code = "validation_error"
+
+
+class IllegalTransition(FlagError):
+    code = "conflict"
+
+
+class RevisionConflict(FlagError):
+    """Someone else changed the flag first: the compare-and-set on its revision failed."""
+
+    code = "conflict"
+
+
+class FlagNotFound(FlagError):
+    code = "not_found"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no flag named {key!r}")
+        self.key = key
+
+
+class FlagExists(FlagError):
+    code = "conflict"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"a flag named {key!r} exists already", {"key": ["already exists"]})
+        self.key = key

@@ -1,0 +1,58 @@
+"""The one storage interface every store implements, and the shared value types.
+
+Each store keeps a flag and its history together, and changes a flag only by compare-and-set on its revision:
+`replace` applies the new flag and its history entry atomically, or not at all. The contract tests in
+`tests/contract/` run every implementation through the same behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from flagsvc.domain.flag import Flag, HistoryEntry
+
+HISTORY_CAP = 1_000
+
+
+@dataclass(frozen=True)
+class ConfigVersion:
+    """Where the whole configuration stands: `version` grows on every change within one `epoch` (dataset)."""
+
+    epoch: str
+    version: int
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.epoch}-{self.version}"'
+
+
+@runtime_checkable
+class Store(Protocol):
+    def get(self, key: str) -> Flag | None:
+        """The flag, or None."""
+
+    def list_flags(self) -> list[Flag]:
+        """Every flag, ordered by key."""
+
+    def create(self, flag: Flag, entry: HistoryEntry) -> None:
+        """Store a new flag with its first history entry; FlagExists when the key is taken."""
+
+    def replace(self, flag: Flag, entry: HistoryEntry, *, expected_revision: int) -> None:
+        """Compare-and-set: RevisionConflict unless the stored revision is `expected_revision`,
+        FlagNotFound when there is no such flag."""
+
+    def delete(self, key: str) -> bool:
+        """Remove a flag and its history; False when there was none."""
+
+    def history(self, key: str, limit: int = 100) -> list[HistoryEntry]:
+        """Newest first, at most `limit` (the store keeps the last HISTORY_CAP)."""
+
+    def config_version(self) -> ConfigVersion:
+        """The current version of the whole configuration."""
+
+    def bump_config_version(self) -> ConfigVersion:
+        """Announce a change: +1 on the version, and tell subscribers."""
+
+    def ping(self) -> bool:
+        """True when the backing storage answers."""

@@ -1,0 +1,54 @@
+"""Every Redis key and channel flagsvc uses, built here and nowhere else (BRIEF §7).
+
+All keys start with the namespace (default ``flagsvc:``), so environments can share one Redis. Every key of one
+flag carries the hash tag ``{<flag key>}``, and every atomic operation (Lua script or MULTI/EXEC) touches the
+keys of one flag only, so the same code runs unchanged on Redis Cluster.
+
+Keys (type; what it holds; who writes it; expiry):
+
+- ``<ns>flag:{<key>}`` (hash): ``revision`` and ``doc`` (the flag as JSON); operators' API and the controller,
+  through the compare-and-set script; never expires.
+- ``<ns>history:{<key>}`` (list): history entries as JSON, newest first, capped at HISTORY_CAP; written by the
+  same script as the flag; never expires; deleted with the flag.
+- ``<ns>flags`` (set): every flag key, the listing index; create (before the flag), delete (after it).
+- ``<ns>config:version`` (string): the config version, +1 after every change; API and controller.
+- ``<ns>config:epoch`` (string): a random id of this dataset, set once with SET NX by the first server.
+- ``<ns>config:changes`` (pub/sub channel): ``<epoch>-<version>``, published after every change.
+
+The listing index lives outside the flags' hash slots, so it cannot change atomically with a flag. It is
+written so that a crash between the two steps leaves at worst an index entry without a flag, which listing
+skips (SADD before create, SREM after delete); never a flag missing from the index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_NAMESPACE = "flagsvc:"
+
+
+@dataclass(frozen=True)
+class Keys:
+    namespace: str = DEFAULT_NAMESPACE
+
+    def flag(self, key: str) -> str:
+        return f"{self.namespace}flag:{{{key}}}"
+
+    def history(self, key: str) -> str:
+        return f"{self.namespace}history:{{{key}}}"
+
+    @property
+    def index(self) -> str:
+        return f"{self.namespace}flags"
+
+    @property
+    def config_version(self) -> str:
+        return f"{self.namespace}config:version"
+
+    @property
+    def config_epoch(self) -> str:
+        return f"{self.namespace}config:epoch"
+
+    @property
+    def changes_channel(self) -> str:
+        return f"{self.namespace}config:changes"

@@ -1,0 +1,113 @@
+"""The Redis store: plain redis-py calls and three Lua scripts (in ./lua/, each headed by its KEYS and ARGV).
+
+Every flag change is one script run: compare the stored revision, write the flag, push the history entry, trim
+the history — atomically, so a change is applied whole or not at all. Keys come from `keys.Keys` only.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from importlib import resources
+
+import redis
+
+from flagsvc.domain.errors import FlagExists, FlagNotFound, RevisionConflict
+from flagsvc.domain.flag import Flag, HistoryEntry
+from flagsvc.store.base import HISTORY_CAP, ConfigVersion
+from flagsvc.store.keys import DEFAULT_NAMESPACE, Keys
+
+
+def _lua(name: str) -> str:
+    return resources.files("flagsvc.store").joinpath("lua", name).read_text()
+
+
+def _dumps(data: object) -> str:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+class RedisStore:
+    def __init__(self, client: redis.Redis, namespace: str = DEFAULT_NAMESPACE) -> None:
+        """`client` must be created with decode_responses=True."""
+        self.redis = client
+        self.keys = Keys(namespace)
+        self._create = client.register_script(_lua("create_flag.lua"))
+        self._replace = client.register_script(_lua("replace_flag.lua"))
+        self._delete = client.register_script(_lua("delete_flag.lua"))
+        self._epoch: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str, namespace: str = DEFAULT_NAMESPACE, **options: object) -> RedisStore:
+        options.setdefault("socket_timeout", 5.0)
+        options.setdefault("socket_connect_timeout", 2.0)
+        options.setdefault("health_check_interval", 30)
+        return cls(redis.Redis.from_url(url, decode_responses=True, **options), namespace)
+
+    def get(self, key: str) -> Flag | None:
+        doc = self.redis.hget(self.keys.flag(key), "doc")
+        return Flag.from_dict(json.loads(doc)) if doc else None
+
+    def list_flags(self) -> list[Flag]:
+        names = sorted(self.redis.smembers(self.keys.index))
+        if not names:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(self.keys.flag(name), "doc")
+            docs = pipe.execute()
+        return [Flag.from_dict(json.loads(doc)) for doc in docs if doc]
+
+    def create(self, flag: Flag, entry: HistoryEntry) -> None:
+        self.redis.sadd(self.keys.index, flag.key)
+        created = self._create(
+            keys=[self.keys.flag(flag.key), self.keys.history(flag.key)],
+            args=[_dumps(flag.to_dict()), flag.revision, _dumps(entry.to_dict()), HISTORY_CAP],
+        )
+        if not created:
+            raise FlagExists(flag.key)
+
+    def replace(self, flag: Flag, entry: HistoryEntry, *, expected_revision: int) -> None:
+        result = self._replace(
+            keys=[self.keys.flag(flag.key), self.keys.history(flag.key)],
+            args=[expected_revision, _dumps(flag.to_dict()), flag.revision, _dumps(entry.to_dict()), HISTORY_CAP],
+        )
+        if result == -1:
+            raise FlagNotFound(flag.key)
+        if result == 0:
+            raise RevisionConflict(f"flag {flag.key!r} changed meanwhile")
+
+    def delete(self, key: str) -> bool:
+        existed = self._delete(keys=[self.keys.flag(key), self.keys.history(key)])
+        self.redis.srem(self.keys.index, key)
+        return bool(existed)
+
+    def history(self, key: str, limit: int = 100) -> list[HistoryEntry]:
+        raw = self.redis.lrange(self.keys.history(key), 0, max(limit, 1) - 1)
+        return [HistoryEntry.from_dict(json.loads(item)) for item in raw]
+
+    def _ensure_epoch(self) -> str:
+        # The epoch names this dataset; if Redis loses it (flushed, replaced), a new one is drawn and every SDK
+        # learns that versions restarted.
+        self.redis.set(self.keys.config_epoch, uuid.uuid4().hex[:12], nx=True)
+        return self.redis.get(self.keys.config_epoch)
+
+    def config_version(self) -> ConfigVersion:
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.keys.config_epoch)
+            pipe.get(self.keys.config_version)
+            epoch, version = pipe.execute()
+        if epoch is None:
+            epoch = self._ensure_epoch()
+        return ConfigVersion(epoch, int(version or 0))
+
+    def bump_config_version(self) -> ConfigVersion:
+        epoch = self.redis.get(self.keys.config_epoch) or self._ensure_epoch()
+        version = self.redis.incr(self.keys.config_version)
+        self.redis.publish(self.keys.changes_channel, f"{epoch}-{version}")
+        return ConfigVersion(epoch, int(version))
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.redis.ping())
+        except redis.RedisError:
+            return False
