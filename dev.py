@@ -51,6 +51,15 @@ def _exec(argv: list[str]) -> int:
     return subprocess.call(argv, cwd=ROOT, env=env)
 
 
+def _replace_process(argv: list[str]) -> None:
+    """Become the command, so signals (Ctrl-C, SIGTERM from a supervisor) reach it directly."""
+    env = dict(os.environ, VIRTUAL_ENV=str(VENV), PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    os.chdir(ROOT)
+    if os.name == "nt":
+        sys.exit(subprocess.call(argv, env=env))
+    os.execvpe(argv[0], argv, env)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help") or argv[0] not in ("serve", "test", "run"):
         print(__doc__.strip())
@@ -59,15 +68,16 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     try:
         if command == "serve":
-            return _exec([str(BIN / "flagsvc"), "serve", *rest])
+            _replace_process([str(BIN / "flagsvc"), "serve", *rest])
         if command == "run":
-            return _exec(rest)
+            _replace_process(rest)
         lint = _exec([str(BIN / "ruff"), "check", "."])
         if lint != 0:
             return lint
-        return _exec([str(BIN / "python"), "-m", "pytest", *rest])
+        _replace_process([str(BIN / "python"), "-m", "pytest", *rest])
     except KeyboardInterrupt:
         return 130
+    return 0
 
 
 if __name__ == "__main__":
