@@ -11,15 +11,9 @@ import pytest
 import redis
 
 from flagsvc.api import create_app
-from flagsvc.config import Settings
 from flagsvc.embedded import EmbeddedRedis
 from flagsvc.store import MemoryStore, RedisStore
-
-ADMIN_TOKEN = "admin-secret-token"
-SDK_KEY = "sdk-secret-key-1"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-SDK = {"Authorization": f"Bearer {SDK_KEY}"}
-TEST_SETTINGS = Settings(admin_tokens={"ops": ADMIN_TOKEN}, sdk_keys={"web": SDK_KEY})
+from tests.support import TEST_SETTINGS
 
 
 @pytest.fixture(scope="session")
