@@ -1,0 +1,3 @@
+from flagsvc.cli.server import main
+
+main()

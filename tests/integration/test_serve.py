@@ -1,0 +1,99 @@
+"""`flagsvc serve` as an operator runs it: embedded Redis, generated tokens, restarts on the same data dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLAGSVC_")}
+        env["FLAGSVC_DATA_DIR"] = str(data_dir)
+        self.log = (data_dir.parent / f"serve-{self.port}.log").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flagsvc", "serve", "--port", str(self.port), "--threads", "4"],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.output()
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("server did not become ready:\n" + self.output())
+        tokens = json.loads((data_dir / "tokens.json").read_text())
+        self.admin = {"Authorization": "Bearer " + next(iter(tokens["admin_tokens"].values()))}
+
+    def output(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        code = self.proc.wait(20)
+        self.log.close()
+        return code
+
+
+def redis_pid(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / "redis.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/status").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_state_survives_restarts_and_a_crash(tmp_path):
+    data_dir = tmp_path / "data"
+    server = Server(data_dir)
+    assert "admin token:" in server.output()
+    requests.post(f"{server.url}/api/v1/flags", json={"key": "new_checkout"}, headers=server.admin).raise_for_status()
+    requests.post(f"{server.url}/api/v1/flags/new_checkout/start", headers=server.admin).raise_for_status()
+    put = requests.put(f"{server.url}/api/v1/flags/new_checkout/percent", json={"percent": 25}, headers=server.admin)
+    before = put.json()
+    embedded_pid = redis_pid(data_dir)
+    assert embedded_pid and alive(embedded_pid)
+
+    assert server.stop(signal.SIGTERM) == 0  # clean shutdown: exit 0, embedded Redis stopped with it
+    time.sleep(0.2)
+    assert not alive(embedded_pid)
+
+    server = Server(data_dir)  # same data dir, same tokens
+    after = requests.get(f"{server.url}/api/v1/flags/new_checkout", headers=server.admin).json()
+    assert (after["revision"], after["percent"], after["state"]) == (before["revision"], 25.0, "manual")
+    snapshot = requests.get(f"{server.url}/sdk/v1/flags", headers=server.admin).json()
+    assert snapshot["flags"]["new_checkout"]["percent"] == 25.0
+
+    server.stop(signal.SIGKILL)  # a crash: no cleanup ran
+    server = Server(data_dir)  # recovers: the orphan (if any) is taken over, the AOF loads
+    again = requests.get(f"{server.url}/api/v1/flags/new_checkout", headers=server.admin).json()
+    assert again["revision"] == before["revision"]
+    assert server.stop() == 0
