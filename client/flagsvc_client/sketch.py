@@ -60,10 +60,11 @@ class LatencySketch:
             self.count += n
 
     def quantile(self, q: float) -> float | None:
-        """The q-quantile (0 <= q <= 1) in ms, or None for an empty sketch."""
+        """The q-quantile (0 <= q <= 1) in ms by nearest rank (conservative for tail quantiles: the p99 of
+        [12, 80] is 80), or None for an empty sketch."""
         if self.count <= 0:
             return None
-        rank = q * (self.count - 1)
+        rank = max(math.ceil(q * self.count) - 1, 0)
         seen = 0
         for index in sorted(self.buckets):
             seen += self.buckets[index]

@@ -13,6 +13,7 @@ from flagsvc.api.errors import ApiError, register_error_handlers
 from flagsvc.api.services import Services
 from flagsvc.config import Settings
 from flagsvc.operations import FlagOperations
+from flagsvc.outcomes import OutcomeIngest
 from flagsvc.snapshot import SnapshotSource
 from flagsvc.store.base import Store
 from flagsvc.store.redis_store import RedisStore
@@ -33,6 +34,7 @@ def create_app(
     app.extensions["flagsvc"] = Services(
         operations=FlagOperations(store, clock),
         snapshots=SnapshotSource(store),
+        outcomes=OutcomeIngest(store),
         tokens=TokenRegistry(settings.admin_tokens, settings.sdk_keys),
     )
     app.extensions["flagsvc.settings"] = settings

@@ -71,3 +71,8 @@ def history(key: str):
     operations.get(key)
     entries = operations.store.history(key, int(limit))
     return jsonify({"key": key, "history": [e.to_dict() for e in entries]})
+
+
+@bp.get("/flags/<key>/stats")
+def stats(key: str):
+    return jsonify(services().outcomes.stats(key))

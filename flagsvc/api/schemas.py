@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validate
+from flagsvc_client import sketch
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from flagsvc.domain import flag as flags
 
@@ -70,3 +71,61 @@ flag_create = FlagCreateSchema()
 flag_update = FlagUpdateSchema()
 reason_body = ReasonSchema()
 percent_body = PercentSchema()
+
+
+# --- outcome batches (docs/protocol.md) -------------------------------------------------------------------
+
+MAX_COUNT = 10**9
+MAX_BATCH_FLAGS = 1_000
+MAX_SKETCH_BUCKETS = 1_000
+
+
+class ArmOutcomeSchema(Schema):
+    count = fields.Integer(strict=True, required=True, validate=validate.Range(0, MAX_COUNT))
+    errors = fields.Integer(strict=True, required=True, validate=validate.Range(0, MAX_COUNT))
+    error_users = fields.Integer(strict=True, validate=validate.Range(0, MAX_COUNT))
+    latency = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^-?\d{1,6}\Z", error="must be a bucket index")),
+        values=fields.Integer(strict=True, validate=validate.Range(0, MAX_COUNT)),
+        validate=validate.Length(max=MAX_SKETCH_BUCKETS),
+    )
+
+    @validates_schema
+    def consistent(self, data: dict[str, Any], **kwargs: Any) -> None:
+        problems: dict[str, list[str]] = {}
+        if data["errors"] > data["count"]:
+            problems["errors"] = ["cannot exceed count"]
+        if data.get("error_users", 0) > data["errors"]:
+            problems["error_users"] = ["cannot exceed errors"]
+        latency = data.get("latency") or {}
+        if sum(latency.values()) > data["count"]:
+            problems["latency"] = ["holds more latencies than count"]
+        elif any(not sketch.MIN_INDEX <= int(index) <= sketch.MAX_INDEX for index in latency):
+            problems["latency"] = [f"bucket indexes run from {sketch.MIN_INDEX} to {sketch.MAX_INDEX}"]
+        if problems:
+            raise ValidationError(problems)
+
+
+class FlagOutcomeSchema(Schema):
+    revision = fields.Integer(strict=True, required=True, validate=validate.Range(1, 2**53))
+    arms = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(["stable", "canary"])),
+        values=fields.Nested(ArmOutcomeSchema),
+        required=True,
+    )
+
+
+class OutcomeBatchSchema(Schema):
+    batch_id = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{8,64}\Z",
+                                                                     error="8 to 64 of A-Z a-z 0-9 _ -"))
+    flags = fields.Dict(
+        keys=fields.String(validate=validate.Length(1, 128)),
+        values=fields.Nested(FlagOutcomeSchema),
+        required=True,
+        validate=validate.Length(max=MAX_BATCH_FLAGS),
+    )
+    sent_at = StrictNumber()
+    sdk = fields.String(validate=validate.Length(max=100))
+
+
+outcome_batch = OutcomeBatchSchema()

@@ -8,6 +8,7 @@ from flask import current_app
 
 from flagsvc.api.auth import TokenRegistry
 from flagsvc.operations import FlagOperations
+from flagsvc.outcomes import OutcomeIngest
 from flagsvc.snapshot import SnapshotSource
 
 
@@ -15,6 +16,7 @@ from flagsvc.snapshot import SnapshotSource
 class Services:
     operations: FlagOperations
     snapshots: SnapshotSource
+    outcomes: OutcomeIngest
     tokens: TokenRegistry
 
 

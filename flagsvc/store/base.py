@@ -8,11 +8,13 @@ Each store keeps a flag and its history together, and changes a flag only by com
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from flagsvc.domain.flag import Flag, HistoryEntry
+from flagsvc.domain.outcomes import ArmTotals
 
 HISTORY_CAP = 1_000
+IngestResult = Literal["accepted", "duplicate", "stale", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,19 @@ class Store(Protocol):
 
     def bump_config_version(self) -> ConfigVersion:
         """Announce a change: +1 on the version, and tell subscribers."""
+
+    def add_outcomes(self, key: str, revision: int, batch_id: str, increments: dict[str, int]) -> IngestResult:
+        """Add a batch's counters (see domain.outcomes.counter_fields) to the flag's aggregates, atomically and
+        once per (flag, batch_id); only when `revision` is the flag's current one."""
+
+    def outcome_totals(self, key: str, revision: int) -> dict[str, ArmTotals]:
+        """The aggregates of one revision, per arm."""
+
+    def ingest_counts(self, key: str) -> dict[str, int]:
+        """How many batches were accepted, duplicate or stale for this flag."""
+
+    def count_unknown(self, n: int) -> None:
+        """Count batch entries for flags that do not exist."""
 
     def ping(self) -> bool:
         """True when the backing storage answers."""

@@ -10,6 +10,14 @@ Keys (type; what it holds; who writes it; expiry):
   through the compare-and-set script; never expires.
 - ``<ns>history:{<key>}`` (list): history entries as JSON, newest first, capped at HISTORY_CAP; written by the
   same script as the flag; never expires; deleted with the flag.
+- ``<ns>outcomes:{<key>}`` (hash): outcome aggregates of the flag's current revision: ``revision``,
+  ``<arm>:count``, ``<arm>:errors``, ``<arm>:error_users``, ``<arm>:lat:<sketch bucket>``; the outcomes script,
+  which starts it afresh on the first batch of a new revision; expires OUTCOMES_TTL after the last batch;
+  deleted with the flag.
+- ``<ns>batch:{<key>}:<batch_id>`` (string): marks a batch as applied to this flag; the outcomes script;
+  expires after BATCH_MARKER_TTL, the longest an SDK retries a batch.
+- ``<ns>ingest:{<key>}`` (hash): ``accepted``, ``duplicate``, ``stale`` batch counts; the outcomes script.
+- ``<ns>ingest:unknown`` (string): batch entries for flags that do not exist; the API.
 - ``<ns>flags`` (set): every flag key, the listing index; create (before the flag), delete (after it).
 - ``<ns>config:version`` (string): the config version, +1 after every change; API and controller.
 - ``<ns>config:epoch`` (string): a random id of this dataset, set once with SET NX by the first server.
@@ -25,6 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_NAMESPACE = "flagsvc:"
+OUTCOMES_TTL = 30 * 24 * 3600
+BATCH_MARKER_TTL = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,19 @@ class Keys:
 
     def history(self, key: str) -> str:
         return f"{self.namespace}history:{{{key}}}"
+
+    def outcomes(self, key: str) -> str:
+        return f"{self.namespace}outcomes:{{{key}}}"
+
+    def batch_marker(self, key: str, batch_id: str) -> str:
+        return f"{self.namespace}batch:{{{key}}}:{batch_id}"
+
+    def ingest_counters(self, key: str) -> str:
+        return f"{self.namespace}ingest:{{{key}}}"
+
+    @property
+    def ingest_unknown(self) -> str:
+        return f"{self.namespace}ingest:unknown"
 
     @property
     def index(self) -> str:

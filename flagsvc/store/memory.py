@@ -8,7 +8,8 @@ from collections import deque
 
 from flagsvc.domain.errors import FlagExists, FlagNotFound, RevisionConflict
 from flagsvc.domain.flag import Flag, HistoryEntry
-from flagsvc.store.base import HISTORY_CAP, ConfigVersion
+from flagsvc.domain.outcomes import ArmTotals, totals_from_fields
+from flagsvc.store.base import HISTORY_CAP, ConfigVersion, IngestResult
 
 
 class MemoryStore:
@@ -18,6 +19,10 @@ class MemoryStore:
         self._history: dict[str, deque[HistoryEntry]] = {}
         self._epoch = uuid.uuid4().hex[:12]
         self._version = 0
+        self._outcomes: dict[str, tuple[int, dict[str, int]]] = {}  # one revision's aggregates per flag
+        self._batches: set[tuple[str, str]] = set()
+        self._ingest: dict[str, dict[str, int]] = {}
+        self._unknown = 0
 
     def get(self, key: str) -> Flag | None:
         return self._flags.get(key)
@@ -46,6 +51,9 @@ class MemoryStore:
     def delete(self, key: str) -> bool:
         with self._lock:
             self._history.pop(key, None)
+            self._ingest.pop(key, None)
+            self._outcomes.pop(key, None)
+            self._batches = {b for b in self._batches if b[0] != key}
             return self._flags.pop(key, None) is not None
 
     def history(self, key: str, limit: int = 100) -> list[HistoryEntry]:
@@ -59,6 +67,42 @@ class MemoryStore:
         with self._lock:
             self._version += 1
             return ConfigVersion(self._epoch, self._version)
+
+    def add_outcomes(self, key: str, revision: int, batch_id: str, increments: dict[str, int]) -> IngestResult:
+        with self._lock:
+            flag = self._flags.get(key)
+            if flag is None:
+                return "unknown"
+            counters = self._ingest.setdefault(key, {"accepted": 0, "duplicate": 0, "stale": 0})
+            result: IngestResult
+            if flag.revision != revision:
+                result = "stale"
+            elif (key, batch_id) in self._batches:
+                result = "duplicate"
+            else:
+                self._batches.add((key, batch_id))
+                kept_revision, totals = self._outcomes.get(key, (revision, {}))
+                if kept_revision != revision:
+                    totals = {}
+                self._outcomes[key] = (revision, totals)
+                for name, n in increments.items():
+                    totals[name] = totals.get(name, 0) + n
+                result = "accepted"
+            counters[result] += 1
+            return result
+
+    def outcome_totals(self, key: str, revision: int) -> dict[str, ArmTotals]:
+        with self._lock:
+            kept_revision, totals = self._outcomes.get(key, (revision, {}))
+            return totals_from_fields(dict(totals) if kept_revision == revision else {})
+
+    def ingest_counts(self, key: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self._ingest.get(key, {"accepted": 0, "duplicate": 0, "stale": 0}))
+
+    def count_unknown(self, n: int) -> None:
+        with self._lock:
+            self._unknown += n
 
     def ping(self) -> bool:
         return True

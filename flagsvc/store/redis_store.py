@@ -14,8 +14,9 @@ import redis
 
 from flagsvc.domain.errors import FlagExists, FlagNotFound, RevisionConflict
 from flagsvc.domain.flag import Flag, HistoryEntry
-from flagsvc.store.base import HISTORY_CAP, ConfigVersion
-from flagsvc.store.keys import DEFAULT_NAMESPACE, Keys
+from flagsvc.domain.outcomes import ArmTotals, totals_from_fields
+from flagsvc.store.base import HISTORY_CAP, ConfigVersion, IngestResult
+from flagsvc.store.keys import BATCH_MARKER_TTL, DEFAULT_NAMESPACE, OUTCOMES_TTL, Keys
 
 
 def _lua(name: str) -> str:
@@ -34,6 +35,7 @@ class RedisStore:
         self._create = client.register_script(_lua("create_flag.lua"))
         self._replace = client.register_script(_lua("replace_flag.lua"))
         self._delete = client.register_script(_lua("delete_flag.lua"))
+        self._add_outcomes = client.register_script(_lua("add_outcomes.lua"))
         self._epoch: str | None = None
 
     @classmethod
@@ -77,7 +79,8 @@ class RedisStore:
             raise RevisionConflict(f"flag {flag.key!r} changed meanwhile")
 
     def delete(self, key: str) -> bool:
-        existed = self._delete(keys=[self.keys.flag(key), self.keys.history(key)])
+        existed = self._delete(keys=[self.keys.flag(key), self.keys.history(key), self.keys.outcomes(key),
+                                     self.keys.ingest_counters(key)])
         self.redis.srem(self.keys.index, key)
         return bool(existed)
 
@@ -105,6 +108,29 @@ class RedisStore:
         version = self.redis.incr(self.keys.config_version)
         self.redis.publish(self.keys.changes_channel, f"{epoch}-{version}")
         return ConfigVersion(epoch, int(version))
+
+    def add_outcomes(self, key: str, revision: int, batch_id: str, increments: dict[str, int]) -> IngestResult:
+        args: list[object] = [revision, BATCH_MARKER_TTL, OUTCOMES_TTL]
+        for name, n in increments.items():
+            args += [name, n]
+        return self._add_outcomes(
+            keys=[self.keys.flag(key), self.keys.batch_marker(key, batch_id), self.keys.outcomes(key),
+                  self.keys.ingest_counters(key)],
+            args=args,
+        )
+
+    def outcome_totals(self, key: str, revision: int) -> dict[str, ArmTotals]:
+        fields = self.redis.hgetall(self.keys.outcomes(key))
+        if fields.get("revision") != str(revision):
+            fields = {}
+        return totals_from_fields(fields)
+
+    def ingest_counts(self, key: str) -> dict[str, int]:
+        counts = self.redis.hgetall(self.keys.ingest_counters(key))
+        return {name: int(counts.get(name, 0)) for name in ("accepted", "duplicate", "stale")}
+
+    def count_unknown(self, n: int) -> None:
+        self.redis.incrby(self.keys.ingest_unknown, n)
 
     def ping(self) -> bool:
         try:

@@ -116,3 +116,32 @@ def test_concurrent_compare_and_set_loses_no_update(any_store):
     assert sorted(applied) == list(range(2, 2 + 16 * 8))
     assert any_store.get(flag.key).revision == 1 + 16 * 8
     assert len(any_store.history(flag.key, limit=1000)) == 1 + 16 * 8
+
+
+def test_outcomes_add_up_once_per_batch_for_the_current_revision(any_store):
+    flag, entry = new()
+    any_store.create(flag, entry)
+    increments = {"stable:count": 90, "stable:errors": 2, "stable:error_users": 1, "canary:count": 10,
+                  "canary:lat:233": 4, "canary:lat:240": 6}
+    assert any_store.add_outcomes(flag.key, 1, "batch-0001", increments) == "accepted"
+    assert any_store.add_outcomes(flag.key, 1, "batch-0001", increments) == "duplicate"
+    assert any_store.add_outcomes(flag.key, 1, "batch-0002", {"canary:count": 5, "canary:errors": 1}) == "accepted"
+    assert any_store.add_outcomes(flag.key, 7, "batch-0003", increments) == "stale"
+    assert any_store.add_outcomes("ghost", 1, "batch-0004", increments) == "unknown"
+    totals = any_store.outcome_totals(flag.key, 1)
+    assert (totals["stable"].count, totals["stable"].errors, totals["stable"].error_users) == (90, 2, 1)
+    assert (totals["canary"].count, totals["canary"].errors) == (15, 1)
+    assert totals["canary"].latency.buckets == {233: 4, 240: 6}
+    assert any_store.ingest_counts(flag.key) == {"accepted": 2, "duplicate": 1, "stale": 1}
+
+    started, start_entry = flags.start(flag, now=2, actor="ops")  # a new revision starts from nothing
+    any_store.replace(started, start_entry, expected_revision=1)
+    assert any_store.outcome_totals(flag.key, 2)["canary"].count == 0
+    assert any_store.add_outcomes(flag.key, 1, "batch-0005", increments) == "stale"
+    assert any_store.add_outcomes(flag.key, 2, "batch-0006", {"canary:count": 3}) == "accepted"
+    assert any_store.outcome_totals(flag.key, 2)["canary"].count == 3
+    assert any_store.outcome_totals(flag.key, 2)["stable"].count == 0
+
+    any_store.delete(flag.key)
+    any_store.create(flag, entry)  # a new flag of the same name inherits nothing
+    assert any_store.outcome_totals(flag.key, 1)["stable"].count == 0

@@ -1,0 +1,77 @@
+"""Outcome aggregates: what SDKs report per flag, revision and arm (stable or canary), and how batches add up.
+
+Aggregates are plain counters plus a latency sketch, so batches merge exactly in any order; the store adds them
+atomically per flag and revision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flagsvc_client.sketch import LatencySketch
+
+ARMS = ("stable", "canary")
+
+
+@dataclass(frozen=True)
+class ArmTotals:
+    """Cumulative outcomes of one arm for one revision of a flag."""
+
+    count: int = 0
+    errors: int = 0
+    error_users: int = 0
+    latency: LatencySketch = field(default_factory=LatencySketch)
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.count if self.count else None
+
+    def summary(self) -> dict[str, Any]:
+        def q(p: float) -> float | None:
+            value = self.latency.quantile(p)
+            return round(value, 3) if value is not None else None
+
+        return {
+            "count": self.count,
+            "errors": self.errors,
+            "error_users": self.error_users,
+            "error_rate": self.error_rate,
+            "p50_ms": q(0.50),
+            "p95_ms": q(0.95),
+            "p99_ms": q(0.99),
+        }
+
+
+def counter_fields(arms: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """A validated batch entry's arms -> the increments the store applies, one flat name per counter."""
+    increments: dict[str, int] = {}
+    for arm, totals in arms.items():
+        for name in ("count", "errors", "error_users"):
+            if totals.get(name):
+                increments[f"{arm}:{name}"] = int(totals[name])
+        for index, n in (totals.get("latency") or {}).items():
+            if n:
+                increments[f"{arm}:lat:{int(index)}"] = int(n)
+    return increments
+
+
+def totals_from_fields(fields: Mapping[str, str | int]) -> dict[str, ArmTotals]:
+    """The store's flat counters -> ArmTotals per arm (arms with no data are empty totals)."""
+    raw: dict[str, dict[str, Any]] = {arm: {"latency": {}} for arm in ARMS}
+    for name, value in fields.items():
+        arm, _, rest = name.partition(":")
+        if arm not in raw:
+            continue
+        if rest.startswith("lat:"):
+            raw[arm]["latency"][int(rest[4:])] = int(value)
+        else:
+            raw[arm][rest] = int(value)
+    return {
+        arm: ArmTotals(
+            count=values.get("count", 0), errors=values.get("errors", 0),
+            error_users=values.get("error_users", 0), latency=LatencySketch(values["latency"]),
+        )
+        for arm, values in raw.items()
+    }

@@ -1,0 +1,28 @@
+-- Add one batch's outcomes for one flag into the aggregates of the flag's current revision, exactly once.
+-- KEYS[1] flag hash, KEYS[2] batch marker, KEYS[3] the flag's aggregates hash, KEYS[4] ingest counters hash
+-- ARGV[1] the revision the SDK measured, ARGV[2] marker TTL (s), ARGV[3] aggregates TTL (s),
+-- ARGV[4], ARGV[5], ... pairs of (aggregate field, increment)
+-- Returns 'accepted', 'duplicate', 'stale' (another revision is current) or 'unknown' (no such flag).
+local current = redis.call('HGET', KEYS[1], 'revision')
+if not current then
+  return 'unknown'
+end
+if current ~= ARGV[1] then
+  redis.call('HINCRBY', KEYS[4], 'stale', 1)
+  return 'stale'
+end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[2])) then
+  redis.call('HINCRBY', KEYS[4], 'duplicate', 1)
+  return 'duplicate'
+end
+-- The aggregates hash holds one revision only: the first batch of a new revision starts it afresh.
+if redis.call('HGET', KEYS[3], 'revision') ~= ARGV[1] then
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[3], 'revision', ARGV[1])
+end
+for i = 4, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[3], ARGV[i], tonumber(ARGV[i + 1]))
+end
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[3]))
+redis.call('HINCRBY', KEYS[4], 'accepted', 1)
+return 'accepted'
