@@ -11,6 +11,7 @@ from flagsvc.api import admin, ops, sdk
 from flagsvc.api.auth import Scope, TokenRegistry, bearer_secret
 from flagsvc.api.errors import ApiError, register_error_handlers
 from flagsvc.api.services import Services
+from flagsvc.changes import ChangeFeed
 from flagsvc.config import Settings
 from flagsvc.operations import FlagOperations
 from flagsvc.outcomes import OutcomeIngest
@@ -35,6 +36,7 @@ def create_app(
         operations=FlagOperations(store, clock),
         snapshots=SnapshotSource(store),
         outcomes=OutcomeIngest(store),
+        changes=ChangeFeed(store.listen_changes),
         tokens=TokenRegistry(settings.admin_tokens, settings.sdk_keys),
     )
     app.extensions["flagsvc.settings"] = settings

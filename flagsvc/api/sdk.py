@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from flagsvc.api import schemas
 from flagsvc.api.body import json_body
 from flagsvc.api.services import services
+from flagsvc.snapshot import Snapshot
 
 bp = Blueprint("sdk", __name__, url_prefix="/sdk/v1")
 
@@ -18,6 +19,40 @@ def snapshot():
     if current.etag in request.if_none_match or request.if_none_match.contains_weak(current.etag.strip('"')):
         return Response(status=304, headers=headers)
     return Response(current.body, mimetype="application/json", headers=headers)
+
+
+HEARTBEAT_SECONDS = 15.0
+
+
+def _event(snapshot: Snapshot) -> bytes:
+    return b"event: snapshot\nid: %s\ndata: %s\n\n" % (snapshot.etag.strip('"').encode(), snapshot.body)
+
+
+@bp.get("/stream")
+def stream():
+    """Server-Sent Events: the snapshot now and after every change; a heartbeat comment when quiet. Each wake-up
+    (or heartbeat) re-reads the snapshot, so a change whose announcement was lost still arrives."""
+    svc = services()
+    svc.changes.ensure_started()
+    first = svc.snapshots.current()
+    heartbeat = current_app.config.get("FLAGSVC_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS)
+
+    def events():
+        sent = first
+        yield _event(first)
+        generation = svc.changes.generation
+        while not svc.changes.closed:
+            woke = svc.changes.wait(generation, heartbeat)
+            current = svc.snapshots.current()
+            if current.version != sent.version:
+                sent = current
+                yield _event(current)
+            elif woke == generation:
+                yield b": heartbeat\n\n"
+            generation = woke
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return Response(events(), mimetype="text/event-stream", headers=headers)
 
 
 @bp.post("/outcomes")

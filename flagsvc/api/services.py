@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from flagsvc.api.auth import TokenRegistry
+from flagsvc.changes import ChangeFeed
 from flagsvc.operations import FlagOperations
 from flagsvc.outcomes import OutcomeIngest
 from flagsvc.snapshot import SnapshotSource
@@ -17,6 +18,7 @@ class Services:
     operations: FlagOperations
     snapshots: SnapshotSource
     outcomes: OutcomeIngest
+    changes: ChangeFeed
     tokens: TokenRegistry
 
 

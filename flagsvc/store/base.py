@@ -7,6 +7,8 @@ Each store keeps a flag and its history together, and changes a flag only by com
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -68,6 +70,9 @@ class Store(Protocol):
 
     def count_unknown(self, n: int) -> None:
         """Count batch entries for flags that do not exist."""
+
+    def listen_changes(self, on_change: Callable[[], None], stop: threading.Event) -> None:
+        """Block, calling `on_change` after every announced config change (from any process), until `stop`."""
 
     def ping(self) -> bool:
         """True when the backing storage answers."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable
 
 from flagsvc.domain.errors import FlagExists, FlagNotFound, RevisionConflict
 from flagsvc.domain.flag import Flag, HistoryEntry
@@ -15,6 +16,7 @@ from flagsvc.store.base import HISTORY_CAP, ConfigVersion, IngestResult
 class MemoryStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._flags: dict[str, Flag] = {}
         self._history: dict[str, deque[HistoryEntry]] = {}
         self._epoch = uuid.uuid4().hex[:12]
@@ -66,7 +68,10 @@ class MemoryStore:
     def bump_config_version(self) -> ConfigVersion:
         with self._lock:
             self._version += 1
-            return ConfigVersion(self._epoch, self._version)
+            version = ConfigVersion(self._epoch, self._version)
+        with self._changed:
+            self._changed.notify_all()
+        return version
 
     def add_outcomes(self, key: str, revision: int, batch_id: str, increments: dict[str, int]) -> IngestResult:
         with self._lock:
@@ -103,6 +108,15 @@ class MemoryStore:
     def count_unknown(self, n: int) -> None:
         with self._lock:
             self._unknown += n
+
+    def listen_changes(self, on_change: Callable[[], None], stop: threading.Event) -> None:
+        seen = self._version
+        while not stop.is_set():
+            with self._changed:
+                self._changed.wait_for(lambda seen=seen: self._version != seen or stop.is_set(), timeout=1.0)
+            if self._version != seen:
+                seen = self._version
+                on_change()
 
     def ping(self) -> bool:
         return True

@@ -7,7 +7,9 @@ the history — atomically, so a change is applied whole or not at all. Keys com
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from collections.abc import Callable
 from importlib import resources
 
 import redis
@@ -131,6 +133,17 @@ class RedisStore:
 
     def count_unknown(self, n: int) -> None:
         self.redis.incrby(self.keys.ingest_unknown, n)
+
+    def listen_changes(self, on_change: Callable[[], None], stop: threading.Event) -> None:
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(self.keys.changes_channel)
+            on_change()  # anything announced while we were not subscribed
+            while not stop.is_set():
+                if pubsub.get_message(timeout=1.0) is not None:
+                    on_change()
+        finally:
+            pubsub.close()
 
     def ping(self) -> bool:
         try:

@@ -1,0 +1,82 @@
+"""GET /sdk/v1/stream over real HTTP, with changes fanned out through real Redis pub/sub."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from flagsvc.api import create_app
+from flagsvc.store import RedisStore
+from tests.support import ADMIN, SDK, TEST_SETTINGS
+
+
+def serve(app) -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    app.extensions["flagsvc"].changes.close()
+    server.shutdown()
+    thread.join(5)
+
+
+@pytest.fixture
+def two_servers(real_redis, namespace) -> Iterator[tuple[str, str]]:
+    """Two server processes' worth of apps on one Redis, like two replicas."""
+    apps = [create_app(TEST_SETTINGS, store=RedisStore(real_redis, namespace)) for _ in range(2)]
+    for app in apps:
+        app.config["FLAGSVC_HEARTBEAT_SECONDS"] = 0.5
+    servers = [serve(app) for app in apps]
+    urls = [next(s) for s in servers]
+    yield urls[0], urls[1]
+    for s in servers:
+        next(s, None)
+
+
+def events(response: requests.Response) -> Iterator[tuple[str, str]]:
+    """(event name, data) pairs; heartbeats as ("heartbeat", "")."""
+    event, data = "message", []
+    for raw in response.iter_lines(decode_unicode=True):
+        if raw.startswith(":"):
+            yield "heartbeat", ""
+        elif raw.startswith("event:"):
+            event = raw[6:].strip()
+        elif raw.startswith("data:"):
+            data.append(raw[5:].strip())
+        elif raw == "" and data:
+            yield event, "\n".join(data)
+            event, data = "message", []
+
+
+def test_a_change_on_one_replica_reaches_a_stream_on_the_other(two_servers):
+    writer, reader = two_servers
+    requests.post(f"{writer}/api/v1/flags", json={"key": "new_checkout"}, headers=ADMIN).raise_for_status()
+    with requests.get(f"{reader}/sdk/v1/stream", headers=SDK, stream=True, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        stream = events(response)
+        name, data = next(stream)
+        first = json.loads(data)
+        assert name == "snapshot" and first["flags"]["new_checkout"]["state"] == "off"
+
+        started = time.monotonic()
+        requests.post(f"{writer}/api/v1/flags/new_checkout/start", headers=ADMIN).raise_for_status()
+        for name, data in stream:
+            if name == "snapshot":
+                break
+        elapsed = time.monotonic() - started
+        second = json.loads(data)
+        assert second["version"] > first["version"] and second["flags"]["new_checkout"]["state"] == "rolling"
+        assert elapsed < 1.0, elapsed
+
+        kinds = [next(stream)[0] for _ in range(2)]  # quiet: heartbeats keep the connection visibly alive
+        assert kinds == ["heartbeat", "heartbeat"]
+
+
+def test_stream_needs_an_sdk_key(two_servers):
+    assert requests.get(f"{two_servers[0]}/sdk/v1/stream", timeout=5).status_code == 401
