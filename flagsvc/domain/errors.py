@@ -30,6 +30,12 @@ class RevisionConflict(FlagError):
     code = "conflict"
 
 
+class LeadershipLost(FlagError):
+    """A controller's write was refused: a newer leader has fenced the flag."""
+
+    code = "conflict"
+
+
 class FlagNotFound(FlagError):
     code = "not_found"
 

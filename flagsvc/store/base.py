@@ -42,9 +42,25 @@ class Store(Protocol):
     def create(self, flag: Flag, entry: HistoryEntry) -> None:
         """Store a new flag with its first history entry; FlagExists when the key is taken."""
 
-    def replace(self, flag: Flag, entry: HistoryEntry, *, expected_revision: int) -> None:
+    def replace(self, flag: Flag, entry: HistoryEntry, *, expected_revision: int, fence: int | None = None) -> None:
         """Compare-and-set: RevisionConflict unless the stored revision is `expected_revision`,
-        FlagNotFound when there is no such flag."""
+        FlagNotFound when there is no such flag. A controller passes its fencing token as `fence`:
+        LeadershipLost when a newer leader fenced the flag."""
+
+    def raise_fence(self, key: str, token: int) -> bool:
+        """Mark the flag as acted on by the leader with `token`; False when a newer token is there."""
+
+    def acquire_lease(self, owner: str, ttl_seconds: float) -> int | None:
+        """Take or renew the controller lease: the fencing token while `owner` leads, else None."""
+
+    def release_lease(self, owner: str) -> None:
+        """Give the lease up at once (a clean shutdown), if `owner` holds it."""
+
+    def save_judgement(self, key: str, data: dict) -> None:
+        """Keep the judge's state and last verdict for the flag (data carries its revision)."""
+
+    def load_judgement(self, key: str) -> dict | None:
+        """What save_judgement kept, or None."""
 
     def delete(self, key: str) -> bool:
         """Remove a flag and its history; False when there was none."""

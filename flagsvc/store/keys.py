@@ -18,6 +18,13 @@ Keys (type; what it holds; who writes it; expiry):
   expires after BATCH_MARKER_TTL, the longest an SDK retries a batch.
 - ``<ns>ingest:{<key>}`` (hash): ``accepted``, ``duplicate``, ``stale`` batch counts; the outcomes script.
 - ``<ns>ingest:unknown`` (string): batch entries for flags that do not exist; the API.
+- ``<ns>judge:{<key>}`` (string): the judge's state and last verdict for the flag's current revision, JSON;
+  the controller leader; deleted with the flag.
+- ``<ns>controller:lease`` (string): ``<owner> <fencing token>`` of the controller leader; lease script;
+  expires after the lease time unless renewed.
+- ``<ns>controller:fence`` (string): the fencing counter, +1 for every new leadership; lease script.
+- The flag hash's ``fence`` field: the highest fencing token that acted on the flag; a controller write with a
+  lower token is refused (replace script), so a deposed leader cannot change anything.
 - ``<ns>flags`` (set): every flag key, the listing index; create (before the flag), delete (after it).
 - ``<ns>config:version`` (string): the config version, +1 after every change; API and controller.
 - ``<ns>config:epoch`` (string): a random id of this dataset, set once with SET NX by the first server.
@@ -55,6 +62,17 @@ class Keys:
 
     def ingest_counters(self, key: str) -> str:
         return f"{self.namespace}ingest:{{{key}}}"
+
+    def judgement(self, key: str) -> str:
+        return f"{self.namespace}judge:{{{key}}}"
+
+    @property
+    def controller_lease(self) -> str:
+        return f"{self.namespace}controller:lease"
+
+    @property
+    def controller_fence(self) -> str:
+        return f"{self.namespace}controller:fence"
 
     @property
     def ingest_unknown(self) -> str:

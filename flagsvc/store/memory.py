@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
 
-from flagsvc.domain.errors import FlagExists, FlagNotFound, RevisionConflict
+from flagsvc.domain.errors import FlagExists, FlagNotFound, LeadershipLost, RevisionConflict
 from flagsvc.domain.flag import Flag, HistoryEntry
 from flagsvc.domain.outcomes import ArmTotals, totals_from_fields
 from flagsvc.store.base import HISTORY_CAP, ConfigVersion, IngestResult
@@ -25,6 +26,10 @@ class MemoryStore:
         self._batches: set[tuple[str, str]] = set()
         self._ingest: dict[str, dict[str, int]] = {}
         self._unknown = 0
+        self._fences: dict[str, int] = {}
+        self._judgements: dict[str, dict] = {}
+        self._lease: tuple[str, int, float] | None = None  # owner, token, expires (monotonic)
+        self._fence_counter = 0
 
     def get(self, key: str) -> Flag | None:
         return self._flags.get(key)
@@ -40,21 +45,60 @@ class MemoryStore:
             self._flags[flag.key] = flag
             self._history[flag.key] = deque([entry], maxlen=HISTORY_CAP)
 
-    def replace(self, flag: Flag, entry: HistoryEntry, *, expected_revision: int) -> None:
+    def replace(self, flag: Flag, entry: HistoryEntry, *, expected_revision: int, fence: int | None = None) -> None:
         with self._lock:
             current = self._flags.get(flag.key)
             if current is None:
                 raise FlagNotFound(flag.key)
+            if fence is not None and self._fences.get(flag.key, 0) > fence:
+                raise LeadershipLost(f"a newer controller leader fenced flag {flag.key!r}")
             if current.revision != expected_revision:
                 raise RevisionConflict(f"flag {flag.key!r} changed meanwhile (revision {current.revision})")
             self._flags[flag.key] = flag
             self._history[flag.key].appendleft(entry)
+            if fence is not None:
+                self._fences[flag.key] = fence
+
+    def raise_fence(self, key: str, token: int) -> bool:
+        with self._lock:
+            if key not in self._flags or self._fences.get(key, 0) > token:
+                return False
+            self._fences[key] = token
+            return True
+
+    def acquire_lease(self, owner: str, ttl_seconds: float) -> int | None:
+        with self._lock:
+            now = time.monotonic()
+            if self._lease and self._lease[2] > now and self._lease[0] != owner:
+                return None
+            if self._lease and self._lease[2] > now:
+                token = self._lease[1]
+            else:
+                self._fence_counter += 1
+                token = self._fence_counter
+            self._lease = (owner, token, now + ttl_seconds)
+            return token
+
+    def release_lease(self, owner: str) -> None:
+        with self._lock:
+            if self._lease and self._lease[0] == owner:
+                self._lease = None
+
+    def save_judgement(self, key: str, data: dict) -> None:
+        with self._lock:
+            self._judgements[key] = dict(data)
+
+    def load_judgement(self, key: str) -> dict | None:
+        with self._lock:
+            return self._judgements.get(key)
 
     def delete(self, key: str) -> bool:
         with self._lock:
             self._history.pop(key, None)
             self._ingest.pop(key, None)
             self._outcomes.pop(key, None)
+            self._fences.pop(key, None)
+            self._judgements.pop(key, None)
             self._batches = {b for b in self._batches if b[0] != key}
             return self._flags.pop(key, None) is not None
 

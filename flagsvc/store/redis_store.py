@@ -14,7 +14,7 @@ from importlib import resources
 
 import redis
 
-from flagsvc.domain.errors import FlagExists, FlagNotFound, RevisionConflict
+from flagsvc.domain.errors import FlagExists, FlagNotFound, LeadershipLost, RevisionConflict
 from flagsvc.domain.flag import Flag, HistoryEntry
 from flagsvc.domain.outcomes import ArmTotals, totals_from_fields
 from flagsvc.store.base import HISTORY_CAP, ConfigVersion, IngestResult
@@ -38,6 +38,9 @@ class RedisStore:
         self._replace = client.register_script(_lua("replace_flag.lua"))
         self._delete = client.register_script(_lua("delete_flag.lua"))
         self._add_outcomes = client.register_script(_lua("add_outcomes.lua"))
+        self._lease = client.register_script(_lua("lease.lua"))
+        self._release_lease = client.register_script(_lua("release_lease.lua"))
+        self._raise_fence = client.register_script(_lua("raise_fence.lua"))
         self._epoch: str | None = None
 
     @classmethod
@@ -70,11 +73,14 @@ class RedisStore:
         if not created:
             raise FlagExists(flag.key)
 
-    def replace(self, flag: Flag, entry: HistoryEntry, *, expected_revision: int) -> None:
+    def replace(self, flag: Flag, entry: HistoryEntry, *, expected_revision: int, fence: int | None = None) -> None:
         result = self._replace(
             keys=[self.keys.flag(flag.key), self.keys.history(flag.key)],
-            args=[expected_revision, _dumps(flag.to_dict()), flag.revision, _dumps(entry.to_dict()), HISTORY_CAP],
+            args=[expected_revision, _dumps(flag.to_dict()), flag.revision, _dumps(entry.to_dict()), HISTORY_CAP,
+                  "" if fence is None else fence],
         )
+        if result == -2:
+            raise LeadershipLost(f"a newer controller leader fenced flag {flag.key!r}")
         if result == -1:
             raise FlagNotFound(flag.key)
         if result == 0:
@@ -82,9 +88,27 @@ class RedisStore:
 
     def delete(self, key: str) -> bool:
         existed = self._delete(keys=[self.keys.flag(key), self.keys.history(key), self.keys.outcomes(key),
-                                     self.keys.ingest_counters(key)])
+                                     self.keys.ingest_counters(key), self.keys.judgement(key)])
         self.redis.srem(self.keys.index, key)
         return bool(existed)
+
+    def raise_fence(self, key: str, token: int) -> bool:
+        return bool(self._raise_fence(keys=[self.keys.flag(key)], args=[token]))
+
+    def acquire_lease(self, owner: str, ttl_seconds: float) -> int | None:
+        token = self._lease(keys=[self.keys.controller_lease, self.keys.controller_fence],
+                            args=[owner, max(int(ttl_seconds * 1000), 1)])
+        return int(token) or None
+
+    def release_lease(self, owner: str) -> None:
+        self._release_lease(keys=[self.keys.controller_lease], args=[owner])
+
+    def save_judgement(self, key: str, data: dict) -> None:
+        self.redis.set(self.keys.judgement(key), _dumps(data))
+
+    def load_judgement(self, key: str) -> dict | None:
+        raw = self.redis.get(self.keys.judgement(key))
+        return json.loads(raw) if raw else None
 
     def history(self, key: str, limit: int = 100) -> list[HistoryEntry]:
         raw = self.redis.lrange(self.keys.history(key), 0, max(limit, 1) - 1)

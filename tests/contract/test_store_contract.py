@@ -145,3 +145,51 @@ def test_outcomes_add_up_once_per_batch_for_the_current_revision(any_store):
     any_store.delete(flag.key)
     any_store.create(flag, entry)  # a new flag of the same name inherits nothing
     assert any_store.outcome_totals(flag.key, 1)["stable"].count == 0
+
+
+def test_lease_has_one_holder_and_a_growing_fencing_token(any_store):
+    first = any_store.acquire_lease("a", ttl_seconds=30)
+    assert first is not None
+    assert any_store.acquire_lease("b", ttl_seconds=30) is None
+    assert any_store.acquire_lease("a", ttl_seconds=30) == first  # renewal keeps the token
+    any_store.release_lease("b")  # not b's to release
+    assert any_store.acquire_lease("b", ttl_seconds=30) is None
+    any_store.release_lease("a")
+    second = any_store.acquire_lease("b", ttl_seconds=30)
+    assert second is not None and second > first
+
+
+def test_lease_expires(any_store):
+    import time
+
+    assert any_store.acquire_lease("a", ttl_seconds=0.05) is not None
+    time.sleep(0.12)
+    assert any_store.acquire_lease("b", ttl_seconds=30) is not None
+
+
+def test_a_fenced_out_leader_cannot_write(any_store):
+    from flagsvc.domain.errors import LeadershipLost
+
+    flag, entry = new()
+    any_store.create(flag, entry)
+    started, start_entry = flags.start(flag, now=2, actor="ops")
+    any_store.replace(started, start_entry, expected_revision=1)
+    assert any_store.raise_fence(flag.key, 7)
+    advanced, advance_entry = flags.advance(started, now=3, actor="controller", reason="ok")
+    with pytest.raises(LeadershipLost):
+        any_store.replace(advanced, advance_entry, expected_revision=2, fence=6)
+    any_store.replace(advanced, advance_entry, expected_revision=2, fence=7)
+    assert any_store.get(flag.key).revision == 3
+    assert not any_store.raise_fence(flag.key, 5)
+    paused, pause_entry = flags.pause(advanced, now=4, actor="ops")
+    any_store.replace(paused, pause_entry, expected_revision=3)  # operators are never fenced
+
+
+def test_judgement_round_trip(any_store):
+    flag, entry = new()
+    any_store.create(flag, entry)
+    assert any_store.load_judgement(flag.key) is None
+    any_store.save_judgement(flag.key, {"revision": 1, "state": {"s": 0.5}, "verdict": {"decision": "hold"}})
+    assert any_store.load_judgement(flag.key)["state"] == {"s": 0.5}
+    any_store.delete(flag.key)
+    assert any_store.load_judgement(flag.key) is None

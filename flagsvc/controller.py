@@ -1,0 +1,158 @@
+"""The rollout controller: every `interval`, the leader judges each rolling flag and applies the verdict.
+
+Several server processes or replicas may run a controller; a Redis lease elects one leader, and its fencing token
+goes with every write it makes, so a leader that lost the lease (paused, partitioned) has its writes refused. A
+verdict is applied as a compare-and-set on the revision it was made for: an operator's change in between wins.
+The judge is pure (domain.judge); the controller only moves data between it and the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from flagsvc.domain import flag as flags
+from flagsvc.domain.errors import FlagNotFound, IllegalTransition, LeadershipLost, RevisionConflict
+from flagsvc.domain.flag import Flag, State
+from flagsvc.domain.outcomes import ArmTotals
+from flagsvc.store.base import Store
+
+log = logging.getLogger("flagsvc.controller")
+ACTOR = "controller"
+
+
+class JudgeVerdict(Protocol):
+    decision: str
+    reason: str
+    evidence: Mapping[str, Any]
+    state: Any  # has to_dict()
+
+
+class Judge(Protocol):
+    def judge(self, state: Any, stable: ArmTotals, canary: ArmTotals, *, percent: float, stage_index: int,
+              stage_count: int, seconds_at_stage: float, bake_seconds: float) -> JudgeVerdict: ...
+
+
+JudgeFactory = Callable[[Flag], Judge]
+StateLoader = Callable[[Mapping[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Decision:
+    key: str
+    revision: int
+    decision: str
+    reason: str
+    applied: bool
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class RolloutController:
+    def __init__(
+        self, store: Store, judge_for: JudgeFactory, load_state: StateLoader, *,
+        clock: Callable[[], float] = time.time, interval: float = 2.0, owner: str | None = None,
+        on_decision: Callable[[Decision], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.judge_for = judge_for
+        self.load_state = load_state
+        self.clock = clock
+        self.interval = interval
+        self.lease_seconds = max(3 * interval, 1.0)
+        self.owner = owner or default_owner()
+        self.on_decision = on_decision or (lambda decision: None)
+        self.token: int | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self.token is not None
+
+    def tick(self) -> list[Decision]:
+        """One look at every rolling flag, if this controller leads; returns the verdicts reached."""
+        token = self.store.acquire_lease(self.owner, self.lease_seconds)
+        if token != self.token:
+            log.info("controller %s %s", self.owner, f"leads (token {token})" if token else "is not the leader")
+        self.token = token
+        if token is None:
+            return []
+        decisions = []
+        for flag in self.store.list_flags():
+            if flag.state != State.ROLLING:
+                continue
+            try:
+                decisions.append(self._judge_flag(flag, token))
+            except LeadershipLost:
+                log.warning("controller %s was fenced out: a newer leader acts now", self.owner)
+                self.token = None
+                break
+        return decisions
+
+    def _judge_flag(self, flag: Flag, token: int) -> Decision:
+        if not self.store.raise_fence(flag.key, token):
+            raise LeadershipLost("fenced")
+        kept = self.store.load_judgement(flag.key)
+        state = self.load_state(kept["state"]) if kept and kept.get("revision") == flag.revision and kept.get(
+            "state") else None
+        totals = self.store.outcome_totals(flag.key, flag.revision)
+        now = self.clock()
+        verdict = self.judge_for(flag).judge(
+            state, totals["stable"], totals["canary"], percent=flag.percent, stage_index=flag.stage_index,
+            stage_count=len(flag.stages), seconds_at_stage=max(now - flag.stage_started_at, 0.0),
+            bake_seconds=float(flag.bake_seconds),
+        )
+        record = {"decision": verdict.decision, "reason": verdict.reason, "evidence": dict(verdict.evidence),
+                  "at": now, "revision": flag.revision}
+        applied = True
+        if verdict.decision == "hold":
+            self.store.save_judgement(flag.key, {"revision": flag.revision, "state": verdict.state.to_dict(),
+                                                 "verdict": record})
+        else:
+            applied = self._apply(flag, verdict, token, now, record)
+        decision = Decision(flag.key, flag.revision, verdict.decision, verdict.reason, applied)
+        self.on_decision(decision)
+        return decision
+
+    def _apply(self, flag: Flag, verdict: JudgeVerdict, token: int, now: float, record: dict[str, Any]) -> bool:
+        move = flags.advance if verdict.decision == "advance" else flags.rollback
+        try:
+            after, entry = move(flag, now=now, actor=ACTOR, reason=verdict.reason, evidence=dict(verdict.evidence))
+            self.store.replace(after, entry, expected_revision=flag.revision, fence=token)
+        except (RevisionConflict, FlagNotFound, IllegalTransition) as e:
+            # Someone acted on this revision first (an operator's pause, a delete): their change stands.
+            log.info("flag %s: %s at revision %s not applied: %s", flag.key, verdict.decision, flag.revision, e)
+            return False
+        self.store.save_judgement(flag.key, {"revision": after.revision, "state": None, "verdict": record})
+        self.store.bump_config_version()
+        log.info("flag %s: %s to %s%% (%s): %s", flag.key, entry.action.value, after.percent, after.state.value,
+                 verdict.reason)
+        return True
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick every `interval` until `stop`; a failing tick (Redis down) is logged and retried."""
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.tick()
+            except Exception:
+                log.exception("controller tick failed; retrying")
+            stop.wait(max(self.interval - (time.monotonic() - started), 0.05))
+        self.release()
+
+    def release(self) -> None:
+        """Give up leadership at once, so another replica takes over without waiting for the lease to expire."""
+        if self.token is not None:
+            try:
+                self.store.release_lease(self.owner)
+            except Exception as e:
+                log.warning("could not release the controller lease: %s", e)
+            self.token = None

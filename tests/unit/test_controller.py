@@ -1,0 +1,177 @@
+"""The controller with a scripted judge: what it applies, what it refuses, who leads."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from flagsvc.controller import RolloutController
+from flagsvc.domain import flag as flags
+from flagsvc.domain.flag import State
+from flagsvc.store import MemoryStore
+
+
+@dataclass
+class FakeState:
+    looks: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"looks": self.looks}
+
+
+@dataclass
+class FakeVerdict:
+    decision: str
+    reason: str
+    evidence: dict
+    state: FakeState
+
+
+@dataclass
+class ScriptedJudge:
+    decisions: list[str]
+    seen_states: list[Any] = field(default_factory=list)
+    before_answer: Any = None
+
+    def judge(self, state, stable, canary, **context):
+        self.seen_states.append(state)
+        if self.before_answer:
+            self.before_answer()
+        looks = (state.looks if state else 0) + 1
+        decision = self.decisions.pop(0) if self.decisions else "hold"
+        return FakeVerdict(decision, f"scripted {decision}", {"canary": canary.count, **context}, FakeState(looks))
+
+
+def load_state(data):
+    return FakeState(**data)
+
+
+def rolling_flag(store, key="new_checkout"):
+    flag, entry = flags.new_flag(key, {"stages": [10, 50, 100]}, now=0, actor="ops")
+    store.create(flag, entry)
+    started, entry = flags.start(flag, now=0, actor="ops")
+    store.replace(started, entry, expected_revision=1)
+    return started
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request):
+    return MemoryStore() if request.param == "memory" else request.getfixturevalue("real_store")
+
+
+def controller(store, judge, owner="c1", clock=lambda: 100.0):
+    return RolloutController(store, lambda flag: judge, load_state, clock=clock, owner=owner)
+
+
+def test_advances_completes_and_records_why(store):
+    rolling_flag(store)
+    judge = ScriptedJudge(["advance", "advance"])
+    ctl = controller(store, judge)
+    version = store.config_version().version
+    assert [d.decision for d in ctl.tick()] == ["advance"]
+    flag = store.get("new_checkout")
+    assert (flag.state, flag.percent, flag.stage_index, flag.stage_started_at) == (State.ROLLING, 50, 1, 100.0)
+    assert store.config_version().version > version
+    entry = store.history("new_checkout", 1)[0]
+    assert (entry.actor, entry.action, entry.reason) == ("controller", "advance", "scripted advance")
+    assert entry.evidence["seconds_at_stage"] == 100.0 and entry.evidence["stage_count"] == 3
+    ctl.tick()
+    assert store.get("new_checkout").state == State.COMPLETE
+    assert store.history("new_checkout", 1)[0].action == "complete"
+    assert ctl.tick() == []  # complete flags are not judged
+
+
+def test_rollback_zeroes_with_the_reason(store):
+    rolling_flag(store)
+    controller(store, ScriptedJudge(["rollback"])).tick()
+    flag = store.get("new_checkout")
+    assert (flag.state, flag.percent, flag.reason) == (State.ROLLED_BACK, 0, "scripted rollback")
+    assert store.load_judgement("new_checkout")["verdict"]["decision"] == "rollback"
+
+
+def test_hold_keeps_the_judge_state_for_the_next_look(store):
+    rolling_flag(store)
+    judge = ScriptedJudge(["hold", "hold"])
+    ctl = controller(store, judge)
+    ctl.tick()
+    ctl.tick()
+    assert judge.seen_states == [None, FakeState(looks=1)]
+    assert store.get("new_checkout").revision == 2  # holding changes nothing
+    kept = store.load_judgement("new_checkout")
+    assert kept["revision"] == 2 and kept["verdict"]["decision"] == "hold"
+
+
+def test_paused_and_manual_flags_are_not_judged(store):
+    flag = rolling_flag(store)
+    paused, entry = flags.pause(flag, now=1, actor="ops")
+    store.replace(paused, entry, expected_revision=flag.revision)
+    judge = ScriptedJudge(["rollback"])
+    assert controller(store, judge).tick() == []
+    assert judge.seen_states == []
+
+
+def test_an_operator_change_during_judging_wins(store):
+    flag = rolling_flag(store)
+
+    def operator_pauses():
+        paused, entry = flags.pause(store.get(flag.key), now=1, actor="ops")
+        store.replace(paused, entry, expected_revision=flag.revision)
+
+    judge = ScriptedJudge(["advance"], before_answer=operator_pauses)
+    [decision] = controller(store, judge).tick()
+    assert decision.decision == "advance" and decision.applied is False
+    assert (store.get(flag.key).state, store.get(flag.key).percent) == (State.PAUSED, 10)
+
+
+def test_one_leader_acts_and_a_released_lease_passes_on(store):
+    rolling_flag(store)
+    first, second = controller(store, ScriptedJudge([]), "c1"), controller(store, ScriptedJudge(["advance"]), "c2")
+    assert first.tick() != [] and first.is_leader
+    assert second.tick() == [] and not second.is_leader
+    first.release()
+    assert second.tick()[0].applied and second.is_leader
+
+
+def test_a_deposed_leader_is_fenced_out(store):
+    flag = rolling_flag(store)
+    old = controller(store, ScriptedJudge(["advance"]), "old")
+    old.token = 1  # believes it still leads with an old token
+    store.raise_fence(flag.key, 5)  # a newer leader has acted since
+    with pytest.raises(Exception, match="fenced"):
+        old._judge_flag(store.get(flag.key), 1)
+    assert store.get(flag.key).revision == flag.revision
+
+
+def test_two_controllers_racing_never_both_apply(real_store):
+    """Two controllers tick as fast as they can on one Redis; each revision is acted on at most once."""
+    store = real_store
+    flag, entry = flags.new_flag("race", {"stages": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 100]}, now=0, actor="ops")
+    store.create(flag, entry)
+    started, entry = flags.start(flag, now=0, actor="ops")
+    store.replace(started, entry, expected_revision=1)
+    controllers = [controller(store, ScriptedJudge(["advance"] * 50), f"c{i}") for i in range(2)]
+    applied = {c.owner: [] for c in controllers}
+    stop = threading.Event()
+
+    def run(ctl):
+        while not stop.is_set() and store.get("race").state == State.ROLLING:
+            for decision in ctl.tick():
+                if decision.applied:
+                    applied[ctl.owner].append(decision.revision)
+            if ctl.is_leader and len(applied[ctl.owner]) % 3 == 2:
+                ctl.release()  # hand leadership back and forth
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in controllers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    stop.set()
+    revisions = applied["c0"] + applied["c1"]
+    assert store.get("race").state == State.COMPLETE
+    assert sorted(revisions) == list(range(2, 12))  # every stage move once, by exactly one controller
+    moves = [e for e in store.history("race", 100) if e.actor == "controller"]
+    assert len(moves) == 10
