@@ -54,4 +54,5 @@ class OutcomeIngest:
             "percent": flag.percent,
             "arms": {arm: t.summary() for arm, t in totals.items()},
             "ingest": self.store.ingest_counts(key),
+            "verdict": (self.store.load_judgement(key) or {}).get("verdict"),
         }

@@ -66,9 +66,7 @@ def test_a_change_on_one_replica_reaches_a_stream_on_the_other(two_servers):
 
         started = time.monotonic()
         requests.post(f"{writer}/api/v1/flags/new_checkout/start", headers=ADMIN).raise_for_status()
-        for name, data in stream:
-            if name == "snapshot":
-                break
+        data = next(payload for name, payload in stream if name == "snapshot")
         elapsed = time.monotonic() - started
         second = json.loads(data)
         assert second["version"] > first["version"] and second["flags"]["new_checkout"]["state"] == "rolling"

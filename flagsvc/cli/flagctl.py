@@ -1,0 +1,338 @@
+"""`flagctl`: drive rollouts from a terminal or a script.
+
+Errors are one line on stderr and a non-zero exit: 1 the server refused (bad value, unknown flag, illegal
+move), 2 bad usage, 3 server unreachable, 4 bad or missing token. `watch` exits 0 when the rollout completes,
+10 when it is rolled back, 11 when it stops otherwise (an operator set it by hand, turned it off, deleted it).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import click
+
+from flagsvc.cli import render
+from flagsvc.cli.api_client import ApiClient, CliError
+
+EXIT_ROLLED_BACK = 10
+EXIT_STOPPED = 11
+
+
+def _flag_path(key: str, *rest: str) -> str:
+    return "/api/v1/flags/" + "/".join([quote(key, safe=""), *rest])
+
+
+def _emit(data: Any, as_json: bool, human: Callable[[Any], str]) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else human(data))
+
+
+def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except CliError as e:
+            click.echo(f"flagctl: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+    return wrapper
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--url", envvar="FLAGSVC_URL", default="http://127.0.0.1:8080", show_default=True,
+              help="flagsvc server URL (env FLAGSVC_URL).")
+@click.option("--token", envvar="FLAGSVC_ADMIN_TOKEN", help="Admin token (env FLAGSVC_ADMIN_TOKEN).")
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for each request.")
+@click.pass_context
+def main(ctx: click.Context, url: str, token: str | None, timeout: float) -> None:
+    """Operate flagsvc feature-flag rollouts.
+
+    \b
+    Examples:
+      export FLAGSVC_URL=http://127.0.0.1:8080 FLAGSVC_ADMIN_TOKEN=fsa_...
+      flagctl create new_checkout --stages 1,5,25,100 --bake-seconds 300 -d "New checkout"
+      flagctl start new_checkout && flagctl watch new_checkout   # exit 0 once complete
+      flagctl rollback new_checkout --reason "checkout errors"
+      flagctl list --json | jq '.[].key'
+    """
+    ctx.obj = ApiClient(url, token, timeout)
+
+
+def _settings(stages: str | None, bake_seconds: int | None, description: str | None, salt: str | None,
+              analysis: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if stages is not None:
+        try:
+            body["stages"] = [float(s) for s in stages.split(",") if s.strip()]
+        except ValueError:
+            raise click.BadParameter("comma-separated percentages, e.g. 1,5,25,100", param_hint="--stages") from None
+    if bake_seconds is not None:
+        body["bake_seconds"] = bake_seconds
+    if description is not None:
+        body["description"] = description
+    if salt is not None:
+        body["salt"] = salt
+    chosen = {name: value for name, value in analysis.items() if value is not None}
+    if chosen:
+        body["analysis"] = chosen
+    return body
+
+
+def _analysis_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--alpha", type=float, help="False-rollback budget of the canary analysis (default 0.01)."),
+        click.option("--error-ratio", type=float, help="Canary/stable error-rate ratio to detect (e.g. 2)."),
+        click.option("--latency-ratio", type=float, help="Canary/stable p95 ratio to detect (e.g. 1.25)."),
+        click.option("--min-requests", type=int, help="Canary requests per stage before any promotion."),
+        click.option("--max-error-rate", type=float, help="Absolute guardrail: roll back above this rate (0-1)."),
+        click.option("--max-p99-ms", type=float, help="Absolute guardrail: roll back above this p99 (ms)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _pop_analysis(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {name: kwargs.pop(name) for name in
+            ("alpha", "error_ratio", "latency_ratio", "min_requests", "max_error_rate", "max_p99_ms")}
+
+
+def _list_view(flags: list[dict[str, Any]]) -> str:
+    if not flags:
+        return "no flags yet: flagctl create KEY"
+    rows = [(f["key"], f["state"], render.percent(f["percent"]), render.stages(f), f["revision"],
+             render.when(f["updated_at"])) for f in flags]
+    return render.table(("KEY", "STATE", "PERCENT", "STAGES", "REV", "UPDATED (UTC)"), rows)
+
+
+@main.command("list")
+@json_option
+@click.pass_obj
+@_handle_errors
+def list_flags(api: ApiClient, as_json: bool) -> None:
+    """List every flag with its state and percent."""
+    flags = api.get("/api/v1/flags")["flags"]
+    _emit(flags, as_json, _list_view)
+
+
+@main.command()
+@click.argument("key")
+@click.option("--stages", help="Comma-separated ascending percentages ending at 100 (default 1,5,10,25,50,100).")
+@click.option("--bake-seconds", type=int, help="Minimum time at each stage (default 300).")
+@click.option("-d", "--description", help="What the flag is for.")
+@click.option("--salt", help="Bucketing salt (default: the key). Changing it reshuffles users.")
+@_analysis_options
+@json_option
+@click.pass_obj
+@_handle_errors
+def create(api: ApiClient, key: str, stages: str | None, bake_seconds: int | None, description: str | None,
+           salt: str | None, as_json: bool, **analysis: Any) -> None:
+    """Create a flag (state off, 0 %).
+
+    \b
+    Example:
+      flagctl create new_checkout --stages 1,5,25,100 --bake-seconds 120 --error-ratio 2
+    """
+    body = {"key": key, **_settings(stages, bake_seconds, description, salt, _pop_analysis(analysis))}
+    _emit(api.post("/api/v1/flags", body), as_json, render.flag_details)
+
+
+@main.command()
+@click.argument("key")
+@json_option
+@click.pass_obj
+@_handle_errors
+def show(api: ApiClient, key: str, as_json: bool) -> None:
+    """Show one flag."""
+    _emit(api.get(_flag_path(key)), as_json, render.flag_details)
+
+
+@main.command()
+@click.argument("key")
+@click.option("--stages", help="Comma-separated ascending percentages ending at 100 (not during a rollout).")
+@click.option("--bake-seconds", type=int, help="Minimum time at each stage.")
+@click.option("-d", "--description", help="What the flag is for.")
+@click.option("--salt", help="Bucketing salt. Changing it reshuffles users.")
+@click.option("--allow", help="Comma-separated user ids always on the canary path (replaces the list).")
+@click.option("--deny", help="Comma-separated user ids never on the canary path (replaces the list).")
+@_analysis_options
+@json_option
+@click.pass_obj
+@_handle_errors
+def edit(api: ApiClient, key: str, stages: str | None, bake_seconds: int | None, description: str | None,
+         salt: str | None, allow: str | None, deny: str | None, as_json: bool, **analysis: Any) -> None:
+    """Change a flag's settings.
+
+    \b
+    Example:
+      flagctl edit new_checkout --allow qa-1,qa-2 --bake-seconds 600
+    """
+    body = _settings(stages, bake_seconds, description, salt, _pop_analysis(analysis))
+    for name, value in (("allow", allow), ("deny", deny)):
+        if value is not None:
+            body[name] = [v.strip() for v in value.split(",") if v.strip()]
+    if not body:
+        raise click.UsageError("nothing to change: give at least one option (see flagctl edit --help)")
+    _emit(api.request("PATCH", _flag_path(key), body), as_json, render.flag_details)
+
+
+@main.command()
+@click.argument("key")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+@_handle_errors
+def delete(api: ApiClient, key: str, yes: bool) -> None:
+    """Delete a flag and its history (SDKs then answer the caller's default)."""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("refusing to delete without --yes when not interactive")
+        click.confirm(f"Delete flag {key!r} and its history?", abort=True)
+    api.request("DELETE", _flag_path(key))
+    click.echo(f"deleted {key}")
+
+
+def _transition(action: str, doc: str) -> None:
+    @main.command(name=action, help=doc)
+    @click.argument("key")
+    @click.option("--reason", help="Why; kept in the flag's history.")
+    @json_option
+    @click.pass_obj
+    @_handle_errors
+    def command(api: ApiClient, key: str, reason: str | None, as_json: bool) -> None:
+        body = {"reason": reason} if reason else {}
+        flag = api.post(_flag_path(key, action), body)
+        _emit(flag, as_json, lambda f: f"{f['key']}: {f['state']} at {render.percent(f['percent'])} "
+                                       f"(revision {f['revision']})")
+
+
+_transition("start", "Start the rollout at its first stage; the controller advances it while the canary is healthy.")
+_transition("pause", "Hold the rollout where it is; the judge stops acting until resume.")
+_transition("resume", "Resume a paused rollout (the stage's bake time starts again).")
+_transition("promote", "Move to the next stage now, without waiting for the judge.")
+_transition("rollback", "Kill switch: 0 % for everyone, from any state. Give --reason.")
+
+
+@main.command(name="set")
+@click.argument("key")
+@click.argument("percent", type=click.FloatRange(0, 100))
+@click.option("--reason", help="Why; kept in the flag's history.")
+@json_option
+@click.pass_obj
+@_handle_errors
+def set_percent(api: ApiClient, key: str, percent: float, reason: str | None, as_json: bool) -> None:
+    """Set the canary percentage by hand (state manual: held, not judged).
+
+    \b
+    Example:
+      flagctl set new_checkout 12.5 --reason "hold for the sale"
+    """
+    body: dict[str, Any] = {"percent": percent}
+    if reason:
+        body["reason"] = reason
+    flag = api.request("PUT", _flag_path(key, "percent"), body)
+    _emit(flag, as_json, lambda f: f"{f['key']}: {f['state']} at {render.percent(f['percent'])}")
+
+
+def _history_view(data: dict[str, Any]) -> str:
+    rows = [(render.when(e["at"]), e["actor"], e["action"], e["from_state"] or "-", e["to_state"] or "-",
+             f"{render.percent(e['from_percent'])} -> {render.percent(e['to_percent'])}", e["revision"],
+             e["reason"] or "") for e in data["history"]]
+    return render.table(("WHEN (UTC)", "ACTOR", "ACTION", "FROM", "TO", "PERCENT", "REV", "REASON"), rows)
+
+
+@main.command()
+@click.argument("key")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@json_option
+@click.pass_obj
+@_handle_errors
+def history(api: ApiClient, key: str, limit: int, as_json: bool) -> None:
+    """Every change of a flag, newest first: who, what, why."""
+    _emit(api.get(_flag_path(key, "history") + f"?limit={limit}"), as_json, _history_view)
+
+
+def _stats_view(stats: dict[str, Any]) -> str:
+    lines = [f"{stats['key']}: {stats['state']} at {render.percent(stats['percent'])}, revision {stats['revision']}",
+             render.stats_table(stats)]
+    verdict = stats.get("verdict")
+    if verdict:
+        lines.append(f"judge: {verdict['decision']}: {verdict['reason']}")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("key")
+@json_option
+@click.pass_obj
+@_handle_errors
+def stats(api: ApiClient, key: str, as_json: bool) -> None:
+    """Live outcomes of the current rollout step per arm, and the judge's last verdict."""
+    _emit(api.get(_flag_path(key, "stats")), as_json, _stats_view)
+
+
+@main.command()
+@click.argument("key")
+@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(0.1, 60),
+              help="Seconds between looks.")
+@click.option("--timeout", "give_up", type=float, help="Give up (exit 11) after this many seconds.")
+@json_option
+@click.pass_obj
+@_handle_errors
+def watch(api: ApiClient, key: str, interval: float, give_up: float | None, as_json: bool) -> None:
+    """Follow a rollout live until it completes (exit 0) or is rolled back (exit 10).
+
+    With --json, prints one JSON object per look (JSON lines). In CI:
+
+    \b
+      flagctl start new_checkout && flagctl watch new_checkout --timeout 3600 || alert
+    """
+    started = time.monotonic()
+    last_line = None
+    while True:
+        flag = api.get(_flag_path(key))
+        current = api.get(_flag_path(key, "stats"))
+        if as_json:
+            click.echo(json.dumps({"flag": flag, "stats": current}, sort_keys=True))
+        else:
+            line = _watch_line(flag, current)
+            if line != last_line:
+                click.echo(line)
+                last_line = line
+        state = flag["state"]
+        if state == "complete":
+            return
+        if state == "rolled_back":
+            if not as_json:
+                click.echo(f"rolled back: {flag.get('reason') or 'no reason given'}", err=True)
+            sys.exit(EXIT_ROLLED_BACK)
+        if state in ("off", "manual"):
+            click.echo(f"flagctl: {key} is {state}: no rollout to watch", err=True)
+            sys.exit(EXIT_STOPPED)
+        if give_up is not None and time.monotonic() - started > give_up:
+            click.echo(f"flagctl: gave up after {give_up:g}s; {key} is {state} at {flag['percent']:g}%", err=True)
+            sys.exit(EXIT_STOPPED)
+        time.sleep(interval)
+
+
+def _watch_line(flag: dict[str, Any], stats: dict[str, Any]) -> str:
+    stage = f"stage {flag['stage_index'] + 1}/{len(flag['stages'])}"
+    canary, stable = stats["arms"]["canary"], stats["arms"]["stable"]
+    verdict = stats.get("verdict") or {}
+    judged = f" | judge: {verdict['decision']}: {verdict['reason']}" if verdict else ""
+    arms = " | ".join(
+        f"{name} {arm['count']} req, {render.rate(arm['error_rate'])} err, p95 {render.ms(arm['p95_ms'])}"
+        for name, arm in (("canary", canary), ("stable", stable))
+    )
+    bar = render.progress_bar(flag["percent"])
+    return f"{bar} {render.percent(flag['percent']):>6} {flag['state']:<8} {stage} | {arms}{judged}"

@@ -1,0 +1,138 @@
+"""The statistics behind the canary judge: sequential likelihood-ratio tests whose false-alarm rate holds however
+often they are looked at, the alpha budget, the sample-ratio check and the guardrail test. Pure math on counts.
+
+Every rollback decision here is a *test supermartingale* crossing 1/alpha: a product of per-look likelihood
+ratios whose expectation is at most 1 under "the canary is no worse". Ville's inequality then bounds the chance
+it ever crosses 1/alpha by alpha, whenever and however often one looks (docs/judge.md has the argument).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Small stages see little traffic, so they test for a larger regression than asked (and larger ones still are
+# caught at once); from REFERENCE_PERCENT up the stage tests the configured ratio itself. The excess regression
+# shrinks as 1/sqrt(exposure), the rate at which evidence about a ratio sharpens.
+REFERENCE_PERCENT = 10.0
+MAX_STAGE_STRETCH = 4.0
+
+# The rollout test mixes two alternatives: the configured ratio, and a big regression that it then needs far
+# less data to catch (5x for an error_ratio of 2).
+BIG_WEIGHT = 0.25
+
+# A sample-ratio mismatch needs both a tiny chance of arising by luck and a deviation that matters.
+SRM_LOG_P = math.log(1e-6)
+SRM_ODDS_TOLERANCE = 1.2
+
+# Guardrail alternatives: the true rate this many times the limit (a mixture, so no one size must be guessed).
+GUARDRAIL_FACTORS = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+def rate_ratio_llr(x_c: int, x_s: int, n_c: float, n_s: float, ratio: float) -> float:
+    """Log-likelihood ratio of one look: canary events are `ratio` times as frequent per request as stable's,
+    against equally frequent. Conditional on the look's exposures (n_c, n_s), so no estimate of stable's rate
+    is needed; exp() of it has expectation <= 1 whenever the canary is no worse (binomial or Poisson counts)."""
+    if n_c <= 0 or n_s <= 0 or x_c + x_s <= 0:
+        return 0.0
+    pi0 = n_c / (n_c + n_s)
+    pi1 = n_c * ratio / (n_c * ratio + n_s)
+    return x_c * math.log(pi1 / pi0) + x_s * math.log((1.0 - pi1) / (1.0 - pi0))
+
+
+def stage_ratio(base: float, percent: float) -> float:
+    """The ratio a stage at `percent` tests: `base` from REFERENCE_PERCENT up, up to MAX_STAGE_STRETCH times the
+    excess below it (error_ratio 2: 4.2x at 1 %, 2.4x at 5 %, 2x from 10 %)."""
+    stretch = math.sqrt(REFERENCE_PERCENT / percent) if percent > 0 else MAX_STAGE_STRETCH
+    return 1.0 + (base - 1.0) * min(max(stretch, 1.0), MAX_STAGE_STRETCH)
+
+
+def big_ratio(base: float) -> float:
+    return 1.0 + (base - 1.0) * MAX_STAGE_STRETCH
+
+
+def log_mixture(logs: Sequence[float], weights: Sequence[float]) -> float:
+    """ln(sum w_i * exp(l_i)) without overflow."""
+    top = max(logs)
+    return top + math.log(sum(w * math.exp(v - top) for v, w in zip(logs, weights, strict=True)))
+
+
+@dataclass(frozen=True)
+class AlphaBudget:
+    """How the rollout's false-rollback budget is spent (docs/judge.md, "The budget").
+
+    The rollout test runs from the first stage to the last and catches what is wrong from the start; each later
+    stage adds a fresh test of its own for what goes wrong late. By the union bound the chance that any of them
+    rolls back a canary that is no worse is at most the sum, which is `alpha`.
+    """
+
+    rollout_errors: float
+    rollout_latency: float
+    stage_errors: float  # each later stage's own error test
+    stage_latency: float
+    guardrail: float  # each guardrail, per stage; outside `alpha` (an absolute limit, not a comparison)
+
+    @classmethod
+    def split(cls, alpha: float, judged_stages: int) -> AlphaBudget:
+        later = max(judged_stages - 1, 0)
+        stage_share = 0.4 if later else 0.0
+        rollout = alpha * (1.0 - stage_share)
+        per_stage = alpha * stage_share / (2 * later) if later else 0.0
+        return cls(
+            rollout_errors=rollout * 5 / 6,
+            rollout_latency=rollout / 6,
+            stage_errors=per_stage,
+            stage_latency=per_stage,
+            guardrail=alpha / (2 * max(judged_stages, 1)),
+        )
+
+
+@dataclass(frozen=True)
+class SampleRatio:
+    expected_share: float
+    observed_share: float | None
+    odds_ratio: float | None
+    g_statistic: float
+    log_p_bound: float  # ln of a bound on the two-sided p-value (Chernoff: p <= 2 exp(-G/2))
+
+    @property
+    def mismatch(self) -> bool:
+        if self.odds_ratio is None or self.log_p_bound > SRM_LOG_P:
+            return False
+        return not 1 / SRM_ODDS_TOLERANCE <= self.odds_ratio <= SRM_ODDS_TOLERANCE
+
+
+def sample_ratio(n_c: int, n_s: int, expected_share: float) -> SampleRatio:
+    """Is the canary's share of requests compatible with its configured percent? A G-test, whose Chernoff bound
+    on the p-value holds at any sample size (the chi-square approximation fails at 1 % of a few hundred)."""
+    n = n_c + n_s
+    if n <= 0 or not 0 < expected_share < 1:
+        return SampleRatio(expected_share, None, None, 0.0, 0.0)
+    share = n_c / n
+    g = 2 * n * _bernoulli_kl(share, expected_share)
+    odds = math.inf if share >= 1 else (share / (1 - share)) / (expected_share / (1 - expected_share))
+    return SampleRatio(expected_share, share, odds, g, min(math.log(2) - g / 2, 0.0))
+
+
+def _bernoulli_kl(p: float, q: float) -> float:
+    total = 0.0
+    if p > 0:
+        total += p * math.log(p / q)
+    if p < 1:
+        total += (1 - p) * math.log((1 - p) / (1 - q))
+    return max(total, 0.0)
+
+
+def guardrail_log_evidence(events: int, n: int, limit: float) -> float:
+    """ln of the evidence that the true rate exceeds `limit`: a mixture over GUARDRAIL_FACTORS of the likelihood
+    ratios "rate = f * limit" vs "rate = limit", from cumulative counts. Each is a test supermartingale for any
+    rate at or below the limit, so crossing ln(1/alpha) is a false trip with chance <= alpha."""
+    if n <= 0 or not 0 < limit < 1:
+        return 0.0
+    events = min(max(events, 0), n)
+    logs = []
+    for factor in GUARDRAIL_FACTORS:
+        q = min(limit * factor, (1 + limit) / 2)
+        logs.append(events * math.log(q / limit) + (n - events) * math.log((1 - q) / (1 - limit)))
+    return log_mixture(logs, [1 / len(logs)] * len(logs))
