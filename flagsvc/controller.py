@@ -100,9 +100,7 @@ class RolloutController:
     def _judge_flag(self, flag: Flag, token: int) -> Decision:
         if not self.store.raise_fence(flag.key, token):
             raise LeadershipLost("fenced")
-        kept = self.store.load_judgement(flag.key)
-        state = self.load_state(kept["state"]) if kept and kept.get("revision") == flag.revision and kept.get(
-            "state") else None
+        state = self._kept_state(flag)
         totals = self.store.outcome_totals(flag.key, flag.revision)
         now = self.clock()
         verdict = self.judge_for(flag).judge(
@@ -122,6 +120,16 @@ class RolloutController:
         self.on_decision(decision)
         return decision
 
+    def _kept_state(self, flag: Flag) -> Any:
+        kept = self.store.load_judgement(flag.key)
+        if not kept or kept.get("revision") != flag.revision or not kept.get("state"):
+            return None
+        try:
+            return self.load_state(kept["state"])
+        except ValueError as e:  # written by another version: start this stage's test afresh
+            log.warning("flag %s: judge state not usable (%s); starting afresh", flag.key, e)
+            return None
+
     def _apply(self, flag: Flag, verdict: JudgeVerdict, token: int, now: float, record: dict[str, Any]) -> bool:
         move = flags.advance if verdict.decision == "advance" else flags.rollback
         try:
@@ -131,7 +139,11 @@ class RolloutController:
             # Someone acted on this revision first (an operator's pause, a delete): their change stands.
             log.info("flag %s: %s at revision %s not applied: %s", flag.key, verdict.decision, flag.revision, e)
             return False
-        self.store.save_judgement(flag.key, {"revision": after.revision, "state": None, "verdict": record})
+        # A judge that tests across stages hands over what the next stage's revision carries on with.
+        carried = verdict.state.next_stage() if verdict.decision == "advance" and hasattr(
+            verdict.state, "next_stage") else None
+        self.store.save_judgement(flag.key, {"revision": after.revision, "verdict": record,
+                                             "state": carried.to_dict() if carried is not None else None})
         self.store.bump_config_version()
         log.info("flag %s: %s to %s%% (%s): %s", flag.key, entry.action.value, after.percent, after.state.value,
                  verdict.reason)
@@ -156,3 +168,15 @@ class RolloutController:
             except Exception as e:
                 log.warning("could not release the controller lease: %s", e)
             self.token = None
+
+
+def build_controller(store: Store, *, clock: Callable[[], float] = time.time, interval: float = 2.0,
+                     owner: str | None = None) -> RolloutController:
+    """The controller with the canary judge each flag's analysis settings call for."""
+    from flagsvc.domain.analysis import AnalysisSettings
+    from flagsvc.domain.judge import CanaryJudge, JudgeState
+
+    def judge_for(flag: Flag) -> Judge:
+        return CanaryJudge(AnalysisSettings.from_dict(flag.analysis))
+
+    return RolloutController(store, judge_for, JudgeState.from_dict, clock=clock, interval=interval, owner=owner)

@@ -65,7 +65,7 @@ def any_store(request: pytest.FixtureRequest):
 
 @pytest.fixture
 def app(fake_store: RedisStore):
-    return create_app(TEST_SETTINGS, store=fake_store)
+    return create_app(TEST_SETTINGS, store=fake_store, controller=False)
 
 
 @pytest.fixture
@@ -75,4 +75,4 @@ def client(app):
 
 @pytest.fixture
 def real_app(real_store: RedisStore):
-    return create_app(TEST_SETTINGS, store=real_store)
+    return create_app(TEST_SETTINGS, store=real_store, controller=False)

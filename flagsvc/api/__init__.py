@@ -11,8 +11,10 @@ from flagsvc.api import admin, ops, sdk
 from flagsvc.api.auth import Scope, TokenRegistry, bearer_secret
 from flagsvc.api.errors import ApiError, register_error_handlers
 from flagsvc.api.services import Services
+from flagsvc.background import BackgroundWork
 from flagsvc.changes import ChangeFeed
 from flagsvc.config import Settings
+from flagsvc.controller import build_controller
 from flagsvc.operations import FlagOperations
 from flagsvc.outcomes import OutcomeIngest
 from flagsvc.snapshot import SnapshotSource
@@ -22,7 +24,10 @@ from flagsvc.store.redis_store import RedisStore
 
 def create_app(
     settings: Settings | None = None, *, store: Store | None = None, clock: Callable[[], float] = time.time,
+    controller: bool = True,
 ) -> Flask:
+    """The WSGI app. Its background work (controller loop, change feed) is built here and started by whoever
+    runs the app, after forking: `app.extensions["flagsvc.background"].start()`."""
     settings = settings or Settings.from_env()
     if store is None:
         if not settings.redis_url:
@@ -32,13 +37,16 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.url_map.strict_slashes = True
+    changes = ChangeFeed(store.listen_changes)
     app.extensions["flagsvc"] = Services(
         operations=FlagOperations(store, clock),
         snapshots=SnapshotSource(store),
         outcomes=OutcomeIngest(store),
-        changes=ChangeFeed(store.listen_changes),
+        changes=changes,
         tokens=TokenRegistry(settings.admin_tokens, settings.sdk_keys),
     )
+    rollout = build_controller(store, clock=clock, interval=settings.controller_interval) if controller else None
+    app.extensions["flagsvc.background"] = BackgroundWork(rollout, changes)
     app.extensions["flagsvc.settings"] = settings
     register_error_handlers(app)
     app.before_request(_authenticate)

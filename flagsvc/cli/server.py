@@ -56,7 +56,12 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
         app = create_app(settings)
         click.echo(f"flagsvc: serving http://{host}:{port} (Redis {settings.redis_url})", err=True)
         if dev:
-            app.run(host=host, port=port, threaded=True, use_reloader=False)
+            background = app.extensions["flagsvc.background"]
+            background.start()
+            try:
+                app.run(host=host, port=port, threaded=True, use_reloader=False)
+            finally:
+                background.stop()
         else:
             from flagsvc.cli.wsgi import run_gunicorn
 
@@ -85,3 +90,12 @@ def _with_embedded_redis(settings: Settings):
         click.echo(f"  admin token: {next(iter(admin.values()))}", err=True)
         click.echo(f"  SDK key:     {next(iter(sdk.values()))}", err=True)
     return dataclasses.replace(settings, redis_url=url), embedded
+
+
+def _register_demo() -> None:
+    from flagsvc.cli.demo import demo
+
+    main.add_command(demo)
+
+
+_register_demo()

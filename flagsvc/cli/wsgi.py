@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
@@ -20,6 +22,25 @@ class _Gunicorn(BaseApplication):
         return self._app
 
 
+def _post_worker_init(worker) -> None:
+    """In each forked worker: start the background work, and stop it first thing on SIGTERM so streams end and
+    leadership is released while gunicorn lets in-flight requests finish."""
+    background = worker.app.load().extensions["flagsvc.background"]
+    background.start()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame):
+        background.stop(timeout=1.0)
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def _worker_exit(server, worker) -> None:
+    worker.app.load().extensions["flagsvc.background"].stop(timeout=1.0)
+
+
 def run_gunicorn(app: Flask, *, host: str, port: int, workers: int, threads: int) -> None:
     """Blocks until gunicorn stops (SIGTERM/SIGINT: graceful, in-flight requests finish)."""
     options = {
@@ -32,6 +53,9 @@ def run_gunicorn(app: Flask, *, host: str, port: int, workers: int, threads: int
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "info",
+        "post_worker_init": _post_worker_init,
+        "worker_exit": _worker_exit,
+        "control_socket_disable": True,
     }
     try:
         _Gunicorn(app, options).run()

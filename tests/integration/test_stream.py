@@ -29,7 +29,7 @@ def serve(app) -> Iterator[str]:
 @pytest.fixture
 def two_servers(real_redis, namespace) -> Iterator[tuple[str, str]]:
     """Two server processes' worth of apps on one Redis, like two replicas."""
-    apps = [create_app(TEST_SETTINGS, store=RedisStore(real_redis, namespace)) for _ in range(2)]
+    apps = [create_app(TEST_SETTINGS, store=RedisStore(real_redis, namespace), controller=False) for _ in range(2)]
     for app in apps:
         app.config["FLAGSVC_HEARTBEAT_SECONDS"] = 0.5
     servers = [serve(app) for app in apps]

@@ -1,0 +1,330 @@
+"""FlagClient: evaluates flags locally from the last applied snapshot, and reports outcomes in batches.
+
+The application's threads only read one reference (the compiled config, swapped whole when a snapshot is applied)
+and add to the outcome window under one short lock. Everything slow happens on two daemon threads, each looping
+over a step function that tests drive by hand: `_config_step` (stream or poll, `_config.py`) and `_outcomes_step`
+(cut, send, retry, `_reporter.py`). No public method raises: failures answer the caller's default, are logged
+once per kind, and show in `status` and `stats`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from flagsvc_client import _cache
+from flagsvc_client._config import ConfigSync
+from flagsvc_client._lifecycle import spawn_loop, watch_forks
+from flagsvc_client._log import LogOnce
+from flagsvc_client._reporter import OutcomeReporter
+from flagsvc_client._rules import CompiledConfig, explain
+from flagsvc_client._transport import HttpTransport
+from flagsvc_client.result import Evaluation, Reason, Status
+from flagsvc_client.settings import ClientSettings
+
+TYPE_CHECKING = False  # `typing` costs ~3 ms to import; type checkers treat this name as True
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from flagsvc_client._transport import Transport
+    from flagsvc_client.snapshot import Snapshot
+
+
+class _Discard:
+    """The outcome window of an offline or closed client: outcomes have nowhere to go."""
+
+    def add(self, key: object, user_id: object, ok: object, latency_ms: object) -> None:
+        pass
+
+
+_DISCARD = _Discard()
+
+
+class _Track:
+    """`with client.track(flag, user) as canary:` times the block; an Exception is an error (and re-raised)."""
+
+    __slots__ = ("_client", "_flag", "_start", "_user_id")
+
+    def __init__(self, client: FlagClient, flag: str, user_id: str | int) -> None:
+        self._client, self._flag, self._user_id, self._start = client, flag, user_id, 0.0
+
+    def __enter__(self) -> bool:
+        canary = self._client.is_enabled(self._flag, self._user_id)
+        self._start = time.perf_counter()
+        return canary
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        elapsed_ms = (time.perf_counter() - self._start) * 1000.0
+        if exc_type is None or issubclass(exc_type, Exception):  # KeyboardInterrupt & co. are not outcomes
+            self._client.record(self._flag, self._user_id, ok=exc_type is None, latency_ms=elapsed_ms)
+
+
+class FlagClient:
+    """`FlagClient(url, sdk_key=..., **settings)`, settings being ClientSettings' fields (docs/sdk.md).
+    `transport`, `clock` (monotonic seconds) and `random` (0..1, for jitter) are injectable for tests."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        sdk_key: str = "",
+        transport: Transport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        random: Callable[[], float] | None = None,
+        **settings: Any,
+    ) -> None:
+        self.settings = s = ClientSettings(url=url, sdk_key=sdk_key, **settings)
+        if random is None:
+            import random as _random
+
+            random = _random.random
+        self._clock, self._random = clock, random
+        self._transport = None if s.offline else transport or HttpTransport(s.url or "", s.connect_timeout)
+        self._log = LogOnce()
+        self._config = CompiledConfig(None)
+        self._rules = self._config.rules  # the hot path's one dict, swapped together with _config
+        self._confirmed_at: float | None = None
+        self._closed = False
+        self._restart_needed = False
+        self._threads: list[threading.Thread] = []
+        self._snapshot_stats = {"snapshots_applied": 0, "snapshots_rejected": 0}
+        self._fresh_state()
+        self._load_initial()
+        watch_forks(self)
+        self._start_threads()
+
+    def _fresh_state(self) -> None:
+        """Locks, events, outcome tallies and queue, config sync: new at construction and in a forked child."""
+        self._apply_lock = threading.Lock()
+        self._restart_lock = threading.Lock()
+        self._stop, self._wake_config = threading.Event(), threading.Event()
+        self._ready = threading.Event()
+        self._reporter: OutcomeReporter | None = None
+        self._sync: ConfigSync | None = None
+        self._window: Any = _DISCARD
+        if self._transport is not None:
+            args = (self.settings, self._transport, self._clock, self._random, self._log)
+            self._reporter = OutcomeReporter(*args)
+            self._window = self._reporter.window
+            self._sync = ConfigSync(
+                *args, apply=self._apply_from_server, confirm=self._confirm, current_etag=self._current_etag
+            )
+
+    # -- the hot path: one dict lookup and one call ---------------------------------------------------------
+
+    def is_enabled(self, flag: str, user_id: str | int, default: bool = False) -> bool:
+        """Is this user on the canary path of `flag`? Never raises; `default` when it cannot tell."""
+        try:
+            return self._rules[flag](user_id)
+        except Exception:
+            return self.evaluate(flag, user_id, default).value
+
+    def record(self, flag: str, user_id: str | int, ok: bool = True, latency_ms: float | None = None) -> None:
+        """Count one request's outcome in the arm this user is in (recomputed: cheaper than remembering)."""
+        try:
+            config = self._config
+            canary = config.rules[flag](user_id)
+            self._window.add(config.arm_keys[flag][canary], user_id, ok, latency_ms)
+        except Exception:
+            self._record_failed(flag, user_id, ok, latency_ms)
+
+    # -- evaluation, explained -----------------------------------------------------------------------------
+
+    def evaluate(self, flag: str, user_id: str | int, default: bool = False) -> Evaluation:
+        """The answer with its reason and the flag's revision. Never raises."""
+        try:
+            self._restart_if_forked()
+            snapshot = self._config.snapshot
+            if snapshot is None:
+                return Evaluation(value=default, arm=None, reason=Reason.NOT_READY, revision=None)
+            config = snapshot.flags.get(flag)
+            if config is None:
+                self._log.warning(f"flag_not_found:{flag!r:.100}", "unknown flag %r: answering the default", flag)
+                return Evaluation(value=default, arm=None, reason=Reason.FLAG_NOT_FOUND, revision=None)
+            value, reason = explain(config, user_id)
+            arm = "canary" if value else "stable"
+            return Evaluation(value=value, arm=arm, reason=reason, revision=config.revision)
+        except Exception as exc:
+            self._log.warning(f"evaluate:{type(exc).__name__}", "evaluation failed (default answered): %r", exc)
+            return Evaluation(value=default, arm=None, reason=Reason.ERROR, revision=None)
+
+    def variant(self, flag: str, user_id: str | int) -> str:
+        """Either "canary" or "stable" ("stable" whenever the client cannot tell)."""
+        try:
+            return "canary" if self.is_enabled(flag, user_id) is True else "stable"
+        except Exception:
+            return "stable"
+
+    def track(self, flag: str, user_id: str | int) -> _Track:
+        return _Track(self, flag, user_id)
+
+    def _record_failed(self, flag: object, user_id: object, ok: object, latency_ms: object) -> None:
+        try:
+            if self._restart_if_forked():
+                self.record(flag, user_id, ok, latency_ms)  # type: ignore[arg-type]
+            elif self._config.snapshot is None or flag not in self._config.rules:
+                self._log.warning(f"record_unknown:{flag!r:.100}", "outcome for unknown flag %r dropped", flag)
+            else:
+                self._log.warning("record_invalid", "outcome dropped: bad user id or latency (%r)", latency_ms)
+        except Exception:
+            pass
+
+    # -- status --------------------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        """`not_ready` (no config), `ready` (confirmed by the server lately, or offline), `stale` (not lately)."""
+        try:
+            self._restart_if_forked()
+            if self._config.snapshot is None:
+                return Status.NOT_READY
+            if self.settings.offline:
+                return Status.READY
+            confirmed = self._confirmed_at
+            fresh = confirmed is not None and self._clock() - confirmed <= self.settings.stale_after
+            return Status.READY if fresh else Status.STALE
+        except Exception:
+            return Status.NOT_READY
+
+    def wait_until_ready(self, timeout: float | None = None) -> bool:
+        """Block until a snapshot from the server (offline: any snapshot) is loaded; False on timeout."""
+        try:
+            self._restart_if_forked()
+            return self._ready.wait(timeout)
+        except Exception:
+            return False
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters for monitoring: config applied or rejected; outcomes sent, retried, dropped and why."""
+        try:
+            snapshot = self._config.snapshot
+            return {
+                "status": self.status,
+                "config_mode": self._sync.mode if self._sync else "offline",
+                "config_version": None if snapshot is None else f"{snapshot.epoch}-{snapshot.version}",
+                **self._snapshot_stats,
+                **(self._reporter.stats if self._reporter else {}),
+            }
+        except Exception:
+            return {}
+
+    # -- applying snapshots --------------------------------------------------------------------------------
+
+    def _apply(self, snapshot: Snapshot) -> bool:
+        """Install a snapshot if it is newer (docs/protocol.md); returns whether it was installed."""
+        with self._apply_lock:
+            if not snapshot.replaces(self._config.snapshot):
+                return False
+            config = CompiledConfig(snapshot)
+            self._config, self._rules = config, config.rules
+            self._snapshot_stats["snapshots_applied"] += 1
+            return True
+
+    def _apply_from_server(self, snapshot: Snapshot) -> None:
+        if self._apply(snapshot) and self.settings.cache_file:
+            try:
+                _cache.write_snapshot_file(self.settings.cache_file, snapshot)
+                self._log.clear("cache_write")
+            except Exception as exc:
+                self._log.warning("cache_write", "cannot write the snapshot cache file: %r", exc)
+
+    def _confirm(self) -> None:
+        if self._config.snapshot is not None:
+            self._confirmed_at = self._clock()
+            self._ready.set()
+
+    def _current_etag(self) -> str | None:
+        snapshot = self._config.snapshot
+        return None if snapshot is None else snapshot.etag
+
+    def _load_initial(self) -> None:
+        snapshots, problems = _cache.initial_snapshots(self.settings.bootstrap, self.settings.cache_file)
+        for _, snapshot in snapshots:
+            self._apply(snapshot)
+        for kind, message in problems:
+            self._snapshot_stats["snapshots_rejected"] += kind.endswith("_invalid")
+            self._log.warning(kind, "%s", message)
+        if self.settings.offline and self._config.snapshot is not None:
+            self._ready.set()
+
+    # -- background threads --------------------------------------------------------------------------------
+
+    def _config_step(self) -> float:
+        return self._sync.step() if self._sync else self.settings.poll_interval
+
+    def _outcomes_step(self) -> float:
+        return self._reporter.step() if self._reporter else self.settings.flush_interval
+
+    def _start_threads(self) -> None:
+        if not self.settings.background or self._reporter is None or self._closed:
+            return
+        self._threads = [
+            spawn_loop("flagsvc-config", self._config_step, self._stop, self._wake_config, self._log, 5.0),
+            spawn_loop("flagsvc-outcomes", self._outcomes_step, self._stop, self._reporter.wake, self._log, 5.0),
+        ]
+
+    # -- flush and close -----------------------------------------------------------------------------------
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Send every outcome recorded so far; True once the server acknowledged all of them."""
+        try:
+            self._restart_if_forked()
+            return True if self._reporter is None else self._reporter.flush(timeout)
+        except Exception as exc:
+            self._log.warning(f"flush:{type(exc).__name__}", "flush failed: %r", exc)
+            return False
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the threads and flush what was recorded (up to `timeout`). Evaluation keeps answering."""
+        if self._closed:
+            return
+        try:
+            self._closed = True
+            self._stop.set()
+            self._wake_config.set()
+            if self._reporter is not None:
+                self._reporter.wake.set()
+            if self._sync is not None:
+                self._sync.interrupt()
+            self.flush(timeout)
+            self._window = _DISCARD  # later outcomes have nowhere to go
+            for thread in self._threads:
+                thread.join(0.5)
+        except Exception as exc:
+            self._log.warning("close", "close failed: %r", exc)
+
+    def __enter__(self) -> FlagClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- fork (see _lifecycle.py) ---------------------------------------------------------------------------
+
+    def _after_fork_in_child(self) -> None:
+        ready = self._ready.is_set()
+        if not self._restart_needed:  # (a fork of a fork before any use keeps the config parked already)
+            self._parked = self._config
+        self._config = CompiledConfig(None)
+        self._rules = self._config.rules  # every call now misses, and its slow path restarts us first
+        self._fresh_state()
+        if ready:
+            self._ready.set()
+        if self._closed:
+            self._window = _DISCARD
+        self._threads = []
+        self._restart_needed = True
+
+    def _restart_if_forked(self) -> bool:
+        if not self._restart_needed:
+            return False
+        with self._restart_lock:
+            if not self._restart_needed:
+                return False
+            self._config = self._parked
+            self._rules = self._config.rules
+            self._restart_needed = False
+            self._start_threads()
+            return True

@@ -1,0 +1,35 @@
+"""What an evaluation answers, and why: the vocabulary of `FlagClient.evaluate` and `FlagClient.status`.
+
+Plain string constants (not enums: `enum` would add to the import time, and strings are what logs and JSON want).
+"""
+
+from __future__ import annotations
+
+from flagsvc_client._frozen import Frozen
+
+
+class Reason:
+    ROLLOUT = "rollout"  # the bucketing rule at the flag's percent
+    ALLOW_LIST = "allow_list"
+    DENY_LIST = "deny_list"
+    KILLED = "killed"  # state off or rolled_back: nobody is canary, allow list included
+    FLAG_NOT_FOUND = "flag_not_found"  # the config has no such flag: the caller's default
+    NOT_READY = "not_ready"  # no config yet: the caller's default
+    ERROR = "error"  # a bad user id, or a bug: the caller's default
+
+
+class Status:
+    NOT_READY = "not_ready"  # no config: every evaluation answers the default
+    READY = "ready"  # a config the server confirmed within `stale_after` (or offline with a config)
+    STALE = "stale"  # a config (last from the server, bootstrap or cache) the server has not confirmed lately
+
+
+class Evaluation(Frozen):
+    """One evaluation: `arm` is the arm the rule put the user in; None when no rule ran (the default answered)."""
+
+    __slots__ = ("value", "arm", "reason", "revision")  # noqa: RUF023 (the order repr shows)
+
+    value: bool
+    arm: str | None
+    reason: str
+    revision: int | None

@@ -1,0 +1,533 @@
+"""The canary judge (BRIEF §6): from the current revision's per-arm aggregates, `advance`, `hold` or `rollback`,
+with a reason in plain words and the evidence behind it.
+
+A pure function of (its state from the last look, the cumulative per-arm totals, settings, time at stage): no
+clock, no randomness, no Flask or Redis. The caller keeps `Verdict.state` (JSON via to_dict/from_dict) next to
+the flag's revision and hands it back on the next look. The method and why it bounds false rollbacks are in
+docs/judge.md; the statistics themselves live in `sequential`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from flagsvc_client.sketch import bucket_value
+
+from flagsvc.domain.analysis import AnalysisSettings
+from flagsvc.domain.outcomes import ArmTotals
+from flagsvc.domain.sequential import (
+    BIG_WEIGHT,
+    AlphaBudget,
+    SampleRatio,
+    big_ratio,
+    guardrail_log_evidence,
+    log_mixture,
+    rate_ratio_llr,
+    sample_ratio,
+    stage_ratio,
+)
+
+__all__ = ["ArmTotals", "CanaryJudge", "JudgeState", "Verdict"]
+
+Decision = Literal["advance", "hold", "rollback"]
+
+SLOW_QUANTILE = 0.95  # a request is "slow" above stable's p95: 5 % of stable's requests, whatever the shape
+MIN_TIMED_FOR_THRESHOLD = 200  # stable latencies needed before the p95 that defines "slow" is fixed for the stage
+P99_GUARDRAIL_SHARE = 0.01  # "p99 above the limit" = more than 1 % of requests above it
+STATE_VERSION = 1
+
+
+# --- state ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One arm's cumulative totals at the last look, so the next look takes only what arrived since."""
+
+    requests: int = 0
+    errors: int = 0
+    error_users: int = 0
+    timed: int = 0  # latency samples, counted once the slow threshold is fixed
+    slow: int = 0  # latency samples above the slow threshold
+
+
+@dataclass(frozen=True)
+class StageTest:
+    """One metric's test for this stage alone, at the stage's ratio: decides acceptance, and (after the first
+    stage) rollback for regressions that begin late."""
+
+    llr: float = 0.0
+    canary_events: int = 0
+    stable_events: int = 0
+    canary_exposure: int = 0
+    stable_exposure: int = 0
+
+
+@dataclass(frozen=True)
+class RolloutTest:
+    """The tests that run from the first stage to the last, carried from stage to stage (see docs/judge.md)."""
+
+    errors: float = 0.0  # at error_ratio
+    errors_big: float = 0.0  # at big_ratio(error_ratio)
+    latency: float = 0.0  # at the slow-count ratio equivalent to latency_ratio
+
+
+@dataclass(frozen=True)
+class JudgeState:
+    stage_index: int = 0
+    stable: Seen = field(default_factory=Seen)
+    canary: Seen = field(default_factory=Seen)
+    slow_ms: float | None = None
+    slow_ratio: float | None = None
+    errors: StageTest = field(default_factory=StageTest)
+    latency: StageTest = field(default_factory=StageTest)
+    rollout: RolloutTest | None = None
+    looks: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["version"] = STATE_VERSION
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JudgeState:
+        """Raise ValueError on anything that is not a state this version wrote."""
+        try:
+            if data.get("version") != STATE_VERSION:
+                raise ValueError(f"judge state version {data.get('version')!r}, expected {STATE_VERSION}")
+            rollout = data.get("rollout")
+            return cls(
+                stage_index=int(data["stage_index"]),
+                stable=Seen(**{k: int(v) for k, v in data["stable"].items()}),
+                canary=Seen(**{k: int(v) for k, v in data["canary"].items()}),
+                slow_ms=None if data.get("slow_ms") is None else float(data["slow_ms"]),
+                slow_ratio=None if data.get("slow_ratio") is None else float(data["slow_ratio"]),
+                errors=_stage_test(data["errors"]),
+                latency=_stage_test(data["latency"]),
+                rollout=None if rollout is None else RolloutTest(**{k: float(v) for k, v in rollout.items()}),
+                looks=int(data.get("looks", 0)),
+            )
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"not a judge state: {e}") from e
+
+    @classmethod
+    def start(cls, stage_index: int) -> JudgeState:
+        """A stage's first look without carried state. The rollout test starts only with the rollout (stage 0):
+        starting it again later would spend its share of alpha twice."""
+        return cls(stage_index=stage_index, rollout=RolloutTest() if stage_index == 0 else None)
+
+    def next_stage(self) -> JudgeState:
+        """What to keep with the next stage's revision: fresh counts and stage tests, the rollout test carried."""
+        return JudgeState(stage_index=self.stage_index + 1, rollout=self.rollout)
+
+
+def _stage_test(data: Mapping[str, Any]) -> StageTest:
+    return StageTest(llr=float(data["llr"]), **{k: int(v) for k, v in data.items() if k != "llr"})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    reason: str
+    evidence: dict[str, Any]
+    state: JudgeState
+
+
+# --- the judge --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Arm:
+    """One arm's cumulative totals, clamped to be consistent (the judge never raises on odd input)."""
+
+    requests: int
+    errors: int
+    error_users: int
+    timed: int
+    totals: ArmTotals
+
+    @classmethod
+    def read(cls, totals: ArmTotals) -> _Arm:
+        requests = max(int(totals.count), 0)
+        errors = min(max(int(totals.errors), 0), requests)
+        users = min(max(int(totals.error_users), 0), errors)
+        return cls(requests, errors, users, max(int(totals.latency.count), 0), totals)
+
+    def slow(self, slow_ms: float) -> int:
+        return self.totals.latency.count_above(slow_ms)
+
+    def is_behind(self, seen: Seen) -> bool:
+        return (
+            self.requests < seen.requests or self.errors < seen.errors or self.error_users < seen.error_users
+            or self.timed < seen.timed
+        )
+
+
+def _error_events(d_errors: int, d_users: int) -> int:
+    """Errors of one look counted once per erroring user (BRIEF §6: bursts from one user are one event). An SDK
+    that does not count users reports 0 of them; its errors count one by one."""
+    return min(d_users, d_errors) if d_users > 0 else d_errors
+
+
+class CanaryJudge:
+    def __init__(self, settings: AnalysisSettings) -> None:
+        self.settings = settings
+
+    def judge(
+        self, state: JudgeState | None, stable: ArmTotals, canary: ArmTotals, *, percent: float,
+        stage_index: int, stage_count: int, seconds_at_stage: float, bake_seconds: float,
+    ) -> Verdict:
+        look = _Look(self.settings, stable, canary, percent, stage_index, stage_count, seconds_at_stage, bake_seconds)
+        return look.decide(state)
+
+
+class _Look:
+    """One call of the judge: the inputs, the state as it evolves, and the verdict."""
+
+    def __init__(
+        self, settings: AnalysisSettings, stable: ArmTotals, canary: ArmTotals, percent: float, stage_index: int,
+        stage_count: int, seconds_at_stage: float, bake_seconds: float,
+    ) -> None:
+        self.settings = settings
+        self.s = _Arm.read(stable)
+        self.c = _Arm.read(canary)
+        self.percent = float(percent) if math.isfinite(percent) else 0.0
+        self.stage_index = max(int(stage_index), 0)
+        # The last stage is 100 %: no stable arm to compare with, so it is not a judged stage.
+        self.judged_stages = max(int(stage_count) - 1, 1)
+        self.seconds = float(seconds_at_stage) if math.isfinite(seconds_at_stage) else 0.0
+        self.bake = float(bake_seconds) if math.isfinite(bake_seconds) else 0.0
+        self.budget = AlphaBudget.split(settings.alpha, self.judged_stages)
+        self.accept_at = math.log(settings.beta)
+        self.errors_ratio = stage_ratio(settings.error_ratio, self.percent)
+        self.split: SampleRatio | None = None
+        self.notes: list[str] = []
+
+    # -- flow ----------------------------------------------------------------------------------------------
+
+    def decide(self, state: JudgeState | None) -> Verdict:
+        if state is None or state.stage_index != self.stage_index:
+            state = JudgeState.start(self.stage_index)
+        state = replace(state, looks=state.looks + 1)
+        if self.s.is_behind(state.stable) or self.c.is_behind(state.canary):
+            # The aggregates restarted under this state (a replayed revision): count from here on, not twice.
+            self.notes.append("aggregates went backwards; counting starts again from this look")
+            state = replace(state, stable=self._seen(self.s, state), canary=self._seen(self.c, state))
+        self.state = state
+
+        if tripped := self._guardrail():
+            return tripped
+        if self.percent >= 100:
+            return self._full_rollout()
+        if self.percent <= 0:
+            return self._hold("insufficient evidence: the canary is configured at 0 %, so nobody is in it")
+        self.split = sample_ratio(self.c.requests, self.s.requests, self.percent / 100)
+        if self.split.mismatch:
+            self.state = replace(state, stable=self._seen(self.s, state), canary=self._seen(self.c, state))
+            return self._hold(
+                f"sample-ratio mismatch: the canary got {self.split.observed_share:.3%} of "
+                f"{self.s.requests + self.c.requests:,} requests but is configured for {self.percent:g} % "
+                f"(p < {math.exp(self.split.log_p_bound):.0e}); arms that differ in who they serve cannot be "
+                "compared fairly, so the judge holds until the split is fixed (this stage's data is not counted)"
+            )
+        self._count_errors()
+        self._count_latency()
+        if regressed := self._rejection():
+            return regressed
+        return self._advance_or_hold()
+
+    def _seen(self, arm: _Arm, state: JudgeState) -> Seen:
+        slow = arm.slow(state.slow_ms) if state.slow_ms is not None else 0
+        timed = arm.timed if state.slow_ms is not None else 0
+        return Seen(arm.requests, arm.errors, arm.error_users, timed, slow)
+
+    # -- counting ------------------------------------------------------------------------------------------
+
+    def _count_errors(self) -> None:
+        st = self.state
+        n_c, n_s = self.c.requests - st.canary.requests, self.s.requests - st.stable.requests
+        x_c = _error_events(self.c.errors - st.canary.errors, self.c.error_users - st.canary.error_users)
+        x_s = _error_events(self.s.errors - st.stable.errors, self.s.error_users - st.stable.error_users)
+        test = st.errors
+        test = StageTest(
+            test.llr + rate_ratio_llr(x_c, x_s, n_c, n_s, self.errors_ratio),
+            test.canary_events + x_c, test.stable_events + x_s,
+            test.canary_exposure + n_c, test.stable_exposure + n_s,
+        )
+        rollout = st.rollout
+        if rollout is not None:
+            rollout = replace(
+                rollout,
+                errors=rollout.errors + rate_ratio_llr(x_c, x_s, n_c, n_s, self.settings.error_ratio),
+                errors_big=rollout.errors_big
+                + rate_ratio_llr(x_c, x_s, n_c, n_s, big_ratio(self.settings.error_ratio)),
+            )
+        self.state = replace(
+            st, errors=test, rollout=rollout,
+            stable=replace(st.stable, requests=self.s.requests, errors=self.s.errors, error_users=self.s.error_users),
+            canary=replace(st.canary, requests=self.c.requests, errors=self.c.errors, error_users=self.c.error_users),
+        )
+
+    def _count_latency(self) -> None:
+        st = self.state
+        if st.slow_ms is None:
+            if self.s.timed >= MIN_TIMED_FOR_THRESHOLD:
+                self._fix_slow_threshold()
+            return
+        slow_c, slow_s = self.c.slow(st.slow_ms), self.s.slow(st.slow_ms)
+        n_c, n_s = self.c.timed - st.canary.timed, self.s.timed - st.stable.timed
+        x_c, x_s = min(max(slow_c - st.canary.slow, 0), max(n_c, 0)), min(max(slow_s - st.stable.slow, 0), max(n_s, 0))
+        ratio = st.slow_ratio or 1.0
+        test = st.latency
+        test = StageTest(
+            test.llr + rate_ratio_llr(x_c, x_s, n_c, n_s, stage_ratio(ratio, self.percent)),
+            test.canary_events + x_c, test.stable_events + x_s,
+            test.canary_exposure + max(n_c, 0), test.stable_exposure + max(n_s, 0),
+        )
+        rollout = st.rollout
+        if rollout is not None:
+            rollout = replace(rollout, latency=rollout.latency + rate_ratio_llr(x_c, x_s, n_c, n_s, ratio))
+        self.state = replace(
+            st, latency=test, rollout=rollout,
+            stable=replace(st.stable, timed=self.s.timed, slow=slow_s),
+            canary=replace(st.canary, timed=self.c.timed, slow=slow_c),
+        )
+
+    def _fix_slow_threshold(self) -> None:
+        """Fix "slow" for the stage from stable's p95 so far; only later requests are counted against it, which
+        keeps the threshold independent of the data it judges. The slow-count ratio that stands for a p95
+        regression of latency_ratio is read from stable's own shape: if every latency were latency_ratio times
+        longer, the share above the threshold would be stable's share above threshold / latency_ratio."""
+        sketch = self.s.totals.latency
+        slow_ms = sketch.quantile(SLOW_QUANTILE)
+        if slow_ms is None:
+            return
+        above = sketch.count_above(slow_ms)
+        above_shifted = sketch.count_above(slow_ms / self.settings.latency_ratio)
+        ratio = above_shifted / above if above > 0 else self.settings.latency_ratio
+        st = replace(self.state, slow_ms=slow_ms, slow_ratio=min(max(ratio, 1.05), 50.0))
+        self.state = replace(st, stable=self._seen(self.s, st), canary=self._seen(self.c, st))
+
+    # -- decisions -----------------------------------------------------------------------------------------
+
+    def _guardrail(self) -> Verdict | None:
+        limit_log = math.log(1 / self.budget.guardrail)
+        rate_limit, p99_limit = self.settings.max_error_rate, self.settings.max_p99_ms
+        if rate_limit is not None:
+            evidence = guardrail_log_evidence(self.c.errors, self.c.requests, rate_limit)
+            if evidence >= limit_log:
+                return self._rollback(
+                    f"guardrail: the canary's error rate {self.c.errors / self.c.requests:.2%} "
+                    f"({self.c.errors:,} of {self.c.requests:,}) is above the limit of {rate_limit:.2%} "
+                    f"(evidence {evidence:.1f} >= {limit_log:.1f})",
+                    guardrail={"name": "max_error_rate", "limit": rate_limit, "evidence": round(evidence, 4),
+                               "threshold": round(limit_log, 4)},
+                )
+        if p99_limit is not None and self.c.timed:
+            over = self.c.totals.latency.count_above(p99_limit)
+            evidence = guardrail_log_evidence(over, self.c.timed, P99_GUARDRAIL_SHARE)
+            if evidence >= limit_log:
+                return self._rollback(
+                    f"guardrail: the canary's p99 latency is above the limit of {p99_limit:g} ms "
+                    f"({over:,} of {self.c.timed:,} requests, {over / self.c.timed:.2%}, above it; "
+                    f"evidence {evidence:.1f} >= {limit_log:.1f})",
+                    guardrail={"name": "max_p99_ms", "limit": p99_limit, "over_limit": over,
+                               "evidence": round(evidence, 4), "threshold": round(limit_log, 4)},
+                )
+        return None
+
+    def _full_rollout(self) -> Verdict:
+        if self.c.requests < self.settings.min_requests:
+            return self._hold(
+                f"insufficient evidence: {self.c.requests:,} of {self.settings.min_requests:,} canary requests "
+                "at 100 % (no stable arm to compare with; only the guardrails apply)"
+            )
+        if self.seconds < self.bake:
+            return self._hold(f"baking: {self.seconds:.0f} s of {self.bake:.0f} s at 100 % (only guardrails apply)")
+        return self._verdict("advance", "no stable arm at 100 %; guardrails held for the whole bake time")
+
+    def _rejection(self) -> Verdict | None:
+        st = self.state
+        checks: list[tuple[str, float, float, str]] = []  # metric, statistic, threshold, which test
+        if st.rollout is not None:
+            mixed = log_mixture([st.rollout.errors, st.rollout.errors_big], [1 - BIG_WEIGHT, BIG_WEIGHT])
+            checks.append(("errors", mixed, math.log(1 / self.budget.rollout_errors), "rollout"))
+            checks.append(("latency", st.rollout.latency, math.log(1 / self.budget.rollout_latency), "rollout"))
+        if self.stage_index > 0 and self.budget.stage_errors > 0:
+            checks.append(("errors", st.errors.llr, math.log(1 / self.budget.stage_errors), "stage"))
+            checks.append(("latency", st.latency.llr, math.log(1 / self.budget.stage_latency), "stage"))
+        for metric, statistic, threshold, test in checks:
+            if statistic >= threshold:
+                what = self._error_words() if metric == "errors" else self._latency_words()
+                since = "since the rollout began" if test == "rollout" else f"at this stage ({self.percent:g} %)"
+                return self._rollback(
+                    f"{metric} regression: {what}; the sequential test {since} crossed its rollback threshold "
+                    f"(evidence {statistic:.1f} >= {threshold:.1f}, i.e. a canary no worse than stable gets here "
+                    f"with chance <= {math.exp(-threshold):.2%})",
+                    rejected={"metric": metric, "test": test, "statistic": round(statistic, 4),
+                              "threshold": round(threshold, 4)},
+                )
+        return None
+
+    def _advance_or_hold(self) -> Verdict:
+        st, minimum = self.state, self.settings.min_requests
+        if self.c.requests == 0 or self.s.requests == 0:
+            empty = "canary" if self.c.requests == 0 else "stable"
+            return self._hold(f"insufficient evidence: no {empty} requests yet at {self.percent:g} %")
+        errors_ok, errors_why = self._errors_accepted()
+        latency_ok, latency_why = self._latency_accepted()
+        if self.c.requests < minimum:
+            return self._hold(
+                f"insufficient evidence: {self.c.requests:,} of the {minimum:,} canary requests a stage needs"
+            )
+        if not (errors_ok and latency_ok):
+            pending = "; ".join(why for ok, why in ((errors_ok, errors_why), (latency_ok, latency_why)) if not ok)
+            return self._hold(f"insufficient evidence yet that the canary is no worse: {pending}")
+        if self.seconds < self.bake:
+            return self._hold(
+                f"baking: {self.seconds:.0f} s of {self.bake:.0f} s at {self.percent:g} %; "
+                f"no regression so far ({errors_why}; {latency_why})"
+            )
+        return self._verdict(
+            "advance", f"canary no worse than stable at {self.percent:g} % after {self.seconds:.0f} s: "
+            f"{errors_why}; {latency_why}",
+            next_state=st.next_stage(),
+        )
+
+    def _errors_accepted(self) -> tuple[bool, str]:
+        test = self.state.errors
+        if test.llr <= self.accept_at:
+            return True, f"errors accepted ({self._error_words()}, evidence {test.llr:.1f} <= {self.accept_at:.1f})"
+        if test.canary_events == 0 and test.stable_events == 0:
+            return True, "no errors in either arm"
+        return False, (
+            f"errors not yet ({self._error_words()}; evidence {test.llr:.1f}, accepts at <= {self.accept_at:.1f}, "
+            f"tested ratio {self.errors_ratio:.2g}x)"
+        )
+
+    def _latency_accepted(self) -> tuple[bool, str]:
+        st = self.state
+        if st.slow_ms is None:
+            if self.s.timed == 0 and self.c.timed == 0:
+                return True, "latency not reported by the SDKs"
+            return False, (
+                f"latency not yet ({self.s.timed:,} of {MIN_TIMED_FOR_THRESHOLD} stable latencies needed to fix "
+                "the p95 that defines a slow request)"
+            )
+        test = st.latency
+        if test.llr <= self.accept_at:
+            return True, f"latency accepted ({self._latency_words()}, evidence {test.llr:.1f} <= {self.accept_at:.1f})"
+        if test.canary_events == 0 and test.stable_events == 0:
+            return True, f"no request slower than {st.slow_ms:.0f} ms in either arm"
+        return False, (
+            f"latency not yet ({self._latency_words()}; evidence {test.llr:.1f}, accepts at <= {self.accept_at:.1f})"
+        )
+
+    # -- words and evidence --------------------------------------------------------------------------------
+
+    def _error_words(self) -> str:
+        c_rate = self.c.errors / self.c.requests if self.c.requests else 0.0
+        s_rate = self.s.errors / self.s.requests if self.s.requests else 0.0
+        ratio = f", {c_rate / s_rate:.2g}x" if s_rate > 0 else ""
+        return (
+            f"canary {c_rate:.2%} errors ({self.c.errors:,}/{self.c.requests:,}) vs stable {s_rate:.2%} "
+            f"({self.s.errors:,}/{self.s.requests:,}){ratio}"
+        )
+
+    def _latency_words(self) -> str:
+        test, slow_ms = self.state.latency, self.state.slow_ms or 0.0
+        c_share = test.canary_events / test.canary_exposure if test.canary_exposure else 0.0
+        s_share = test.stable_events / test.stable_exposure if test.stable_exposure else 0.0
+        return (
+            f"{c_share:.1%} of canary requests slower than stable's p95 of {slow_ms:.0f} ms vs {s_share:.1%} "
+            "of stable's"
+        )
+
+    def _hold(self, reason: str) -> Verdict:
+        return self._verdict("hold", reason)
+
+    def _rollback(self, reason: str, **extra: Any) -> Verdict:
+        return self._verdict("rollback", reason, **extra)
+
+    def _verdict(self, decision: Decision, reason: str, *, next_state: JudgeState | None = None,
+                 **extra: Any) -> Verdict:
+        if self.notes:
+            reason = f"{reason} [{'; '.join(self.notes)}]"
+        evidence = self._evidence()
+        evidence.update(extra)
+        return Verdict(decision, reason, evidence, next_state or self.state)
+
+    def _evidence(self) -> dict[str, Any]:
+        st, budget = self.state, self.budget
+        split = self.split
+        evidence: dict[str, Any] = {
+            "stage": {"index": self.stage_index, "percent": self.percent, "seconds": round(self.seconds, 3),
+                      "bake_seconds": self.bake, "min_requests": self.settings.min_requests, "looks": st.looks},
+            "arms": {"stable": _arm_summary(self.s), "canary": _arm_summary(self.c)},
+            "errors": {
+                "tested_ratio": round(self.errors_ratio, 4), "canary_events": st.errors.canary_events,
+                "stable_events": st.errors.stable_events, "statistic": round(st.errors.llr, 4),
+                "accept_at": round(self.accept_at, 4),
+                "reject_at": _threshold(budget.stage_errors) if self.stage_index > 0 else None,
+            },
+            "latency": {
+                "slow_above_ms": None if st.slow_ms is None else round(st.slow_ms, 3),
+                "tested_ratio": None if st.slow_ratio is None else round(stage_ratio(st.slow_ratio, self.percent), 4),
+                "canary_slow": st.latency.canary_events, "canary_timed": st.latency.canary_exposure,
+                "stable_slow": st.latency.stable_events, "stable_timed": st.latency.stable_exposure,
+                "statistic": round(st.latency.llr, 4), "accept_at": round(self.accept_at, 4),
+                "reject_at": _threshold(budget.stage_latency) if self.stage_index > 0 else None,
+            },
+            "rollout_test": None if st.rollout is None else {
+                "errors_statistic": round(
+                    log_mixture([st.rollout.errors, st.rollout.errors_big], [1 - BIG_WEIGHT, BIG_WEIGHT]), 4),
+                "errors_ratios": [self.settings.error_ratio, big_ratio(self.settings.error_ratio)],
+                "errors_reject_at": _threshold(budget.rollout_errors),
+                "latency_statistic": round(st.rollout.latency, 4),
+                "latency_reject_at": _threshold(budget.rollout_latency),
+            },
+            "split": None if split is None else {
+                "expected_share": split.expected_share,
+                "observed_share": None if split.observed_share is None else round(split.observed_share, 6),
+                "g_statistic": round(split.g_statistic, 4),
+                "p_value_at_most": float(f"{math.exp(split.log_p_bound):.3g}"),
+                "mismatch": split.mismatch,
+            },
+            "alpha": {"rollout": self.settings.alpha, "judged_stages": self.judged_stages},
+        }
+        return evidence
+
+
+def _threshold(alpha: float) -> float | None:
+    return round(math.log(1 / alpha), 4) if alpha > 0 else None
+
+
+def _arm_summary(arm: _Arm) -> dict[str, Any]:
+    p50, p95, p99 = _quantiles(arm.totals.latency.buckets, arm.timed, (0.50, 0.95, 0.99))
+    return {
+        "requests": arm.requests, "errors": arm.errors, "error_users": arm.error_users,
+        "error_rate": round(arm.errors / arm.requests, 6) if arm.requests else None,
+        "timed": arm.timed, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99,
+    }
+
+
+def _quantiles(buckets: Mapping[int, int], count: int, qs: Sequence[float]) -> list[float | None]:
+    """Several quantiles in one pass over the sketch (the same rule as LatencySketch.quantile)."""
+    if count <= 0 or not buckets:
+        return [None] * len(qs)
+    ranks = [q * (count - 1) for q in qs]
+    out: list[float | None] = [None] * len(qs)
+    seen, k = 0, 0
+    order = sorted(range(len(qs)), key=lambda i: ranks[i])
+    for index in sorted(buckets):
+        seen += buckets[index]
+        while k < len(order) and seen > ranks[order[k]]:
+            out[order[k]] = round(bucket_value(index), 3)
+            k += 1
+        if k == len(order):
+            break
+    top = round(bucket_value(max(buckets)), 3)
+    return [top if v is None else v for v in out]

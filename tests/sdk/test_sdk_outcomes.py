@@ -1,0 +1,206 @@
+"""Outcomes: aggregation per (flag, revision, arm), bounded memory, batches, retries with the same batch_id."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+
+from flagsvc_client import bucketing
+from flagsvc_client._outcomes import OutcomeWindow, build_batches
+from flagsvc_client._transport import Response, TransportError
+from flagsvc_client.sketch import MAX_INDEX, MIN_INDEX, LatencySketch, bucket_index
+from flagsvc_client.snapshot import parse_snapshot
+
+from tests.sdk.sdk_fakes import flag, snapshot
+
+OUTCOMES = "/sdk/v1/outcomes"
+ACK = Response(200, {}, b'{"accepted": 1}')
+
+
+def users_in_arms(percent: float, n: int = 2000) -> tuple[list[str], list[str]]:
+    canary = [f"u{i}" for i in range(n) if bucketing.is_canary("new_checkout", f"u{i}", percent)]
+    stable = [f"u{i}" for i in range(n) if not bucketing.is_canary("new_checkout", f"u{i}", percent)]
+    return canary, stable
+
+
+def test_record_then_flush_sends_exact_counts_per_arm(make_client, transport):
+    client = make_client(bootstrap=snapshot(flag(percent=20.0, revision=7)))
+    canary, stable = users_in_arms(20.0)
+    for user in canary:
+        client.record("new_checkout", user, ok=True, latency_ms=10.0)
+    for i, user in enumerate(stable):
+        client.record("new_checkout", user, ok=i % 10 != 0, latency_ms=20.0)
+    client.record("new_checkout", stable[0], ok=False)  # the same user failing again: one error user
+    transport.answer(OUTCOMES, ACK)
+    assert client.flush(0) is True
+    [batch] = transport.posted()
+    assert re.fullmatch(r"[0-9a-f]{32}", batch["batch_id"])
+    entry = batch["flags"]["new_checkout"]
+    assert entry["revision"] == 7
+    failures = len(range(0, len(stable), 10))
+    assert entry["arms"]["canary"] == {
+        "count": len(canary), "errors": 0, "error_users": 0, "latency": {str(bucket_index(10.0)): len(canary)},
+    }  # fmt: skip
+    assert entry["arms"]["stable"] == {
+        "count": len(stable) + 1, "errors": failures + 1, "error_users": failures,
+        "latency": {str(bucket_index(20.0)): len(stable)},
+    }  # fmt: skip
+    assert client.stats["outcomes_acknowledged"] == len(canary) + len(stable) + 1
+    assert client.flush(0) is True and len(transport.posted()) == 1  # nothing new: nothing sent
+
+
+def test_the_arm_follows_allow_deny_and_kill(make_client, transport):
+    snap = snapshot(flag(percent=0.0, allow=["vip"]), flag("killed", state="rolled_back", allow=["vip"]))
+    client = make_client(bootstrap=snap)
+    client.record("new_checkout", "vip")
+    client.record("killed", "vip")
+    transport.answer(OUTCOMES, ACK)
+    client.flush(0)
+    flags = transport.posted()[0]["flags"]
+    assert flags["new_checkout"]["arms"]["canary"]["count"] == 1
+    assert flags["killed"]["arms"]["stable"]["count"] == 1 and flags["killed"]["arms"]["canary"]["count"] == 0
+
+
+def test_retries_keep_the_batch_id_and_body_until_acknowledged(make_client, transport, clock):
+    client = make_client(bootstrap=snapshot(flag()))
+    for i in range(100):
+        client.record("new_checkout", f"u{i}")
+    transport.answer(OUTCOMES, TransportError("refused", refused=True), Response(503, {}, b""), ACK)
+    assert client.flush(0) is False
+    delay = client._outcomes_step()
+    assert 0 < delay <= 0.25  # not due yet: backoff
+    assert len(transport.posted()) == 1
+    clock.advance(delay)
+    client._outcomes_step()  # 503
+    clock.advance(5)
+    client._outcomes_step()  # acknowledged
+    bodies = [r["body"] for r in transport.requests if r["method"] == "POST"]
+    assert len(bodies) == 3 and len(set(bodies)) == 1  # the very same bytes, the same batch_id
+    stats = client.stats
+    assert (stats["batches_acknowledged"], stats["batches_retried"], stats["batches_pending"]) == (1, 2, 0)
+    assert stats["outcomes_acknowledged"] == 100
+
+
+def test_408_and_429_are_retried_honouring_retry_after(make_client, transport, clock):
+    client = make_client(bootstrap=snapshot(flag()), backoff_max=30)
+    client.record("new_checkout", "u")
+    transport.answer(OUTCOMES, Response(429, {"retry-after": "20"}, b""), Response(408, {}, b""), ACK)
+    client.flush(0)
+    assert client._outcomes_step() == 5.0  # the next window cut comes first
+    clock.advance(20)
+    client._outcomes_step()
+    clock.advance(30)
+    client._outcomes_step()
+    assert client.stats["batches_acknowledged"] == 1
+
+
+def test_other_4xx_drops_the_batch_counts_it_and_logs_once(make_client, transport, caplog):
+    client = make_client(bootstrap=snapshot(flag()))
+    transport.answer(OUTCOMES, Response(400, {}, b'{"error": {}}'), Response(400, {}, b""), ACK)
+    for _ in range(2):
+        client.record("new_checkout", "u")
+        assert client.flush(0) is False
+    client.record("new_checkout", "u")
+    assert client.flush(0) is True
+    stats = client.stats
+    assert (stats["batches_rejected"], stats["outcomes_rejected"], stats["batches_acknowledged"]) == (2, 2, 1)
+    assert sum("rejected with 400" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_batches_older_than_max_age_are_dropped_and_counted(make_client, transport, clock):
+    client = make_client(bootstrap=snapshot(flag()), max_batch_age=60)
+    client.record("new_checkout", "u")
+    client.flush(0)  # 503 (the fake's default answer)
+    clock.advance(61)
+    client._outcomes_step()
+    stats = client.stats
+    assert (stats["batches_expired"], stats["outcomes_expired"], stats["batches_pending"]) == (1, 1, 0)
+
+
+def test_a_full_queue_keeps_aggregating_instead_of_cutting(make_client, transport, clock):
+    client = make_client(bootstrap=snapshot(flag()), max_pending_bytes=1)
+    client.record("new_checkout", "a")
+    client.flush(0)  # queued (1 batch > 1 byte: full), send failed
+    client.record("new_checkout", "b")
+    client.record("new_checkout", "c")
+    clock.advance(5)
+    client._outcomes_step()  # full: no new batch
+    assert client.stats["batches_pending"] == 1
+    transport.answer(OUTCOMES, ACK, ACK)
+    assert client.flush(0) is True  # sends the old one, then cuts and sends the rest
+    counts = [sum(a["count"] for a in b["flags"]["new_checkout"]["arms"].values()) for b in transport.posted()]
+    assert counts[-2:] == [1, 2]
+
+
+def test_a_flag_that_changed_revision_in_a_window_yields_one_batch_per_revision(make_client, transport):
+    client = make_client(bootstrap=snapshot(flag(revision=1), version=1))
+    client.record("new_checkout", "u")
+    client._apply(parse_snapshot(snapshot(flag(revision=2), version=2)))  # a new revision, mid-window
+    client.record("new_checkout", "u")
+    client.record("new_checkout", "u")
+    transport.answer(OUTCOMES, ACK, ACK)
+    assert client.flush(0) is True
+    revisions = [
+        (b["flags"]["new_checkout"]["revision"], sum(a["count"] for a in b["flags"]["new_checkout"]["arms"].values()))
+        for b in transport.posted()
+    ]
+    assert sorted(revisions) == [(1, 1), (2, 2)]
+
+
+def test_unknown_flags_and_bad_input_record_nothing_and_never_raise(make_client, transport):
+    client = make_client(bootstrap=snapshot(flag()))
+    client.record("nope", "u")
+    client.record("new_checkout", None)
+    client.record("new_checkout", "u", latency_ms="slow")
+    client.record(["unhashable"], "u")
+    transport.answer(OUTCOMES, ACK)
+    assert client.flush(0) is True
+    assert transport.posted() == []
+
+
+# -- the window's bounds ---------------------------------------------------------------------------------
+
+
+def test_the_number_of_tallies_is_bounded_and_full_asks_for_an_early_flush():
+    full = threading.Event()
+    window = OutcomeWindow(max_arms=3, max_error_users=10, on_full=full.set)
+    for i in range(5):
+        window.add((f"f{i}", 1, "stable"), "u", True, None)
+    assert len(window) == 3 and window.dropped == 2 and full.is_set()
+
+
+def test_error_users_are_bounded_and_stay_an_upper_bound():
+    asked = []
+    window = OutcomeWindow(max_arms=10, max_error_users=3, on_full=lambda: asked.append(1))
+    key = ("f", 1, "canary")
+    for user in ["a", "b", "a", "c", "d", "e", "a"]:
+        window.add(key, user, False, None)
+    [batch] = build_batches(window.cut(), 1000, 1000)
+    arm = batch["f"]["arms"]["canary"]
+    assert (arm["errors"], arm["error_users"]) == (7, 5)  # a, b, c remembered; d, e counted as new
+    assert asked
+
+
+def test_sketch_over_the_wire_limit_is_collapsed_from_the_bottom():
+    window = OutcomeWindow(max_arms=10, max_error_users=10, on_full=lambda: None)
+    latencies = [1.02**i for i in range(MIN_INDEX, MAX_INDEX + 1)]
+    for ms in latencies:
+        window.add(("f", 1, "stable"), "u", True, ms)
+    [batch] = build_batches(window.cut(), 1000, max_buckets=1000)
+    wire = batch["f"]["arms"]["stable"]["latency"]
+    assert len(wire) == 1000 and sum(wire.values()) == len(latencies)
+    sketch = LatencySketch.from_wire(wire)
+    exact = LatencySketch()
+    for ms in latencies:
+        exact.add(ms)
+    assert sketch.quantile(0.99) == exact.quantile(0.99) and sketch.quantile(0.5) == exact.quantile(0.5)
+
+
+def test_batches_respect_the_flag_limit_and_the_body_size():
+    window = OutcomeWindow(max_arms=5000, max_error_users=10, on_full=lambda: None)
+    for i in range(2500):
+        window.add((f"flag-{i}", 3, "stable"), "u", True, 5.0)
+    batches = build_batches(window.cut(), max_flags=1000, max_buckets=1000)
+    assert [len(b) for b in batches] == [1000, 1000, 500]
+    assert all(len(json.dumps(b)) < 900_000 for b in batches)
