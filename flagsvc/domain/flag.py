@@ -14,6 +14,7 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Any
 
+from flagsvc.domain.analysis import AnalysisSettings, validate_analysis
 from flagsvc.domain.errors import IllegalTransition, InvalidFlag
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}\Z")
@@ -191,6 +192,8 @@ def validate(flag: Flag) -> Flag:
     for name in ("allow", "deny"):
         if p := id_list_problems(getattr(flag, name)):
             problems[name] = p
+    for name, p in validate_analysis(flag.analysis).items():
+        problems[f"analysis.{name}" if name != "_schema" else "analysis"] = p
     if overlap := set(flag.allow) & set(flag.deny):
         problems.setdefault("deny", []).append(f"{len(overlap)} user id(s) are in both allow and deny")
     if problems:
@@ -209,9 +212,16 @@ def new_flag(key: str, settings: Mapping[str, Any], *, now: float, actor: str) -
     for name in ("stages", "allow", "deny"):
         if name in values:
             values[name] = tuple(values[name])
+    values["analysis"] = values.get("analysis") or {}
     flag = validate(Flag(key=key, created_at=now, updated_at=now, **values))
+    flag = replace(flag, analysis=_effective_analysis(flag.analysis))
     entry = HistoryEntry(now, actor, Action.CREATE, flag.revision, None, flag.state, None, flag.percent)
     return flag, entry
+
+
+def _effective_analysis(analysis: Mapping[str, Any]) -> dict[str, Any]:
+    """Every analysis setting spelled out, defaults included, so what a flag is judged by is visible."""
+    return AnalysisSettings.from_dict(analysis).to_dict()
 
 
 def _changed(
@@ -243,7 +253,12 @@ def update(flag: Flag, settings: Mapping[str, Any], *, now: float, actor: str) -
             f"stages cannot change while the flag is {flag.state}: roll back or let it complete first",
             {"stages": ["cannot change during a rollout"]},
         )
+    if "analysis" in values:
+        # A partial change: the settings not named keep their values.
+        values["analysis"] = {**flag.analysis, **(values["analysis"] or {})}
     validate(replace(flag, **values))
+    if "analysis" in values:
+        values["analysis"] = _effective_analysis(values["analysis"])
     after, entry = _changed(flag, Action.UPDATE, now=now, actor=actor, **values)
     return after, entry
 

@@ -205,3 +205,16 @@ def test_readyz_fails_when_the_store_is_down(app):
     store = app.extensions["flagsvc"].operations.store
     store.ping = lambda: False
     assert_error(app.test_client().get("/readyz"), 503, "unavailable")
+
+
+def test_analysis_settings_are_validated_defaulted_and_patched_partially(client):
+    bad = client.post("/api/v1/flags", json={"key": "x", "analysis": {"alpha": 2, "colour": 1}}, headers=ADMIN)
+    assert_error(bad, 400, "validation_error", "analysis.alpha")
+    assert "analysis.colour" in bad.get_json()["error"]["fields"]
+    flag = create(client, analysis={"error_ratio": 3})
+    assert flag["analysis"]["error_ratio"] == 3 and flag["analysis"]["alpha"] == 0.01  # defaults spelled out
+    patched = client.patch("/api/v1/flags/new_checkout", json={"analysis": {"max_error_rate": 0.1}}, headers=ADMIN)
+    analysis = patched.get_json()["analysis"]
+    assert analysis["error_ratio"] == 3 and analysis["max_error_rate"] == 0.1
+    bad_patch = client.patch("/api/v1/flags/new_checkout", json={"analysis": {"min_requests": "5"}}, headers=ADMIN)
+    assert_error(bad_patch, 400, "validation_error", "analysis.min_requests")
