@@ -27,8 +27,8 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
-@click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 1024),
-              help="Threads per worker (each open request or stream holds one).")
+@click.option("--threads", default=128, show_default=True, type=click.IntRange(1, 4096),
+              help="Threads per worker; each open request or SDK stream holds one.")
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn (debugging only).")
 def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
     """Serve the REST API, the SDK endpoints and the rollout controller.
