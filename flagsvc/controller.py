@@ -69,9 +69,19 @@ class RolloutController:
         self.clock = clock
         self.interval = interval
         self.lease_seconds = max(3 * interval, 1.0)
-        self.owner = owner or default_owner()
+        self._given_owner = owner
+        self._owner = owner or default_owner()
+        self._owner_pid = os.getpid()
         self.on_decision = on_decision or (lambda decision: None)
         self.token: int | None = None
+
+    @property
+    def owner(self) -> str:
+        """This controller's identity in the lease. Built per process: a gunicorn worker forked from the master
+        must not share the master's identity with its siblings, or they would all 'hold' one lease."""
+        if self._given_owner is None and self._owner_pid != os.getpid():
+            self._owner, self._owner_pid, self.token = default_owner(), os.getpid(), None
+        return self._owner
 
     @property
     def is_leader(self) -> bool:

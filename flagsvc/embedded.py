@@ -135,6 +135,7 @@ class EmbeddedRedis:
         self._proc: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
         self._log_offset = 0
+        self._owner_pid = os.getpid()
 
     @property
     def url(self) -> str:
@@ -176,7 +177,11 @@ class EmbeddedRedis:
         raise AssertionError("unreachable")
 
     def stop(self, timeout: float = 5.0) -> None:
-        """SHUTDOWN (the AOF is fsynced and closed), then SIGTERM, then SIGKILL; idempotent."""
+        """SHUTDOWN (the AOF is fsynced and closed), then SIGTERM, then SIGKILL; idempotent. Only the process
+        that started the server stops it: a forked child (a gunicorn worker) inherits this object and its atexit
+        hook, and its exit must not take Redis away from its siblings."""
+        if self._owner_pid != os.getpid():
+            return
         atexit.unregister(self.stop)
         proc, port, self._proc, self._port = self._proc, self._port, None, None
         if proc is None:
@@ -238,7 +243,7 @@ class EmbeddedRedis:
                 with contextlib.suppress(redis.RedisError, OSError):
                     # a racing process may hold the port: only our own pid counts as up
                     if client.ping() and client.info("server")["process_id"] == proc.pid:
-                        self._proc, self._port = proc, port
+                        self._proc, self._port, self._owner_pid = proc, port, os.getpid()
                         return True
                 time.sleep(0.02)
         if proc.poll() is None:  # timed out: no point waiting for a server that never answered

@@ -175,3 +175,13 @@ def test_two_controllers_racing_never_both_apply(real_store):
     assert sorted(revisions) == list(range(2, 12))  # every stage move once, by exactly one controller
     moves = [e for e in store.history("race", 100) if e.actor == "controller"]
     assert len(moves) == 10
+
+
+def test_a_forked_worker_gets_its_own_identity(monkeypatch):
+    ctl = RolloutController(MemoryStore(), lambda flag: ScriptedJudge([]), load_state)
+    before = ctl.owner
+    assert ctl.owner == before  # stable within a process
+    import flagsvc.controller as module
+
+    monkeypatch.setattr(module.os, "getpid", lambda: -1)  # as if forked
+    assert ctl.owner != before
