@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *extra: str) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -29,7 +29,7 @@ class Server:
         env["FLAGSVC_DATA_DIR"] = str(data_dir)
         self.log = (data_dir.parent / f"serve-{self.port}.log").open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flagsvc", "serve", "--port", str(self.port), "--threads", "4"],
+            [sys.executable, "-m", "flagsvc", "serve", "--port", str(self.port), "--threads", "8", *extra],
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
@@ -97,3 +97,16 @@ def test_state_survives_restarts_and_a_crash(tmp_path):
     again = requests.get(f"{server.url}/api/v1/flags/new_checkout", headers=server.admin).json()
     assert again["revision"] == before["revision"]
     assert server.stop() == 0
+
+
+def test_two_workers_one_leader_and_a_clean_stop(tmp_path):
+    data_dir = tmp_path / "data"
+    server = Server(data_dir, "--workers", "2")
+    requests.post(f"{server.url}/api/v1/flags", json={"key": "a"}, headers=server.admin).raise_for_status()
+    time.sleep(2.5)  # a controller interval or so: both workers have tried for the lease
+    leaders = [line for line in server.output().splitlines() if "leads (token" in line]
+    assert len(leaders) == 1, server.output()
+    embedded_pid = redis_pid(data_dir)
+    assert server.stop() == 0
+    time.sleep(0.2)
+    assert not alive(embedded_pid)
