@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
-from werkzeug.serving import make_server
 
 from flagsvc.cli.flagctl import main
-from tests.support import ADMIN_TOKEN
+from tests.support import ADMIN_TOKEN, serving
 
 
 @pytest.fixture
 def server_url(real_app) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, real_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with serving(real_app) as url:
+        yield url
 
 
 @pytest.fixture

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
-from tests.support import ADMIN, SDK
+from tests.support import ADMIN, SDK, serving
 
 
 @pytest.fixture
 def base_url(real_app) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, real_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(5)
+    with serving(real_app) as url:
+        yield url
 
 
 def test_64_concurrent_percent_changes_lose_no_update(base_url):

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from flagsvc.api import create_app
 from flagsvc.store import RedisStore
-from tests.support import ADMIN, SDK, TEST_SETTINGS
-
-
-def serve(app) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    app.extensions["flagsvc"].changes.close()
-    server.shutdown()
-    thread.join(5)
+from tests.support import ADMIN, SDK, TEST_SETTINGS, serving
 
 
 @pytest.fixture
@@ -32,11 +20,8 @@ def two_servers(real_redis, namespace) -> Iterator[tuple[str, str]]:
     apps = [create_app(TEST_SETTINGS, store=RedisStore(real_redis, namespace), controller=False) for _ in range(2)]
     for app in apps:
         app.config["FLAGSVC_HEARTBEAT_SECONDS"] = 0.5
-    servers = [serve(app) for app in apps]
-    urls = [next(s) for s in servers]
-    yield urls[0], urls[1]
-    for s in servers:
-        next(s, None)
+    with serving(apps[0]) as first, serving(apps[1]) as second:
+        yield first, second
 
 
 def events(response: requests.Response) -> Iterator[tuple[str, str]]:
