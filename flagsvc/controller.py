@@ -62,6 +62,7 @@ class RolloutController:
         self, store: Store, judge_for: JudgeFactory, load_state: StateLoader, *,
         clock: Callable[[], float] = time.time, interval: float = 2.0, owner: str | None = None,
         on_decision: Callable[[Decision], None] | None = None,
+        on_leadership: Callable[[bool], None] | None = None,
     ) -> None:
         self.store = store
         self.judge_for = judge_for
@@ -73,6 +74,7 @@ class RolloutController:
         self._owner = owner or default_owner()
         self._owner_pid = os.getpid()
         self.on_decision = on_decision or (lambda decision: None)
+        self.on_leadership = on_leadership or (lambda leads: None)
         self.token: int | None = None
 
     @property
@@ -92,6 +94,7 @@ class RolloutController:
         token = self.store.acquire_lease(self.owner, self.lease_seconds)
         if token != self.token:
             log.info("controller %s %s", self.owner, f"leads (token {token})" if token else "is not the leader")
+            self.on_leadership(token is not None)
         self.token = token
         if token is None:
             return []
@@ -178,6 +181,7 @@ class RolloutController:
             except Exception as e:
                 log.warning("could not release the controller lease: %s", e)
             self.token = None
+            self.on_leadership(False)
 
 
 def build_controller(store: Store, *, clock: Callable[[], float] = time.time, interval: float = 2.0,
@@ -189,4 +193,10 @@ def build_controller(store: Store, *, clock: Callable[[], float] = time.time, in
     def judge_for(flag: Flag) -> Judge:
         return CanaryJudge(AnalysisSettings.from_dict(flag.analysis))
 
-    return RolloutController(store, judge_for, JudgeState.from_dict, clock=clock, interval=interval, owner=owner)
+    from flagsvc import metrics
+
+    def count(decision: Decision) -> None:
+        metrics.DECISIONS.labels(decision.decision, str(decision.applied).lower()).inc()
+
+    return RolloutController(store, judge_for, JudgeState.from_dict, clock=clock, interval=interval, owner=owner,
+                             on_decision=count, on_leadership=lambda leads: metrics.LEADER.set(1 if leads else 0))

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from flagsvc import metrics
 from flagsvc.domain.errors import FlagNotFound
 from flagsvc.domain.flag import KEY_PATTERN
 from flagsvc.domain.outcomes import counter_fields
@@ -31,7 +32,13 @@ class OutcomeIngest:
             if not increments:
                 results["empty"] += 1
                 continue
-            results[self.store.add_outcomes(key, entry["revision"], batch["batch_id"], increments)] += 1
+            result = self.store.add_outcomes(key, entry["revision"], batch["batch_id"], increments)
+            results[result] += 1
+            metrics.OUTCOME_BATCHES.labels(result).inc()
+            if result == "accepted":
+                for arm, totals in entry["arms"].items():
+                    metrics.OUTCOMES.labels(key, arm, "requests").inc(totals["count"])
+                    metrics.OUTCOMES.labels(key, arm, "errors").inc(totals["errors"])
         if results["unknown"]:
             self.store.count_unknown(results["unknown"])
         return {

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 
+from flagsvc import metrics
 from flagsvc.api import admin, ops, sdk
 from flagsvc.api.auth import Scope, TokenRegistry, bearer_secret
 from flagsvc.api.errors import ApiError, register_error_handlers
@@ -49,10 +50,24 @@ def create_app(
     app.extensions["flagsvc.background"] = BackgroundWork(rollout, changes)
     app.extensions["flagsvc.settings"] = settings
     register_error_handlers(app)
+    app.before_request(_start_timer)
     app.before_request(_authenticate)
+    app.after_request(_count_request)
     for blueprint in (admin.bp, sdk.bp, ops.bp):
         app.register_blueprint(blueprint)
     return app
+
+
+def _start_timer() -> None:
+    g.started = time.perf_counter()
+
+
+def _count_request(response: Response) -> Response:
+    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    metrics.HTTP_REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    if "started" in g and not response.is_streamed:
+        metrics.HTTP_LATENCY.labels(endpoint).observe(time.perf_counter() - g.started)
+    return response
 
 
 def _authenticate() -> None:

@@ -12,6 +12,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
+from flagsvc import metrics
 from flagsvc.domain.errors import FlagError
 
 log = logging.getLogger("flagsvc.api")
@@ -93,6 +94,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(redis.RedisError)
     def _redis_error(error: redis.RedisError):
         log.error("redis error: %s", error)
+        metrics.REDIS_ERRORS.inc()
         return error_response("unavailable", "the flag store is unreachable; nothing was changed")
 
     @app.errorhandler(Exception)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from flagsvc import metrics as prometheus
 from flagsvc.api.errors import error_response
 from flagsvc.api.services import services
 
 bp = Blueprint("ops", __name__)
 
-PUBLIC_ENDPOINTS = frozenset({"ops.healthz", "ops.readyz", "ops.metrics"})
+PUBLIC_ENDPOINTS = frozenset({"ops.healthz", "ops.readyz", "ops.metrics", "ops.openapi"})
 
 
 @bp.get("/healthz")
@@ -27,4 +28,11 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics():
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    return Response(prometheus.render(services().operations.store), mimetype=CONTENT_TYPE_LATEST)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    from flagsvc.api.openapi import document
+
+    return jsonify(document())

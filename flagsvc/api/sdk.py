@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from flagsvc import metrics
 from flagsvc.api import schemas
 from flagsvc.api.body import json_body
 from flagsvc.api.services import services
@@ -38,18 +39,22 @@ def stream():
     heartbeat = current_app.config.get("FLAGSVC_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS)
 
     def events():
-        sent = first
-        yield _event(first)
-        generation = svc.changes.generation
-        while not svc.changes.closed:
-            woke = svc.changes.wait(generation, heartbeat)
-            current = svc.snapshots.current()
-            if current.version != sent.version:
-                sent = current
-                yield _event(current)
-            elif woke == generation:
-                yield b": heartbeat\n\n"
-            generation = woke
+        metrics.STREAMS.inc()
+        try:
+            sent = first
+            yield _event(first)
+            generation = svc.changes.generation
+            while not svc.changes.closed:
+                woke = svc.changes.wait(generation, heartbeat)
+                current = svc.snapshots.current()
+                if current.version != sent.version:
+                    sent = current
+                    yield _event(current)
+                elif woke == generation:
+                    yield b": heartbeat\n\n"
+                generation = woke
+        finally:
+            metrics.STREAMS.dec()
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return Response(events(), mimetype="text/event-stream", headers=headers)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 import click
 
@@ -50,6 +53,8 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
         settings, embedded = _with_embedded_redis(settings)
     elif not settings.admin_tokens or not settings.sdk_keys:
         raise click.UsageError("with FLAGSVC_REDIS_URL set, FLAGSVC_ADMIN_TOKENS and FLAGSVC_SDK_KEYS are required")
+    if not dev:
+        _prepare_multiprocess_metrics()
     try:
         from flagsvc.api import create_app
 
@@ -69,6 +74,16 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _prepare_multiprocess_metrics() -> None:
+    """Workers share their metrics through files in a fresh directory, set before prometheus_client is imported
+    (it picks its storage at import time)."""
+    if "prometheus_client" in sys.modules and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return  # too late to switch; metrics stay per process
+    directory = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="flagsvc-metrics-"))
+    for stale in Path(directory).glob("*.db"):
+        stale.unlink()
 
 
 def _with_embedded_redis(settings: Settings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 from flask import Flask
@@ -39,6 +40,10 @@ def _post_worker_init(worker) -> None:
 
 def _worker_exit(server, worker) -> None:
     worker.app.load().extensions["flagsvc.background"].stop(timeout=1.0)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
 
 
 def run_gunicorn(app: Flask, *, host: str, port: int, workers: int, threads: int) -> None:

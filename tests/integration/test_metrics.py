@@ -1,0 +1,40 @@
+"""/metrics under the production server with several workers: request counts from every worker, and per-flag
+rollout gauges that follow the flag."""
+
+from __future__ import annotations
+
+import re
+
+import requests
+
+from tests.integration.test_serve import Server
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + ("{" if labels else " ")) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_metrics_follow_flags_and_count_every_worker(tmp_path):
+    server = Server(tmp_path / "data", "--workers", "2")
+    try:
+        requests.post(f"{server.url}/api/v1/flags", json={"key": "new_checkout"}, headers=server.admin)
+        requests.post(f"{server.url}/api/v1/flags/new_checkout/start", headers=server.admin)
+        for _ in range(40):  # spread over both workers by the kernel
+            requests.get(f"{server.url}/api/v1/flags/new_checkout", headers=server.admin)
+        first = requests.get(f"{server.url}/metrics").text
+        assert metric(first, "flagsvc_flag_percent", flag="new_checkout") == 1.0
+        assert metric(first, "flagsvc_flag_state", flag="new_checkout", state="rolling") == 1.0
+        requests.put(f"{server.url}/api/v1/flags/new_checkout/percent", json={"percent": 30}, headers=server.admin)
+        second = requests.get(f"{server.url}/metrics").text
+        assert metric(second, "flagsvc_flag_percent", flag="new_checkout") == 30.0
+        assert metric(second, "flagsvc_flag_state", flag="new_checkout", state="manual") == 1.0
+        gets = metric(second, "flagsvc_http_requests_total", endpoint="/api/v1/flags/<key>", method="GET",
+                      status="200")
+        assert gets == 40.0  # the sum over both workers, whichever answered the scrape
+        assert re.search(r'flagsvc_http_request_duration_seconds_bucket\{.*endpoint="/api/v1/flags/<key>"', second)
+        assert metric(second, "flagsvc_controller_leader") == 1.0
+    finally:
+        assert server.stop() == 0
