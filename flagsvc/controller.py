@@ -159,7 +159,9 @@ class RolloutController:
                                              "state": carried.to_dict() if carried is not None else None})
         self.store.bump_config_version()
         log.info("flag %s: %s to %s%% (%s): %s", flag.key, entry.action.value, after.percent, after.state.value,
-                 verdict.reason)
+                 verdict.reason, extra={"flag": flag.key, "action": entry.action.value, "actor": ACTOR,
+                                        "state": after.state.value, "percent": after.percent,
+                                        "revision": after.revision, "reason": verdict.reason})
         return True
 
     def run(self, stop: threading.Event) -> None:

@@ -7,6 +7,7 @@ the config version, which is what SDKs and streams watch.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ from flagsvc.domain.errors import FlagNotFound, RevisionConflict
 from flagsvc.domain.flag import Flag, HistoryEntry
 from flagsvc.store.base import Store
 
+log = logging.getLogger("flagsvc.flags")
 Transition = Callable[[Flag], tuple[Flag, HistoryEntry]]
 MAX_ATTEMPTS = 64
 TRANSITIONS = ("start", "pause", "resume", "promote", "rollback")
@@ -78,6 +80,11 @@ class FlagOperations:
                 time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 10)))
                 continue
             self.store.bump_config_version()
+            log.info("flag %s: %s by %s, %s at %s%% (revision %s)%s", key, entry.action.value, entry.actor,
+                     after.state.value, after.percent, after.revision, f": {entry.reason}" if entry.reason else "",
+                     extra={"flag": key, "action": entry.action.value, "actor": entry.actor,
+                            "state": after.state.value, "percent": after.percent, "revision": after.revision,
+                            "reason": entry.reason})
             return after
         raise RevisionConflict(f"flag {key!r} kept changing; {MAX_ATTEMPTS} attempts lost the race, try again")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import sys
 import tempfile
@@ -33,7 +32,9 @@ def main() -> None:
 @click.option("--threads", default=128, show_default=True, type=click.IntRange(1, 4096),
               help="Threads per worker; each open request or SDK stream holds one.")
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn (debugging only).")
-def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="One line per event, as text or JSON.")
+def serve(host: str, port: int, workers: int, threads: int, dev: bool, log_format: str) -> None:
     """Serve the REST API, the SDK endpoints and the rollout controller.
 
     \b
@@ -43,7 +44,9 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
       FLAGSVC_ADMIN_TOKENS   name=secret,... for operators (required with FLAGSVC_REDIS_URL)
       FLAGSVC_SDK_KEYS       name=secret,... for SDKs (required with FLAGSVC_REDIS_URL)
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from flagsvc.logs import configure
+
+    configure(log_format)
     try:
         settings = Settings.from_env()
     except ConfigError as e:
