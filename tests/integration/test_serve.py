@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,12 +22,13 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path, *extra: str) -> None:
+    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLAGSVC_")}
-        env["FLAGSVC_DATA_DIR"] = str(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        base = {k: v for k, v in os.environ.items() if not k.startswith("FLAGSVC_")}
+        env = {**base, "FLAGSVC_DATA_DIR": str(data_dir), **(env or {})}
         self.log = (data_dir.parent / f"serve-{self.port}.log").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flagsvc", "serve", "--port", str(self.port), "--threads", "8", *extra],
@@ -42,8 +44,11 @@ class Server:
                 time.sleep(0.1)
         else:
             raise AssertionError("server did not become ready:\n" + self.output())
-        tokens = json.loads((data_dir / "tokens.json").read_text())
-        self.admin = {"Authorization": "Bearer " + next(iter(tokens["admin_tokens"].values()))}
+        if "FLAGSVC_ADMIN_TOKENS" in env:
+            self.admin = {"Authorization": "Bearer " + env["FLAGSVC_ADMIN_TOKENS"].split("=", 1)[1]}
+        else:
+            tokens = json.loads((data_dir / "tokens.json").read_text())
+            self.admin = {"Authorization": "Bearer " + next(iter(tokens["admin_tokens"].values()))}
 
     def output(self) -> str:
         self.log.flush()
@@ -110,3 +115,56 @@ def test_two_workers_one_leader_and_a_clean_stop(tmp_path):
     assert server.stop() == 0
     time.sleep(0.2)
     assert not alive(embedded_pid)
+
+
+def test_sigterm_under_load_finishes_requests_and_hands_over_leadership(tmp_path, redis_url, namespace):
+    """Two replicas on one Redis. The leader gets SIGTERM while busy: every request it accepted is answered,
+    it exits 0 within seconds, its open SDK stream ends, and the other replica leads at once (not after the
+    lease expires)."""
+    env = {"FLAGSVC_REDIS_URL": redis_url, "FLAGSVC_REDIS_NAMESPACE": namespace,
+           "FLAGSVC_ADMIN_TOKENS": "ops=admin-token-123", "FLAGSVC_SDK_KEYS": "web=sdk-key-12345",
+           "FLAGSVC_CONTROLLER_INTERVAL": "2"}
+    first = Server(tmp_path / "a", env=env)
+    time.sleep(0.5)
+    second = Server(tmp_path / "b", env=env)
+    requests.post(f"{first.url}/api/v1/flags", json={"key": "a"}, headers=first.admin).raise_for_status()
+    assert "leads (token" in first.output() and "leads (token" not in second.output()
+
+    stream = requests.get(f"{first.url}/sdk/v1/stream", headers={"Authorization": "Bearer sdk-key-12345"},
+                          stream=True, timeout=10)
+    failures: list[str] = []
+    answered = 0
+    stop = threading.Event()
+
+    def load() -> None:
+        nonlocal answered
+        with requests.Session() as session:
+            while not stop.is_set():
+                try:
+                    response = session.get(f"{first.url}/api/v1/flags/a", headers=first.admin, timeout=5)
+                except requests.ConnectionError:
+                    return  # refused: the server stopped accepting, which is fine
+                if response.status_code != 200:
+                    failures.append(str(response.status_code))
+                answered += 1
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    stopped_at = time.monotonic()
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.proc.wait(15) == 0
+    took = time.monotonic() - stopped_at
+    stop.set()
+    for t in threads:
+        t.join(5)
+    assert failures == [] and answered > 0
+    assert took < 8, took
+    remaining = b"".join(stream.iter_content(chunk_size=None))  # the stream ended instead of hanging
+    assert isinstance(remaining, bytes)
+    deadline = time.monotonic() + 4  # well under the 6 s lease: handed over, not expired
+    while "leads (token" not in second.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "leads (token" in second.output(), second.output()
+    assert second.stop() == 0
