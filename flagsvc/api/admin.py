@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, g, jsonify, request, url_for
 
 from flagsvc.api import schemas
@@ -11,6 +13,7 @@ from flagsvc.api.services import services
 from flagsvc.operations import TRANSITIONS
 
 bp = Blueprint("admin", __name__, url_prefix="/api/v1")
+LIMIT_PATTERN = re.compile(r"^[0-9]{1,4}\Z")
 
 
 @bp.get("/flags")
@@ -65,7 +68,7 @@ def set_percent(key: str):
 @bp.get("/flags/<key>/history")
 def history(key: str):
     limit = request.args.get("limit", "100")
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+    if not LIMIT_PATTERN.match(limit) or not 1 <= int(limit) <= 1000:  # ASCII digits only: int("²") raises
         raise ApiError("bad_request", "limit must be an integer from 1 to 1000", {"limit": ["must be 1 to 1000"]})
     operations = services().operations
     operations.get(key)

@@ -29,6 +29,8 @@ def json_body(schema: Schema, *, allow_empty: bool = False) -> dict[str, Any]:
         raise ApiError("bad_request", "the body is not UTF-8 text") from None
     except ValueError as e:
         raise ApiError("bad_request", f"malformed JSON: {e}") from None
+    except RecursionError:
+        raise ApiError("bad_request", "the JSON body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError("bad_request", f"the body must be a JSON object, not {type(data).__name__}")
     return schema.load(data)
