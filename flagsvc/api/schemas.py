@@ -21,9 +21,13 @@ class StrictNumber(fields.Float):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValidationError("must be a number")
-        if not math.isfinite(value):
+        try:
+            number = float(value)  # an integer past the float range raises OverflowError
+        except OverflowError:
+            raise ValidationError("must be a finite number within the float range") from None
+        if not math.isfinite(number):
             raise ValidationError("must be a finite number")
-        return float(value)
+        return number
 
 
 UserIds = fields.List(fields.String())

@@ -59,7 +59,12 @@ def _as_float(value: Any) -> Any:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer past the float range
+        return False
 
 
 def _range(value: Any, low: float, high: float, *, low_open: bool, high_open: bool, text: str) -> list[str]:

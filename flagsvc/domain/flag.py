@@ -7,6 +7,7 @@ store's job, deciding *when* to advance is the controller's.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -150,7 +151,8 @@ class HistoryEntry:
 
 
 def has_two_decimals_at_most(value: float) -> bool:
-    return abs(value * 100 - round(value * 100)) < 1e-6
+    scaled = value * 100
+    return math.isfinite(scaled) and abs(scaled - round(scaled)) < 1e-6
 
 
 def stage_problems(stages: Sequence[float]) -> list[str]:

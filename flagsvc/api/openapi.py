@@ -1,0 +1,268 @@
+"""The OpenAPI 3 document of the HTTP API, served at `GET /openapi.json`.
+
+Request bodies come from the marshmallow schemas the views load them with (`schemas.py`); response bodies from
+the schemas below, which describe what the views send. `tests/unit/test_openapi.py` fails when a route of the
+app is missing here (or is documented but gone).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema, fields, validate
+
+from flagsvc.api import schemas
+from flagsvc.api.errors import STATUS_BY_CODE
+from flagsvc.domain.flag import KEY_PATTERN, Action, State
+from flagsvc.operations import TRANSITIONS
+
+STATES = [s.value for s in State]
+
+
+def _nullable_state() -> fields.Field:
+    return fields.String(required=True, allow_none=True, validate=validate.OneOf(STATES))
+
+
+# --- response bodies --------------------------------------------------------------------------------------
+
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(required=True, validate=validate.OneOf([*STATUS_BY_CODE, "internal_error"]))
+    message = fields.String(required=True)
+    fields_ = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), required=True, data_key="fields")
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorDetailSchema, required=True)
+
+
+class FlagSchema(Schema):
+    key = fields.String(required=True)
+    description = fields.String(required=True)
+    salt = fields.String(required=True)
+    stages = fields.List(fields.Float(), required=True)
+    bake_seconds = fields.Integer(required=True)
+    analysis = fields.Dict(keys=fields.String(), required=True)
+    allow = fields.List(fields.String(), required=True)
+    deny = fields.List(fields.String(), required=True)
+    state = fields.String(required=True, validate=validate.OneOf(STATES))
+    percent = fields.Float(required=True)
+    stage_index = fields.Integer(required=True)
+    revision = fields.Integer(required=True)
+    created_at = fields.Float(required=True)
+    updated_at = fields.Float(required=True)
+    stage_started_at = fields.Float(required=True)
+    reason = fields.String(required=True)
+
+
+class FlagListSchema(Schema):
+    flags = fields.List(fields.Nested(FlagSchema), required=True)
+
+
+class HistoryEntrySchema(Schema):
+    at = fields.Float(required=True)
+    actor = fields.String(required=True)
+    action = fields.String(required=True, validate=validate.OneOf([a.value for a in Action]))
+    revision = fields.Integer(required=True)
+    from_state = _nullable_state()
+    to_state = _nullable_state()
+    from_percent = fields.Float(required=True, allow_none=True)
+    to_percent = fields.Float(required=True, allow_none=True)
+    reason = fields.String(required=True)
+    evidence = fields.Dict(keys=fields.String(), required=True, allow_none=True)
+
+
+class HistorySchema(Schema):
+    key = fields.String(required=True)
+    history = fields.List(fields.Nested(HistoryEntrySchema), required=True)
+
+
+class ArmStatsSchema(Schema):
+    count = fields.Integer(required=True)
+    errors = fields.Integer(required=True)
+    error_users = fields.Integer(required=True)
+    error_rate = fields.Float(required=True, allow_none=True)
+    p50_ms = fields.Float(required=True, allow_none=True)
+    p95_ms = fields.Float(required=True, allow_none=True)
+    p99_ms = fields.Float(required=True, allow_none=True)
+
+
+class StatsSchema(Schema):
+    key = fields.String(required=True)
+    revision = fields.Integer(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(STATES))
+    percent = fields.Float(required=True)
+    arms = fields.Dict(keys=fields.String(), values=fields.Nested(ArmStatsSchema), required=True)
+    ingest = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    verdict = fields.Dict(keys=fields.String(), required=True, allow_none=True)
+
+
+class SdkFlagSchema(Schema):
+    key = fields.String(required=True)
+    state = fields.String(required=True)  # clients must accept states they do not know (docs/protocol.md)
+    percent = fields.Float(required=True)
+    revision = fields.Integer(required=True)
+    salt = fields.String(required=True)
+    allow = fields.List(fields.String(), required=True)
+    deny = fields.List(fields.String(), required=True)
+
+
+class SnapshotSchema(Schema):
+    epoch = fields.String(required=True)
+    version = fields.Integer(required=True)
+    flags = fields.Dict(keys=fields.String(), values=fields.Nested(SdkFlagSchema), required=True)
+
+
+class OutcomeResultSchema(Schema):
+    batch_id = fields.String(required=True)
+    accepted = fields.Integer(required=True)
+    stale = fields.Integer(required=True)
+    unknown = fields.Integer(required=True)
+    duplicate = fields.Boolean(required=True)
+
+
+class StatusSchema(Schema):
+    status = fields.String(required=True)
+
+
+# --- operations -------------------------------------------------------------------------------------------
+
+ADMIN = [{"adminToken": []}]
+SDK = [{"sdkKey": []}, {"adminToken": []}]
+OPEN: list[dict[str, list[str]]] = []
+
+ERROR_TEXT = {
+    400: "The request is malformed or not valid (`bad_request`, `validation_error`); nothing changed",
+    401: "No valid bearer token (`unauthorized`)",
+    403: "An SDK key on an admin endpoint (`forbidden`)",
+    404: "No such flag or action (`not_found`)",
+    409: "Illegal transition, existing key or lost compare-and-set (`conflict`); nothing changed",
+    413: "The request body is larger than FLAGSVC_MAX_BODY_BYTES (`payload_too_large`)",
+    503: "The flag store (Redis) is unreachable (`unavailable`); nothing changed",
+}
+KEY_PARAM = {"name": "key", "in": "path", "required": True, "description": "The flag's key",
+             "schema": {"type": "string", "pattern": KEY_PATTERN.pattern}}
+ACTION_PARAM = {"name": "action", "in": "path", "required": True,
+                "schema": {"type": "string", "enum": list(TRANSITIONS)}}
+LIMIT_PARAM = {"name": "limit", "in": "query", "required": False, "description": "Newest entries first, 1 to 1000",
+               "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}
+IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False,
+                 "description": "The ETag of the snapshot held; 304 if it is still current",
+                 "schema": {"type": "string"}}
+
+# One Server-Sent Event of /sdk/v1/stream (heartbeats are comments, not events): `data` is a snapshot, as JSON.
+SSE_EVENT = {"type": "object", "required": ["event", "id", "data"], "properties": {
+    "event": {"type": "string", "enum": ["snapshot"]},
+    "id": {"type": "string", "description": '"<epoch>-<version>", the ETag of the snapshot in `data`'},
+    "data": {"type": "string", "description": "The snapshot (GET /sdk/v1/flags), one line of JSON"},
+}}
+
+# (path, method, summary, security, request schema (or None), body required, success status, success schema,
+#  parameters, 4xx/5xx statuses)
+OPERATIONS: list[tuple[str, str, str, list, Any, bool, int, Any, list, tuple[int, ...]]] = [
+    ("/api/v1/flags", "get", "List every flag", ADMIN, None, False, 200, FlagListSchema, [], (401, 403, 503)),
+    ("/api/v1/flags", "post", "Create a flag (state off)", ADMIN, schemas.FlagCreateSchema, True, 201, FlagSchema,
+     [], (400, 401, 403, 409, 413, 503)),
+    ("/api/v1/flags/{key}", "get", "One flag", ADMIN, None, False, 200, FlagSchema, [KEY_PARAM],
+     (401, 403, 404, 503)),
+    ("/api/v1/flags/{key}", "patch", "Change a flag's settings", ADMIN, schemas.FlagUpdateSchema, True, 200,
+     FlagSchema, [KEY_PARAM], (400, 401, 403, 404, 409, 413, 503)),
+    ("/api/v1/flags/{key}", "delete", "Delete a flag", ADMIN, None, False, 204, None, [KEY_PARAM],
+     (401, 403, 404, 503)),
+    ("/api/v1/flags/{key}/{action}", "post", "A rollout transition: start, pause, resume, promote or rollback",
+     ADMIN, schemas.ReasonSchema, False, 200, FlagSchema, [KEY_PARAM, ACTION_PARAM],
+     (400, 401, 403, 404, 409, 413, 503)),
+    ("/api/v1/flags/{key}/percent", "put", "Set the percent by hand (state manual)", ADMIN, schemas.PercentSchema,
+     True, 200, FlagSchema, [KEY_PARAM], (400, 401, 403, 404, 409, 413, 503)),
+    ("/api/v1/flags/{key}/history", "get", "Who did what, when, why (newest first)", ADMIN, None, False, 200,
+     HistorySchema, [KEY_PARAM, LIMIT_PARAM], (400, 401, 403, 404, 503)),
+    ("/api/v1/flags/{key}/stats", "get", "Live outcome totals of the current revision", ADMIN, None, False, 200,
+     StatsSchema, [KEY_PARAM], (401, 403, 404, 503)),
+    ("/sdk/v1/flags", "get", "The SDK config snapshot (ETag; If-None-Match -> 304)", SDK, None, False, 200,
+     SnapshotSchema, [IF_NONE_MATCH], (401, 503)),
+    ("/sdk/v1/stream", "get", "Server-Sent Events: the snapshot on connect and on every change", SDK, None, False,
+     200, "text/event-stream", [], (401, 503)),
+    ("/sdk/v1/outcomes", "post", "Report a batch of outcomes", SDK, schemas.OutcomeBatchSchema, True, 200,
+     OutcomeResultSchema, [], (400, 401, 413, 503)),
+    ("/healthz", "get", "Liveness", OPEN, None, False, 200, StatusSchema, [], ()),
+    ("/readyz", "get", "Readiness: the flag store answers", OPEN, None, False, 200, StatusSchema, [], (503,)),
+    ("/metrics", "get", "Prometheus metrics (the flags' gauges are read from the store)", OPEN, None, False, 200,
+     "text/plain", [], (503,)),
+    ("/openapi.json", "get", "This document", OPEN, None, False, 200, "application/json", [], ()),
+]
+
+
+def _operation(summary: str, security: list, request: Any, body_required: bool, status: int, success: Any,
+               parameters: list, errors: tuple[int, ...]) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    if success is None:
+        responses[str(status)] = {"description": "Done; no body"}
+    elif isinstance(success, str):
+        body = {"text/plain": {"type": "string"}, "application/json": {"type": "object"}}.get(success, SSE_EVENT)
+        responses[str(status)] = {"description": "OK", "content": {success: {"schema": body}}}
+    else:
+        responses[str(status)] = {"description": "OK", "content": {"application/json": {"schema": success}}}
+    if any(p is IF_NONE_MATCH for p in parameters):
+        etag = {"ETag": {"description": '"<epoch>-<version>"', "schema": {"type": "string"}}}
+        responses[str(status)]["headers"] = etag
+        responses["304"] = {"description": "Not modified: the If-None-Match ETag is current", "headers": etag}
+    for code in errors:
+        responses[str(code)] = {"description": ERROR_TEXT[code], "content": {"application/json": {"schema": "Error"}}}
+    operation: dict[str, Any] = {"summary": summary, "security": security, "responses": responses}
+    if parameters:
+        operation["parameters"] = copy.deepcopy(parameters)
+    if request is not None:
+        operation["requestBody"] = {"required": body_required,
+                                    "content": {"application/json": {"schema": request}}}
+    return operation
+
+
+def _portable(node: Any) -> Any:
+    """Make the generated JSON Schema portable: Python's `\\Z` is `$` in ECMA regexes, and a length limit on an
+    object (a marshmallow Dict) is `maxProperties`."""
+    if isinstance(node, dict):
+        out = {k: _portable(v) for k, v in node.items()}
+        if isinstance(out.get("pattern"), str):
+            out["pattern"] = out["pattern"].replace("\\Z", "$")
+        if out.get("type") == "object" and "maxLength" in out:
+            out["maxProperties"] = out.pop("maxLength")
+        return out
+    if isinstance(node, list):
+        return [_portable(v) for v in node]
+    return node
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    spec = APISpec(
+        title="flagsvc",
+        version="1",
+        openapi_version="3.0.3",
+        plugins=[MarshmallowPlugin(schema_name_resolver=_name)],
+        info={"description": "Progressive-delivery feature flags. Every error is one JSON shape, "
+                             '{"error": {"code", "message", "fields"}} (docs/protocol.md).'},
+    )
+    bearer = {"type": "http", "scheme": "bearer"}
+    spec.components.security_scheme("adminToken", {**bearer, "description": "An operator's token: every endpoint"})
+    spec.components.security_scheme("sdkKey", {**bearer, "description": "An SDK key: /sdk/v1/* only"})
+    spec.components.schema("Error", schema=ErrorSchema)
+    by_path: dict[str, dict[str, Any]] = {}
+    for path, method, *rest in OPERATIONS:
+        by_path.setdefault(path, {})[method] = _operation(*rest)
+    for path, operations in by_path.items():
+        spec.path(path=path, operations=operations)
+    return _portable(spec.to_dict())
+
+
+def _name(schema: Any) -> str:
+    cls = schema if isinstance(schema, type) else type(schema)
+    return cls.__name__.removesuffix("Schema")
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_document())
