@@ -1,8 +1,8 @@
 """Fan-out of config changes to the streams of one server process.
 
 Changes are announced through the store (Redis pub/sub across processes and replicas); one listener thread per
-process wakes every waiting stream. Streams then read the snapshot themselves, so a missed or duplicated
-wake-up costs nothing but a cheap version check.
+process rebuilds the snapshot once and wakes every waiting stream, which sends it from memory. A missed
+announcement is healed by the snapshot's maximum age; a duplicated one costs an in-memory comparison.
 """
 
 from __future__ import annotations
@@ -13,15 +13,29 @@ import threading
 import time
 from collections.abc import Callable
 
+from flagsvc.snapshot import Snapshot, SnapshotSource
+
 log = logging.getLogger("flagsvc.changes")
 
 Listen = Callable[[Callable[[], None], threading.Event], None]
 
 
 class ChangeFeed:
-    def __init__(self, listen: Listen, *, retry_seconds: float = 1.0) -> None:
-        """`listen(on_change, stop)` blocks, calling on_change for every announced change, until stop is set."""
+    def __init__(self, listen: Listen, snapshots: SnapshotSource, *, retry_seconds: float = 1.0,
+                 max_age: float = 1.0) -> None:
+        """`listen(on_change, stop)` blocks, calling on_change for every announced change, until stop is set.
+
+        The feed also keeps this process's latest snapshot, rebuilt once per change by the feed thread, so a
+        change fans out to every stream without each of them asking Redis (streams and polls read it from
+        memory). When no change was heard for `max_age` seconds, or the subscription is down, the next reader
+        rebuilds it (one reader at a time) from the store."""
         self._listen = listen
+        self._snapshots = snapshots
+        self._max_age = max_age
+        self._latest: Snapshot | None = None
+        self._latest_at = 0.0
+        self._healthy = False
+        self._refresh_lock = threading.Lock()
         self._retry = retry_seconds
         self._cond = threading.Condition()
         self._generation = 0
@@ -48,6 +62,37 @@ class ChangeFeed:
             self._thread = threading.Thread(target=self._run, name="flagsvc-change-feed", daemon=True)
             self._thread.start()
 
+    def latest(self) -> Snapshot:
+        """The current snapshot: from memory while the subscription is up and fresh, else from the store."""
+        snapshot = self._latest
+        if snapshot is not None and self._healthy and time.monotonic() - self._latest_at < self._max_age:
+            return snapshot
+        with self._refresh_lock:
+            if self._latest is snapshot or time.monotonic() - self._latest_at >= self._max_age:
+                self._refresh()
+            return self._latest  # type: ignore[return-value]
+
+    def _refresh(self) -> None:
+        self._latest = self._snapshots.current()
+        self._latest_at = time.monotonic()
+
+    def changed_here(self) -> None:
+        """A change made by this process: rebuild now, so this process reads its own writes at once (other
+        processes hear of it through the store's announcement)."""
+        if self._latest is not None:
+            self._on_change(mark_healthy=False)
+
+    def _on_change(self, mark_healthy: bool = True) -> None:
+        if mark_healthy:
+            self._healthy = True
+        try:
+            with self._refresh_lock:
+                self._refresh()
+        except Exception as e:  # the store is unreachable right now: readers fall back to it themselves
+            log.warning("change feed could not rebuild the snapshot: %s", e)
+            self._healthy = False
+        self.notify()
+
     def notify(self) -> None:
         with self._cond:
             self._generation += 1
@@ -67,8 +112,9 @@ class ChangeFeed:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self._listen(self.notify, self._stop)
+                self._listen(self._on_change, self._stop)
             except Exception as e:  # the store is down: streams keep their last snapshot; retry
+                self._healthy = False
                 log.warning("change feed lost its subscription (%s); retrying in %.0fs", e, self._retry)
                 self.notify()  # streams re-check now, and again once we are back
                 time.sleep(self._retry)

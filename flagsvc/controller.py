@@ -63,6 +63,7 @@ class RolloutController:
         clock: Callable[[], float] = time.time, interval: float = 2.0, owner: str | None = None,
         on_decision: Callable[[Decision], None] | None = None,
         on_leadership: Callable[[bool], None] | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.judge_for = judge_for
@@ -75,6 +76,7 @@ class RolloutController:
         self._owner_pid = os.getpid()
         self.on_decision = on_decision or (lambda decision: None)
         self.on_leadership = on_leadership or (lambda leads: None)
+        self.on_change = on_change or (lambda: None)
         self.token: int | None = None
 
     @property
@@ -158,6 +160,7 @@ class RolloutController:
         self.store.save_judgement(flag.key, {"revision": after.revision, "verdict": record,
                                              "state": carried.to_dict() if carried is not None else None})
         self.store.bump_config_version()
+        self.on_change()
         log.info("flag %s: %s to %s%% (%s): %s", flag.key, entry.action.value, after.percent, after.state.value,
                  verdict.reason, extra={"flag": flag.key, "action": entry.action.value, "actor": ACTOR,
                                         "state": after.state.value, "percent": after.percent,
@@ -187,7 +190,7 @@ class RolloutController:
 
 
 def build_controller(store: Store, *, clock: Callable[[], float] = time.time, interval: float = 2.0,
-                     owner: str | None = None) -> RolloutController:
+                     owner: str | None = None, on_change: Callable[[], None] | None = None) -> RolloutController:
     """The controller with the canary judge each flag's analysis settings call for."""
     from flagsvc.domain.analysis import AnalysisSettings
     from flagsvc.domain.judge import CanaryJudge, JudgeState
@@ -201,4 +204,5 @@ def build_controller(store: Store, *, clock: Callable[[], float] = time.time, in
         metrics.DECISIONS.labels(decision.decision, str(decision.applied).lower()).inc()
 
     return RolloutController(store, judge_for, JudgeState.from_dict, clock=clock, interval=interval, owner=owner,
-                             on_decision=count, on_leadership=lambda leads: metrics.LEADER.set(1 if leads else 0))
+                             on_decision=count, on_leadership=lambda leads: metrics.LEADER.set(1 if leads else 0),
+                             on_change=on_change)

@@ -25,9 +25,15 @@ TRANSITIONS = ("start", "pause", "resume", "promote", "rollback")
 
 
 class FlagOperations:
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time,
+                 on_change: Callable[[], None] | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.on_change = on_change or (lambda: None)
+
+    def _announce(self) -> None:
+        self.store.bump_config_version()
+        self.on_change()
 
     def get(self, key: str) -> Flag:
         found = self.store.get(key)
@@ -38,13 +44,13 @@ class FlagOperations:
     def create(self, key: str, settings: Mapping[str, Any], *, actor: str) -> Flag:
         flag, entry = flags.new_flag(key, settings, now=self.clock(), actor=actor)
         self.store.create(flag, entry)
-        self.store.bump_config_version()
+        self._announce()
         return flag
 
     def delete(self, key: str) -> None:
         if not self.store.delete(key):
             raise FlagNotFound(key)
-        self.store.bump_config_version()
+        self._announce()
 
     def update(self, key: str, settings: Mapping[str, Any], *, actor: str) -> Flag:
         return self._apply(key, lambda f: flags.update(f, settings, now=self.clock(), actor=actor))
@@ -79,7 +85,7 @@ class FlagOperations:
                 # Back off a little so a burst of writers to one flag spreads out instead of colliding again.
                 time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 10)))
                 continue
-            self.store.bump_config_version()
+            self._announce()
             log.info("flag %s: %s by %s, %s at %s%% (revision %s)%s", key, entry.action.value, entry.actor,
                      after.state.value, after.percent, after.revision, f": {entry.reason}" if entry.reason else "",
                      extra={"flag": key, "action": entry.action.value, "actor": entry.actor,

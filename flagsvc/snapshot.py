@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,12 +51,20 @@ class SnapshotSource:
         self.clock = clock
         self.max_age = max_age
         self._cached: Snapshot | None = None
+        self._rebuild_lock = threading.Lock()
 
     def current(self) -> Snapshot:
         version = self.store.config_version()
         cached = self._cached
         if cached and cached.version == version and self.clock() - cached.built_at < self.max_age:
             return cached
+        with self._rebuild_lock:  # one rebuild at a time; the others take its result
+            cached = self._cached
+            if cached and cached.version == version and self.clock() - cached.built_at < self.max_age:
+                return cached
+            return self._rebuild(version, cached)
+
+    def _rebuild(self, version: ConfigVersion, cached: Snapshot | None) -> Snapshot:
         flags = {f.key: sdk_view(f) for f in self.store.list_flags()}
         digest = hashlib.sha256(json.dumps(flags, sort_keys=True).encode()).hexdigest()
         if cached and cached.version == version and cached.digest != digest:

@@ -38,15 +38,17 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.url_map.strict_slashes = True
-    changes = ChangeFeed(store.listen_changes)
+    snapshots = SnapshotSource(store)
+    changes = ChangeFeed(store.listen_changes, snapshots)
     app.extensions["flagsvc"] = Services(
-        operations=FlagOperations(store, clock),
-        snapshots=SnapshotSource(store),
+        operations=FlagOperations(store, clock, on_change=changes.changed_here),
+        snapshots=snapshots,
         outcomes=OutcomeIngest(store),
         changes=changes,
         tokens=TokenRegistry(settings.admin_tokens, settings.sdk_keys),
     )
-    rollout = build_controller(store, clock=clock, interval=settings.controller_interval) if controller else None
+    rollout = build_controller(store, clock=clock, interval=settings.controller_interval,
+                               on_change=changes.changed_here) if controller else None
     app.extensions["flagsvc.background"] = BackgroundWork(rollout, changes)
     app.extensions["flagsvc.settings"] = settings
     register_error_handlers(app)

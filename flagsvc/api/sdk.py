@@ -15,7 +15,9 @@ bp = Blueprint("sdk", __name__, url_prefix="/sdk/v1")
 
 @bp.get("/flags")
 def snapshot():
-    current = services().snapshots.current()
+    changes = services().changes
+    changes.ensure_started()
+    current = changes.latest()
     headers = {"ETag": current.etag, "Cache-Control": "no-cache"}
     if current.etag in request.if_none_match or request.if_none_match.contains_weak(current.etag.strip('"')):
         return Response(status=304, headers=headers)
@@ -35,7 +37,7 @@ def stream():
     (or heartbeat) re-reads the snapshot, so a change whose announcement was lost still arrives."""
     svc = services()
     svc.changes.ensure_started()
-    first = svc.snapshots.current()
+    first = svc.changes.latest()
     heartbeat = current_app.config.get("FLAGSVC_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS)
 
     def events():
@@ -46,7 +48,7 @@ def stream():
             generation = svc.changes.generation
             while not svc.changes.closed:
                 woke = svc.changes.wait(generation, heartbeat)
-                current = svc.snapshots.current()
+                current = svc.changes.latest()
                 if current.version != sent.version:
                     sent = current
                     yield _event(current)

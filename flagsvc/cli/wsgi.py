@@ -53,6 +53,7 @@ def run_gunicorn(app: Flask, *, host: str, port: int, workers: int, threads: int
         "workers": workers,
         "worker_class": "gthread",
         "threads": threads,
+        "worker_connections": max(1000, threads + 64),  # gthread stops accepting past this many connections
         "graceful_timeout": 10,
         "timeout": 60,
         "accesslog": None,

@@ -10,8 +10,10 @@ docs/judge.md; the statistics themselves live in `sequential`.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
+from itertools import accumulate
 from typing import Any, Literal
 
 from flagsvc_client.sketch import bucket_value
@@ -36,6 +38,7 @@ Decision = Literal["advance", "hold", "rollback"]
 
 SLOW_QUANTILE = 0.95  # a request is "slow" above stable's p95: 5 % of stable's requests, whatever the shape
 MIN_TIMED_FOR_THRESHOLD = 200  # stable latencies needed before the p95 that defines "slow" is fixed for the stage
+MIN_SLOW_RATIO, MAX_SLOW_RATIO = 1.05, 50.0
 P99_GUARDRAIL_SHARE = 0.01  # "p99 above the limit" = more than 1 % of requests above it
 STATE_VERSION = 1
 
@@ -64,6 +67,12 @@ class StageTest:
     stable_events: int = 0
     canary_exposure: int = 0
     stable_exposure: int = 0
+
+    def add(self, llr: float, x_c: int, x_s: int, n_c: int, n_s: int) -> StageTest:
+        return StageTest(
+            self.llr + llr, self.canary_events + x_c, self.stable_events + x_s,
+            self.canary_exposure + max(n_c, 0), self.stable_exposure + max(n_s, 0),
+        )
 
 
 @dataclass(frozen=True)
@@ -185,7 +194,7 @@ class CanaryJudge:
 
 
 class _Look:
-    """One call of the judge: the inputs, the state as it evolves, and the verdict."""
+    """One call of the judge: the inputs, the working copy of the state, and the verdict."""
 
     def __init__(
         self, settings: AnalysisSettings, stable: ArmTotals, canary: ArmTotals, percent: float, stage_index: int,
@@ -211,12 +220,11 @@ class _Look:
     def decide(self, state: JudgeState | None) -> Verdict:
         if state is None or state.stage_index != self.stage_index:
             state = JudgeState.start(self.stage_index)
-        state = replace(state, looks=state.looks + 1)
+        self._load(state)
         if self.s.is_behind(state.stable) or self.c.is_behind(state.canary):
             # The aggregates restarted under this state (a replayed revision): count from here on, not twice.
             self.notes.append("aggregates went backwards; counting starts again from this look")
-            state = replace(state, stable=self._seen(self.s, state), canary=self._seen(self.c, state))
-        self.state = state
+            self._skip_to_now()
 
         if tripped := self._guardrail():
             return tripped
@@ -224,14 +232,19 @@ class _Look:
             return self._full_rollout()
         if self.percent <= 0:
             return self._hold("insufficient evidence: the canary is configured at 0 %, so nobody is in it")
+        if self.c.requests == 0 or self.s.requests == 0:
+            empty = "canary" if self.c.requests == 0 else "stable"
+            other = self.s.requests + self.c.requests
+            return self._hold(f"insufficient evidence: no {empty} requests yet at {self.percent:g} % ({other:,} "
+                              f"{'stable' if empty == 'canary' else 'canary'} requests)")
         self.split = sample_ratio(self.c.requests, self.s.requests, self.percent / 100)
         if self.split.mismatch:
-            self.state = replace(state, stable=self._seen(self.s, state), canary=self._seen(self.c, state))
+            self._skip_to_now()
             return self._hold(
                 f"sample-ratio mismatch: the canary got {self.split.observed_share:.3%} of "
                 f"{self.s.requests + self.c.requests:,} requests but is configured for {self.percent:g} % "
                 f"(p < {math.exp(self.split.log_p_bound):.0e}); arms that differ in who they serve cannot be "
-                "compared fairly, so the judge holds until the split is fixed (this stage's data is not counted)"
+                "compared fairly, so the judge holds until the split is fixed (this data is not counted)"
             )
         self._count_errors()
         self._count_latency()
@@ -239,67 +252,69 @@ class _Look:
             return regressed
         return self._advance_or_hold()
 
-    def _seen(self, arm: _Arm, state: JudgeState) -> Seen:
-        slow = arm.slow(state.slow_ms) if state.slow_ms is not None else 0
-        timed = arm.timed if state.slow_ms is not None else 0
-        return Seen(arm.requests, arm.errors, arm.error_users, timed, slow)
+    def _load(self, state: JudgeState) -> None:
+        self.seen_s, self.seen_c = state.stable, state.canary
+        self.slow_ms, self.slow_ratio = state.slow_ms, state.slow_ratio
+        self.errors, self.latency, self.rollout = state.errors, state.latency, state.rollout
+        self.looks = state.looks + 1
+
+    def _state(self) -> JudgeState:
+        return JudgeState(
+            self.stage_index, self.seen_s, self.seen_c, self.slow_ms, self.slow_ratio, self.errors, self.latency,
+            self.rollout, self.looks,
+        )
+
+    def _skip_to_now(self) -> None:
+        """Take the current totals as seen without counting them."""
+        self.seen_s, self.seen_c = self._seen(self.s), self._seen(self.c)
+
+    def _seen(self, arm: _Arm) -> Seen:
+        if self.slow_ms is None:
+            return Seen(arm.requests, arm.errors, arm.error_users)
+        return Seen(arm.requests, arm.errors, arm.error_users, arm.timed, arm.slow(self.slow_ms))
 
     # -- counting ------------------------------------------------------------------------------------------
 
     def _count_errors(self) -> None:
-        st = self.state
-        n_c, n_s = self.c.requests - st.canary.requests, self.s.requests - st.stable.requests
-        x_c = _error_events(self.c.errors - st.canary.errors, self.c.error_users - st.canary.error_users)
-        x_s = _error_events(self.s.errors - st.stable.errors, self.s.error_users - st.stable.error_users)
-        test = st.errors
-        test = StageTest(
-            test.llr + rate_ratio_llr(x_c, x_s, n_c, n_s, self.errors_ratio),
-            test.canary_events + x_c, test.stable_events + x_s,
-            test.canary_exposure + n_c, test.stable_exposure + n_s,
-        )
-        rollout = st.rollout
-        if rollout is not None:
-            rollout = replace(
-                rollout,
-                errors=rollout.errors + rate_ratio_llr(x_c, x_s, n_c, n_s, self.settings.error_ratio),
-                errors_big=rollout.errors_big
-                + rate_ratio_llr(x_c, x_s, n_c, n_s, big_ratio(self.settings.error_ratio)),
+        s, c, seen_s, seen_c = self.s, self.c, self.seen_s, self.seen_c
+        n_c, n_s = c.requests - seen_c.requests, s.requests - seen_s.requests
+        x_c = _error_events(c.errors - seen_c.errors, c.error_users - seen_c.error_users)
+        x_s = _error_events(s.errors - seen_s.errors, s.error_users - seen_s.error_users)
+        self.errors = self.errors.add(rate_ratio_llr(x_c, x_s, n_c, n_s, self.errors_ratio), x_c, x_s, n_c, n_s)
+        if self.rollout is not None and x_c + x_s > 0:
+            ratio = self.settings.error_ratio
+            r = self.rollout
+            self.rollout = RolloutTest(
+                r.errors + rate_ratio_llr(x_c, x_s, n_c, n_s, ratio),
+                r.errors_big + rate_ratio_llr(x_c, x_s, n_c, n_s, big_ratio(ratio)),
+                r.latency,
             )
-        self.state = replace(
-            st, errors=test, rollout=rollout,
-            stable=replace(st.stable, requests=self.s.requests, errors=self.s.errors, error_users=self.s.error_users),
-            canary=replace(st.canary, requests=self.c.requests, errors=self.c.errors, error_users=self.c.error_users),
-        )
+        self.seen_s = Seen(s.requests, s.errors, s.error_users, seen_s.timed, seen_s.slow)
+        self.seen_c = Seen(c.requests, c.errors, c.error_users, seen_c.timed, seen_c.slow)
 
     def _count_latency(self) -> None:
-        st = self.state
-        if st.slow_ms is None:
+        if self.slow_ms is None:
             if self.s.timed >= MIN_TIMED_FOR_THRESHOLD:
                 self._fix_slow_threshold()
             return
-        slow_c, slow_s = self.c.slow(st.slow_ms), self.s.slow(st.slow_ms)
-        n_c, n_s = self.c.timed - st.canary.timed, self.s.timed - st.stable.timed
-        x_c, x_s = min(max(slow_c - st.canary.slow, 0), max(n_c, 0)), min(max(slow_s - st.stable.slow, 0), max(n_s, 0))
-        ratio = st.slow_ratio or 1.0
-        test = st.latency
-        test = StageTest(
-            test.llr + rate_ratio_llr(x_c, x_s, n_c, n_s, stage_ratio(ratio, self.percent)),
-            test.canary_events + x_c, test.stable_events + x_s,
-            test.canary_exposure + max(n_c, 0), test.stable_exposure + max(n_s, 0),
+        s, c, seen_s, seen_c = self.s, self.c, self.seen_s, self.seen_c
+        slow_c, slow_s = c.slow(self.slow_ms), s.slow(self.slow_ms)
+        n_c, n_s = max(c.timed - seen_c.timed, 0), max(s.timed - seen_s.timed, 0)
+        x_c, x_s = min(max(slow_c - seen_c.slow, 0), n_c), min(max(slow_s - seen_s.slow, 0), n_s)
+        ratio = self.slow_ratio or self.settings.latency_ratio
+        self.latency = self.latency.add(
+            rate_ratio_llr(x_c, x_s, n_c, n_s, stage_ratio(ratio, self.percent)), x_c, x_s, n_c, n_s
         )
-        rollout = st.rollout
-        if rollout is not None:
-            rollout = replace(rollout, latency=rollout.latency + rate_ratio_llr(x_c, x_s, n_c, n_s, ratio))
-        self.state = replace(
-            st, latency=test, rollout=rollout,
-            stable=replace(st.stable, timed=self.s.timed, slow=slow_s),
-            canary=replace(st.canary, timed=self.c.timed, slow=slow_c),
-        )
+        if self.rollout is not None and x_c + x_s > 0:
+            r = self.rollout
+            self.rollout = RolloutTest(r.errors, r.errors_big, r.latency + rate_ratio_llr(x_c, x_s, n_c, n_s, ratio))
+        self.seen_s = Seen(seen_s.requests, seen_s.errors, seen_s.error_users, s.timed, slow_s)
+        self.seen_c = Seen(seen_c.requests, seen_c.errors, seen_c.error_users, c.timed, slow_c)
 
     def _fix_slow_threshold(self) -> None:
         """Fix "slow" for the stage from stable's p95 so far; only later requests are counted against it, which
         keeps the threshold independent of the data it judges. The slow-count ratio that stands for a p95
-        regression of latency_ratio is read from stable's own shape: if every latency were latency_ratio times
+        regression of latency_ratio is read from stable's own shape: were every latency latency_ratio times
         longer, the share above the threshold would be stable's share above threshold / latency_ratio."""
         sketch = self.s.totals.latency
         slow_ms = sketch.quantile(SLOW_QUANTILE)
@@ -308,15 +323,18 @@ class _Look:
         above = sketch.count_above(slow_ms)
         above_shifted = sketch.count_above(slow_ms / self.settings.latency_ratio)
         ratio = above_shifted / above if above > 0 else self.settings.latency_ratio
-        st = replace(self.state, slow_ms=slow_ms, slow_ratio=min(max(ratio, 1.05), 50.0))
-        self.state = replace(st, stable=self._seen(self.s, st), canary=self._seen(self.c, st))
+        self.slow_ms, self.slow_ratio = slow_ms, min(max(ratio, MIN_SLOW_RATIO), MAX_SLOW_RATIO)
+        self.seen_s = Seen(self.seen_s.requests, self.seen_s.errors, self.seen_s.error_users, self.s.timed,
+                           self.s.slow(slow_ms))
+        self.seen_c = Seen(self.seen_c.requests, self.seen_c.errors, self.seen_c.error_users, self.c.timed,
+                           self.c.slow(slow_ms))
 
     # -- decisions -----------------------------------------------------------------------------------------
 
     def _guardrail(self) -> Verdict | None:
         limit_log = math.log(1 / self.budget.guardrail)
         rate_limit, p99_limit = self.settings.max_error_rate, self.settings.max_p99_ms
-        if rate_limit is not None:
+        if rate_limit is not None and self.c.errors:
             evidence = guardrail_log_evidence(self.c.errors, self.c.requests, rate_limit)
             if evidence >= limit_log:
                 return self._rollback(
@@ -340,6 +358,7 @@ class _Look:
         return None
 
     def _full_rollout(self) -> Verdict:
+        self._skip_to_now()
         if self.c.requests < self.settings.min_requests:
             return self._hold(
                 f"insufficient evidence: {self.c.requests:,} of {self.settings.min_requests:,} canary requests "
@@ -347,42 +366,41 @@ class _Look:
             )
         if self.seconds < self.bake:
             return self._hold(f"baking: {self.seconds:.0f} s of {self.bake:.0f} s at 100 % (only guardrails apply)")
-        return self._verdict("advance", "no stable arm at 100 %; guardrails held for the whole bake time")
+        return self._verdict("advance", "no stable arm at 100 %; the guardrails held for the whole bake time")
 
     def _rejection(self) -> Verdict | None:
-        st = self.state
         checks: list[tuple[str, float, float, str]] = []  # metric, statistic, threshold, which test
-        if st.rollout is not None:
-            mixed = log_mixture([st.rollout.errors, st.rollout.errors_big], [1 - BIG_WEIGHT, BIG_WEIGHT])
-            checks.append(("errors", mixed, math.log(1 / self.budget.rollout_errors), "rollout"))
-            checks.append(("latency", st.rollout.latency, math.log(1 / self.budget.rollout_latency), "rollout"))
-        if self.stage_index > 0 and self.budget.stage_errors > 0:
-            checks.append(("errors", st.errors.llr, math.log(1 / self.budget.stage_errors), "stage"))
-            checks.append(("latency", st.latency.llr, math.log(1 / self.budget.stage_latency), "stage"))
+        if self.rollout is not None:
+            checks.append(("errors", self._rollout_errors(), _log_inverse(self.budget.rollout_errors), "rollout"))
+            checks.append(("latency", self.rollout.latency, _log_inverse(self.budget.rollout_latency), "rollout"))
+        if self.stage_index > 0:
+            checks.append(("errors", self.errors.llr, _log_inverse(self.budget.stage_errors), "stage"))
+            checks.append(("latency", self.latency.llr, _log_inverse(self.budget.stage_latency), "stage"))
         for metric, statistic, threshold, test in checks:
             if statistic >= threshold:
                 what = self._error_words() if metric == "errors" else self._latency_words()
-                since = "since the rollout began" if test == "rollout" else f"at this stage ({self.percent:g} %)"
+                since = "since the rollout began" if test == "rollout" else f"of this stage ({self.percent:g} %)"
                 return self._rollback(
                     f"{metric} regression: {what}; the sequential test {since} crossed its rollback threshold "
-                    f"(evidence {statistic:.1f} >= {threshold:.1f}, i.e. a canary no worse than stable gets here "
+                    f"(evidence {statistic:.1f} >= {threshold:.1f}: a canary no worse than stable gets this far "
                     f"with chance <= {math.exp(-threshold):.2%})",
                     rejected={"metric": metric, "test": test, "statistic": round(statistic, 4),
                               "threshold": round(threshold, 4)},
                 )
         return None
 
+    def _rollout_errors(self) -> float:
+        assert self.rollout is not None
+        return log_mixture([self.rollout.errors, self.rollout.errors_big], [1 - BIG_WEIGHT, BIG_WEIGHT])
+
     def _advance_or_hold(self) -> Verdict:
-        st, minimum = self.state, self.settings.min_requests
-        if self.c.requests == 0 or self.s.requests == 0:
-            empty = "canary" if self.c.requests == 0 else "stable"
-            return self._hold(f"insufficient evidence: no {empty} requests yet at {self.percent:g} %")
-        errors_ok, errors_why = self._errors_accepted()
-        latency_ok, latency_why = self._latency_accepted()
+        minimum = self.settings.min_requests
         if self.c.requests < minimum:
             return self._hold(
                 f"insufficient evidence: {self.c.requests:,} of the {minimum:,} canary requests a stage needs"
             )
+        errors_ok, errors_why = self._errors_accepted()
+        latency_ok, latency_why = self._latency_accepted()
         if not (errors_ok and latency_ok):
             pending = "; ".join(why for ok, why in ((errors_ok, errors_why), (latency_ok, latency_why)) if not ok)
             return self._hold(f"insufficient evidence yet that the canary is no worse: {pending}")
@@ -394,34 +412,35 @@ class _Look:
         return self._verdict(
             "advance", f"canary no worse than stable at {self.percent:g} % after {self.seconds:.0f} s: "
             f"{errors_why}; {latency_why}",
-            next_state=st.next_stage(),
+            next_state=self._state().next_stage(),
         )
 
     def _errors_accepted(self) -> tuple[bool, str]:
-        test = self.state.errors
+        test = self.errors
         if test.llr <= self.accept_at:
-            return True, f"errors accepted ({self._error_words()}, evidence {test.llr:.1f} <= {self.accept_at:.1f})"
+            return True, f"errors accepted ({self._error_words()}; evidence {test.llr:.1f} <= {self.accept_at:.1f})"
         if test.canary_events == 0 and test.stable_events == 0:
             return True, "no errors in either arm"
         return False, (
             f"errors not yet ({self._error_words()}; evidence {test.llr:.1f}, accepts at <= {self.accept_at:.1f}, "
-            f"tested ratio {self.errors_ratio:.2g}x)"
+            f"tested ratio {self.errors_ratio:.3g}x)"
         )
 
     def _latency_accepted(self) -> tuple[bool, str]:
-        st = self.state
-        if st.slow_ms is None:
+        if self.slow_ms is None:
             if self.s.timed == 0 and self.c.timed == 0:
                 return True, "latency not reported by the SDKs"
             return False, (
                 f"latency not yet ({self.s.timed:,} of {MIN_TIMED_FOR_THRESHOLD} stable latencies needed to fix "
                 "the p95 that defines a slow request)"
             )
-        test = st.latency
+        test = self.latency
         if test.llr <= self.accept_at:
-            return True, f"latency accepted ({self._latency_words()}, evidence {test.llr:.1f} <= {self.accept_at:.1f})"
+            return True, (
+                f"latency accepted ({self._latency_words()}; evidence {test.llr:.1f} <= {self.accept_at:.1f})"
+            )
         if test.canary_events == 0 and test.stable_events == 0:
-            return True, f"no request slower than {st.slow_ms:.0f} ms in either arm"
+            return True, f"no request slower than {self.slow_ms:.0f} ms in either arm"
         return False, (
             f"latency not yet ({self._latency_words()}; evidence {test.llr:.1f}, accepts at <= {self.accept_at:.1f})"
         )
@@ -438,7 +457,7 @@ class _Look:
         )
 
     def _latency_words(self) -> str:
-        test, slow_ms = self.state.latency, self.state.slow_ms or 0.0
+        test, slow_ms = self.latency, self.slow_ms or 0.0
         c_share = test.canary_events / test.canary_exposure if test.canary_exposure else 0.0
         s_share = test.stable_events / test.stable_exposure if test.stable_exposure else 0.0
         return (
@@ -458,36 +477,36 @@ class _Look:
             reason = f"{reason} [{'; '.join(self.notes)}]"
         evidence = self._evidence()
         evidence.update(extra)
-        return Verdict(decision, reason, evidence, next_state or self.state)
+        return Verdict(decision, reason, evidence, next_state or self._state())
 
     def _evidence(self) -> dict[str, Any]:
-        st, budget = self.state, self.budget
-        split = self.split
-        evidence: dict[str, Any] = {
+        budget, split, later = self.budget, self.split, self.stage_index > 0
+        rollout = self.rollout
+        return {
             "stage": {"index": self.stage_index, "percent": self.percent, "seconds": round(self.seconds, 3),
-                      "bake_seconds": self.bake, "min_requests": self.settings.min_requests, "looks": st.looks},
+                      "bake_seconds": self.bake, "min_requests": self.settings.min_requests, "looks": self.looks},
             "arms": {"stable": _arm_summary(self.s), "canary": _arm_summary(self.c)},
             "errors": {
-                "tested_ratio": round(self.errors_ratio, 4), "canary_events": st.errors.canary_events,
-                "stable_events": st.errors.stable_events, "statistic": round(st.errors.llr, 4),
+                "tested_ratio": round(self.errors_ratio, 4), "canary_events": self.errors.canary_events,
+                "stable_events": self.errors.stable_events, "statistic": round(self.errors.llr, 4),
                 "accept_at": round(self.accept_at, 4),
-                "reject_at": _threshold(budget.stage_errors) if self.stage_index > 0 else None,
+                "reject_at": round(_log_inverse(budget.stage_errors), 4) if later else None,
             },
             "latency": {
-                "slow_above_ms": None if st.slow_ms is None else round(st.slow_ms, 3),
-                "tested_ratio": None if st.slow_ratio is None else round(stage_ratio(st.slow_ratio, self.percent), 4),
-                "canary_slow": st.latency.canary_events, "canary_timed": st.latency.canary_exposure,
-                "stable_slow": st.latency.stable_events, "stable_timed": st.latency.stable_exposure,
-                "statistic": round(st.latency.llr, 4), "accept_at": round(self.accept_at, 4),
-                "reject_at": _threshold(budget.stage_latency) if self.stage_index > 0 else None,
+                "slow_above_ms": None if self.slow_ms is None else round(self.slow_ms, 3),
+                "tested_ratio": None if self.slow_ratio is None else round(
+                    stage_ratio(self.slow_ratio, self.percent), 4),
+                "canary_slow": self.latency.canary_events, "canary_timed": self.latency.canary_exposure,
+                "stable_slow": self.latency.stable_events, "stable_timed": self.latency.stable_exposure,
+                "statistic": round(self.latency.llr, 4), "accept_at": round(self.accept_at, 4),
+                "reject_at": round(_log_inverse(budget.stage_latency), 4) if later else None,
             },
-            "rollout_test": None if st.rollout is None else {
-                "errors_statistic": round(
-                    log_mixture([st.rollout.errors, st.rollout.errors_big], [1 - BIG_WEIGHT, BIG_WEIGHT]), 4),
+            "rollout_test": None if rollout is None else {
+                "errors_statistic": round(self._rollout_errors(), 4),
                 "errors_ratios": [self.settings.error_ratio, big_ratio(self.settings.error_ratio)],
-                "errors_reject_at": _threshold(budget.rollout_errors),
-                "latency_statistic": round(st.rollout.latency, 4),
-                "latency_reject_at": _threshold(budget.rollout_latency),
+                "errors_reject_at": round(_log_inverse(budget.rollout_errors), 4),
+                "latency_statistic": round(rollout.latency, 4),
+                "latency_reject_at": round(_log_inverse(budget.rollout_latency), 4),
             },
             "split": None if split is None else {
                 "expected_share": split.expected_share,
@@ -498,15 +517,14 @@ class _Look:
             },
             "alpha": {"rollout": self.settings.alpha, "judged_stages": self.judged_stages},
         }
-        return evidence
 
 
-def _threshold(alpha: float) -> float | None:
-    return round(math.log(1 / alpha), 4) if alpha > 0 else None
+def _log_inverse(alpha: float) -> float:
+    return math.log(1 / alpha) if alpha > 0 else math.inf
 
 
 def _arm_summary(arm: _Arm) -> dict[str, Any]:
-    p50, p95, p99 = _quantiles(arm.totals.latency.buckets, arm.timed, (0.50, 0.95, 0.99))
+    p50, p95, p99 = _quantiles(arm.totals.latency.buckets, (0.50, 0.95, 0.99))
     return {
         "requests": arm.requests, "errors": arm.errors, "error_users": arm.error_users,
         "error_rate": round(arm.errors / arm.requests, 6) if arm.requests else None,
@@ -514,20 +532,13 @@ def _arm_summary(arm: _Arm) -> dict[str, Any]:
     }
 
 
-def _quantiles(buckets: Mapping[int, int], count: int, qs: Sequence[float]) -> list[float | None]:
-    """Several quantiles in one pass over the sketch (the same rule as LatencySketch.quantile)."""
-    if count <= 0 or not buckets:
+def _quantiles(buckets: Mapping[int, int], qs: Sequence[float]) -> list[float | None]:
+    """Several quantiles in one pass over the sketch (the rule of LatencySketch.quantile)."""
+    indices = sorted(buckets)
+    cumulative = list(accumulate(map(buckets.__getitem__, indices)))
+    if not indices or cumulative[-1] <= 0:
         return [None] * len(qs)
-    ranks = [q * (count - 1) for q in qs]
-    out: list[float | None] = [None] * len(qs)
-    seen, k = 0, 0
-    order = sorted(range(len(qs)), key=lambda i: ranks[i])
-    for index in sorted(buckets):
-        seen += buckets[index]
-        while k < len(order) and seen > ranks[order[k]]:
-            out[order[k]] = round(bucket_value(index), 3)
-            k += 1
-        if k == len(order):
-            break
-    top = round(bucket_value(max(buckets)), 3)
-    return [top if v is None else v for v in out]
+    last = cumulative[-1] - 1
+    return [
+        round(bucket_value(indices[min(bisect_right(cumulative, q * last), len(indices) - 1)]), 3) for q in qs
+    ]

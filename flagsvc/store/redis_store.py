@@ -44,11 +44,16 @@ class RedisStore:
         self._epoch: str | None = None
 
     @classmethod
-    def from_url(cls, url: str, namespace: str = DEFAULT_NAMESPACE, **options: object) -> RedisStore:
+    def from_url(cls, url: str, namespace: str = DEFAULT_NAMESPACE, max_connections: int = 256,
+                 **options: object) -> RedisStore:
+        """A blocking pool: past `max_connections` busy connections a request waits (up to 5 s) for one to
+        free up instead of failing, so a burst degrades into latency rather than errors."""
         options.setdefault("socket_timeout", 5.0)
         options.setdefault("socket_connect_timeout", 2.0)
         options.setdefault("health_check_interval", 30)
-        return cls(redis.Redis.from_url(url, decode_responses=True, **options), namespace)
+        pool = redis.BlockingConnectionPool.from_url(url, decode_responses=True, max_connections=max_connections,
+                                                     timeout=5, **options)
+        return cls(redis.Redis(connection_pool=pool), namespace)
 
     def get(self, key: str) -> Flag | None:
         doc = self.redis.hget(self.keys.flag(key), "doc")
