@@ -17,6 +17,7 @@ from flagsvc.snapshot import Snapshot, SnapshotSource
 
 log = logging.getLogger("flagsvc.changes")
 
+UNSUBSCRIBED_MAX_AGE = 0.1
 Listen = Callable[[Callable[[], None], threading.Event], None]
 
 
@@ -64,11 +65,13 @@ class ChangeFeed:
 
     def latest(self) -> Snapshot:
         """The current snapshot: from memory while the subscription is up and fresh, else from the store."""
+        # Without a live subscription, changes from other processes go unheard: keep the snapshot only briefly.
+        limit = self._max_age if self._healthy else min(self._max_age, UNSUBSCRIBED_MAX_AGE)
         snapshot = self._latest
-        if snapshot is not None and self._healthy and time.monotonic() - self._latest_at < self._max_age:
+        if snapshot is not None and time.monotonic() - self._latest_at < limit:
             return snapshot
-        with self._refresh_lock:
-            if self._latest is snapshot or time.monotonic() - self._latest_at >= self._max_age:
+        with self._refresh_lock:  # one reader rebuilds; the others waiting here take its result
+            if self._latest is None or time.monotonic() - self._latest_at >= limit:
                 self._refresh()
             return self._latest  # type: ignore[return-value]
 

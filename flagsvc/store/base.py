@@ -88,7 +88,8 @@ class Store(Protocol):
         """Count batch entries for flags that do not exist."""
 
     def listen_changes(self, on_change: Callable[[], None], stop: threading.Event) -> None:
-        """Block, calling `on_change` after every announced config change (from any process), until `stop`."""
+        """Block, calling `on_change` once subscribed and after every announced config change (from any
+        process), until `stop`."""
 
     def ping(self) -> bool:
         """True when the backing storage answers."""

@@ -155,6 +155,7 @@ class MemoryStore:
 
     def listen_changes(self, on_change: Callable[[], None], stop: threading.Event) -> None:
         seen = self._version
+        on_change()  # like a fresh subscription: whatever happened before it counts as a change
         while not stop.is_set():
             with self._changed:
                 self._changed.wait_for(lambda seen=seen: self._version != seen or stop.is_set(), timeout=1.0)
