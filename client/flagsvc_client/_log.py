@@ -18,24 +18,26 @@ class LogOnce:
     __slots__ = ("_seen",)
 
     def __init__(self) -> None:
-        self._seen: set[str] = set()
+        self._seen: set[object] = set()
 
-    def warning(self, kind: str, message: str, *args: object) -> None:
+    # A kind is any hashable: a string, or a tuple such as ("flag_not_found", flag) that costs nothing to build.
+
+    def warning(self, kind: object, message: str, *args: object) -> None:
         self._emit(_WARNING, kind, message, args)
 
-    def error(self, kind: str, message: str, *args: object) -> None:
+    def error(self, kind: object, message: str, *args: object) -> None:
         self._emit(_ERROR, kind, message, args, exc_info=True)
 
-    def clear(self, kind: str) -> None:
+    def clear(self, kind: object) -> None:
         """The problem ended: log it again if it comes back."""
         if kind in self._seen:
             self._seen.discard(kind)
             _log(_INFO, "flagsvc: recovered (%s)", (kind,))
 
-    def seen(self, kind: str) -> bool:
+    def seen(self, kind: object) -> bool:
         return kind in self._seen
 
-    def _emit(self, level: int, kind: str, message: str, args: tuple[object, ...], exc_info: bool = False) -> None:
+    def _emit(self, level: int, kind: object, message: str, args: tuple[object, ...], exc_info: bool = False) -> None:
         if kind in self._seen or len(self._seen) >= _MAX_KINDS:
             return
         self._seen.add(kind)

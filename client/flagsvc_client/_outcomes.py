@@ -1,151 +1,210 @@
-"""Outcome aggregation: per (flag, revision, arm) tallies for the current window, cut into wire batches.
+"""Outcome tallies per (flag, revision, arm): written by `FlagClient.record`, cut into batches by the flusher.
 
-Memory is bounded whatever the traffic: at most `max_arms` tallies a window (outcomes beyond are dropped and
-counted), each with a latency sketch clamped to a fixed bucket range (sketch.py) and a bounded set of erroring
-users. When a bound is reached the window asks to be flushed early (`on_full`).
+Why no lock on the common path: `record` must cost at most 3x the bare hash, and on CPython a lock round trip
+alone is most of that budget. So a writer only appends one int to its tally's `events` list (its latency's
+sketch bucket, see NO_LATENCY and ERROR below). `list.append` is atomic (the Python FAQ's list of
+thread-safe operations; free-threaded builds lock lists internally), so concurrent writers never lose an event.
+Events are folded into the tally's histogram under the window's lock, in C (`Counter`), by whoever takes them:
+the writer that makes the list reach DRAIN_AT, or the flusher at a cut. Taking is `chunk = events[:n];
+del events[:n]`, two atomic operations that leave any event appended meanwhile in place: nothing is taken twice.
 
-`add` runs on the application's threads under one short lock; everything else (grouping, collapsing, JSON) runs
-when a window is cut, on the flushing thread.
+Tallies are long-lived, so the compiled config can point straight at them (no key building, no lookup). A tally
+evicted at a cut (idle for a whole window) or one that never got a slot is `retired`, its `events` None: a writer
+still holding it fails on the append before changing anything, or, if it fetched the list just before the
+eviction, notices that the list is no longer the tally's and hands what it appended to the live tally. Every
+outcome is counted exactly once.
+
+Memory is bounded whatever the traffic: at most `max_arms` live tallies (outcomes beyond are dropped and counted),
+each holding < DRAIN_AT pending events (plus one per concurrent writer), a histogram over the sketch's fixed
+range (sketch.py) and a bounded set of erroring users. A bound reached asks for an early flush (`on_full`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections import Counter
 
-from flagsvc_client._rules import ArmKey
-from flagsvc_client.sketch import bucket_index
+from flagsvc_client.sketch import MAX_INDEX, MIN_INDEX, bucket_index
 
-# Remembered erroring users across all tallies of a window (the per-arm cap alone would allow max_arms times it).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+ArmKey = tuple[str, int, str]  # (flag, revision, "stable" | "canary")
+
+# An event is the outcome's raw sketch bucket index, ceil(log(ms) / log(GAMMA)) as in sketch.bucket_index but
+# not yet clamped to MIN_INDEX..MAX_INDEX (folding clamps it, which is exactly bucket_index for every ms > 0);
+# NO_LATENCY when there was no latency; plus ERROR when the outcome failed. A finite float's index is within
+# +-40,000, so the three never collide.
+NO_LATENCY = 1 << 20
+ERROR = 1 << 22
+SKETCH_SIZE = MAX_INDEX - MIN_INDEX + 1  # histogram slots 0..SKETCH_SIZE-1 are buckets, SKETCH_SIZE no latency
+DRAIN_AT = 256
+# Erroring users remembered across all tallies of a window (the per-arm cap alone would allow max_arms times it).
 MAX_ERROR_USERS_PER_WINDOW = 20_000
-MAX_BATCH_BYTES = 900_000  # under the server's 1 MiB body limit, with room for the envelope
+
+
+def event_of(ok: bool, latency_ms: float | None) -> int:
+    """The event of one outcome, for any latency (bucket_index takes care of 0, negatives, NaN, infinities)."""
+    event = NO_LATENCY if latency_ms is None else bucket_index(latency_ms)
+    return event if ok else event + ERROR
 
 
 class ArmTally:
-    __slots__ = ("count", "error_users", "errors", "latency", "unremembered")
+    __slots__ = ("counts", "error_users", "errors", "events", "key", "retired", "unremembered")
 
-    def __init__(self) -> None:
-        self.count = 0
+    def __init__(self, key: ArmKey, retired: bool = False) -> None:
+        self.key = key
+        self.retired = retired
+        self.events: list[int] | None = None if retired else []  # appended to without a lock (see above)
+        self.counts: list[int] | None = None  # by bucket (index - MIN_INDEX), no latency last; when needed
         self.errors = 0
-        self.error_users: set[object] = set()
+        self.error_users: set[object] | None = None
         self.unremembered = 0  # errors from users we could not remember: each counted as a new user
-        self.latency: dict[int, int] = {}
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts) if self.counts else 0
+
+
+def placeholders(flag: str, revision: int) -> tuple[ArmTally, ArmTally]:
+    """(stable, canary) stand-ins for a compiled config: retired, so the first record swaps in the live ones."""
+    return ArmTally((flag, revision, "stable"), retired=True), ArmTally((flag, revision, "canary"), retired=True)
 
 
 class OutcomeWindow:
     def __init__(self, max_arms: int, max_error_users: int, on_full: Callable[[], None]) -> None:
         self.lock = threading.Lock()
-        self._arms: dict[ArmKey, ArmTally] = {}
+        self._live: dict[ArmKey, ArmTally] = {}
         self._max_arms = max_arms
         self._max_error_users = max_error_users
         self._remembered = 0
         self._on_full = on_full
+        self._sink = ArmTally(("", 0, ""), retired=True)  # what `revive` answers when there is no room
+        self.discarding = False  # offline or closed: outcomes go nowhere
         self.dropped = 0  # outcomes lost to the max_arms bound (lifetime)
 
-    def add(self, key: ArmKey, user_id: object, ok: bool, latency_ms: float | None) -> None:
-        index = None if latency_ms is None else bucket_index(latency_ms)  # may raise: before any change
-        with self.lock:
-            tally = self._arms.get(key)
-            if tally is None:
-                tally = self._open(key)
-                if tally is None:
-                    return
-            tally.count += 1
-            if index is not None:
-                latency = tally.latency
-                latency[index] = latency.get(index, 0) + 1
-            if not ok:
-                self._fail(tally, user_id)
+    # -- writers ---------------------------------------------------------------------------------------------
 
-    def _open(self, key: ArmKey) -> ArmTally | None:
-        if len(self._arms) >= self._max_arms:
-            self.dropped += 1
+    def settle(self, tally: ArmTally, events: list[int]) -> None:
+        """After an append that filled `events`, or went into a list the tally no longer owns: fold it.
+        Never raises (the outcome is already in `events`: the caller must not count it again)."""
+        with self.lock:
+            try:
+                if tally.events is events:
+                    self._drain(tally)
+                else:  # retired under the writer: move what landed in the orphaned list to the live tally
+                    chunk = _take(events)
+                    if chunk:
+                        self._fold(self.revive(tally), chunk)
+            except Exception:
+                pass
+
+    def note_error(self, tally: ArmTally, user_id: object) -> None:
+        """Remember who failed (the failure itself travels in the event). Never raises."""
+        with self.lock:
+            try:
+                users = tally.error_users
+                if users is None:
+                    users = tally.error_users = set()
+                if user_id in users:
+                    return
+                if len(users) < self._max_error_users and self._remembered < MAX_ERROR_USERS_PER_WINDOW:
+                    users.add(user_id)
+                    self._remembered += 1
+                    return
+            except Exception:
+                pass
+            tally.unremembered += 1  # an upper bound on distinct users (batches clamp it to `errors`)
             self._on_full()
-            return None
-        tally = self._arms[key] = ArmTally()
-        if len(self._arms) >= self._max_arms:
-            self._on_full()
+
+    def add(self, tally: ArmTally, user_id: object, ok: bool, latency_ms: float | None) -> ArmTally:
+        """One outcome the careful way (the record path's fallback): input checked before anything changes,
+        a retired tally revived. Returns the tally counted in (the sink, when dropped)."""
+        event = event_of(ok, latency_ms)
+        with self.lock:
+            if tally.retired:
+                tally = self.revive(tally)
+            self._fold(tally, [event])
+            if tally is self._sink:
+                return tally
+        if not ok:
+            self.note_error(tally, user_id)
         return tally
 
-    def _fail(self, tally: ArmTally, user_id: object) -> None:
-        tally.errors += 1
-        users = tally.error_users
-        if user_id in users:
-            return
-        if len(users) < self._max_error_users and self._remembered < MAX_ERROR_USERS_PER_WINDOW:
-            users.add(user_id)
-            self._remembered += 1
-        else:
-            tally.unremembered += 1  # an upper bound on distinct users: never more than `errors`
-            self._on_full()
+    # -- with the lock held ----------------------------------------------------------------------------------
 
-    def cut(self) -> dict[ArmKey, ArmTally]:
-        """Take the window's tallies and start an empty window (O(1) under the lock)."""
+    def revive(self, tally: ArmTally) -> ArmTally:
+        """The live tally for a retired one's key: found, created, or the sink when there is no room (or when
+        discarding): whatever is folded into the sink is dropped."""
+        live = self._live.get(tally.key)
+        if live is None:
+            if self.discarding:
+                return self._sink
+            if len(self._live) >= self._max_arms:
+                self._on_full()
+                return self._sink
+            live = self._live[tally.key] = ArmTally(tally.key)
+        return live
+
+    def _drain(self, tally: ArmTally) -> None:
+        if tally.events:
+            self._fold(tally, _take(tally.events))
+
+    def _fold(self, tally: ArmTally, chunk: list[int]) -> None:
+        if tally is self._sink:
+            if not self.discarding:
+                self.dropped += len(chunk)
+            return
+        counts = tally.counts
+        if counts is None:
+            counts = tally.counts = [0] * (SKETCH_SIZE + 1)
+        for event, n in Counter(chunk).items():  # C counts the chunk; this loop sees distinct events only
+            if event >= ERROR >> 1:
+                tally.errors += n
+                event -= ERROR
+            if event == NO_LATENCY:
+                counts[SKETCH_SIZE] += n
+            else:
+                counts[min(max(event, MIN_INDEX), MAX_INDEX) - MIN_INDEX] += n
+
+    # -- the flusher -----------------------------------------------------------------------------------------
+
+    def cut(self) -> list[ArmTally]:
+        """Take every tally's outcomes since the last cut (as detached tallies) and zero them; evict the ones
+        idle since the last cut. O(live tallies + pending events) under the lock."""
+        taken = []
         with self.lock:
-            arms, self._arms, self._remembered = self._arms, {}, 0
-        return arms
+            for key, tally in list(self._live.items()):
+                self._drain(tally)
+                if tally.counts is not None:
+                    out = ArmTally(key, retired=True)
+                    out.counts, out.errors = tally.counts, tally.errors
+                    out.error_users, out.unremembered = tally.error_users, tally.unremembered
+                    tally.counts, tally.error_users = None, None
+                    tally.errors = tally.unremembered = 0
+                    taken.append(out)
+                else:
+                    tally.retired, tally.events = True, None
+                    del self._live[key]
+            self._remembered = 0
+        return taken
+
+    def discard(self) -> None:
+        """From now on outcomes go nowhere (offline, or closed)."""
+        with self.lock:
+            self.discarding = True
+            for tally in self._live.values():
+                tally.retired, tally.events = True, None
+            self._live.clear()
 
     def __len__(self) -> int:
-        return len(self._arms)
+        return len(self._live)
 
 
-def _collapse(latency: dict[int, int], max_buckets: int) -> dict[int, int]:
-    """Fold the lowest buckets into the lowest kept one (DDSketch's collapsing) to meet the wire limit:
-    the fastest requests then read a little slower, and every upper quantile the judge uses stays exact."""
-    if len(latency) <= max_buckets:
-        return latency
-    indices = sorted(latency)
-    kept = {i: latency[i] for i in indices[-max_buckets:]}
-    floor = indices[-max_buckets]
-    kept[floor] += sum(latency[i] for i in indices[:-max_buckets])
-    return kept
-
-
-def _arm_wire(tally: ArmTally | None, max_buckets: int) -> dict[str, object]:
-    if tally is None:
-        return {"count": 0, "errors": 0, "error_users": 0, "latency": {}}
-    latency = _collapse(tally.latency, max_buckets)
-    return {
-        "count": tally.count,
-        "errors": tally.errors,
-        "error_users": min(tally.errors, len(tally.error_users) + tally.unremembered),
-        "latency": {str(i): n for i, n in latency.items()},
-    }
-
-
-def build_batches(arms: dict[ArmKey, ArmTally], max_flags: int, max_buckets: int) -> list[dict[str, object]]:
-    """Wire `flags` maps (no batch_id yet), each within the server's limits.
-
-    A batch carries one revision per flag; a window that saw a flag change revision yields a second batch for
-    the other revision (the server counts outcomes of a superseded revision as stale).
-    """
-    import json  # off the import path: only the flushing side needs it
-
-    by_flag: dict[str, dict[int, dict[str, ArmTally]]] = {}
-    for (flag, revision, arm), tally in arms.items():
-        by_flag.setdefault(flag, {}).setdefault(revision, {})[arm] = tally
-    layers: list[list[tuple[str, dict[str, object]]]] = []
-    for flag, revisions in by_flag.items():
-        for depth, revision in enumerate(sorted(revisions, reverse=True)):
-            tallies = revisions[revision]
-            entry = {
-                "revision": revision,
-                "arms": {arm: _arm_wire(tallies.get(arm), max_buckets) for arm in ("stable", "canary")},
-            }
-            if depth == len(layers):
-                layers.append([])
-            layers[depth].append((flag, entry))
-    batches: list[dict[str, object]] = []
-    for layer in layers:
-        current: dict[str, object] = {}
-        size = 0
-        for flag, entry in layer:
-            entry_size = len(json.dumps({flag: entry}))
-            if current and (len(current) >= max_flags or size + entry_size > MAX_BATCH_BYTES):
-                batches.append(current)
-                current, size = {}, 0
-            current[flag] = entry
-            size += entry_size
-        if current:
-            batches.append(current)
-    return batches
+def _take(events: list[int]) -> list[int]:
+    """Everything appended so far, leaving whatever is appended meanwhile (two atomic list operations)."""
+    n = len(events)
+    chunk = events[:n]
+    del events[:n]
+    return chunk

@@ -9,8 +9,9 @@ from __future__ import annotations
 import threading
 import time
 
+from flagsvc_client._batches import build_batches
 from flagsvc_client._delivery import OutcomeDelivery
-from flagsvc_client._outcomes import OutcomeWindow, build_batches
+from flagsvc_client._outcomes import OutcomeWindow
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -59,10 +60,10 @@ class OutcomeReporter:
         if not self.delivery.has_room():
             self._log.warning("queue_full", "outcome queue full (server unreachable?): aggregating meanwhile")
             return False
-        arms = self.window.cut()
-        if arms:
+        tallies = self.window.cut()
+        if tallies:
             s = self._s
-            self.delivery.enqueue(build_batches(arms, s.max_flags_per_batch, s.max_buckets_per_arm))
+            self.delivery.enqueue(build_batches(tallies, s.max_flags_per_batch, s.max_buckets_per_arm))
         return True
 
     def flush(self, timeout: float) -> bool:

@@ -11,16 +11,21 @@ from collections.abc import Callable, Mapping
 
 from mmh3 import hash as _murmur3_32
 
+from flagsvc_client._outcomes import ArmTally, placeholders
 from flagsvc_client.bucketing import BUCKETS, SEPARATOR, hash_key, user_key
 from flagsvc_client.snapshot import FlagConfig, Snapshot
 
 Rule = Callable[[object], bool]
-ArmKey = tuple[str, int, str]  # (flag, revision, arm): what one outcome tally is kept under
+
+
+# In each closure: a str goes straight through, an int is formatted in decimal (an exact int only: a subclass
+# goes through user_key, which ignores its __repr__/__format__), anything else raises in user_key. str.encode
+# raises on a lone surrogate, which mmh3 would crash on (see bucketing.hash_key).
 
 
 def _killed_rule() -> Rule:
     def rule(user_id: object) -> bool:
-        if type(user_id) is not str:
+        if type(user_id) is not str and type(user_id) is not int:
             user_key(user_id)  # type: ignore[arg-type]  # a bad id is an error even here
         return False
 
@@ -29,23 +34,25 @@ def _killed_rule() -> Rule:
 
 def _rollout_rule(prefix: str, threshold: int) -> Rule:
     def rule(user_id: object) -> bool:
-        if type(user_id) is not str:
-            user_id = user_key(user_id)  # type: ignore[arg-type]
-        key = prefix + user_id  # type: ignore[operator]
-        # str.encode raises on a lone surrogate, which mmh3 would crash on (see bucketing.hash_key)
+        if type(user_id) is str:
+            key = prefix + user_id
+        elif type(user_id) is int:
+            key = f"{prefix}{user_id}"
+        else:
+            key = prefix + user_key(user_id)  # type: ignore[arg-type]
         return _murmur3_32(key if key.isascii() else key.encode(), 0, False) % BUCKETS < threshold
 
     return rule
 
 
 def _listed_rule(prefix: str, threshold: int, allow: frozenset[str], deny: frozenset[str]) -> Rule:
+    listed = allow | deny  # one lookup for the many users on neither list
+
     def rule(user_id: object) -> bool:
         if type(user_id) is not str:
-            user_id = user_key(user_id)  # type: ignore[arg-type]
-        if user_id in allow:
-            return True
-        if user_id in deny:
-            return False
+            user_id = f"{user_id}" if type(user_id) is int else user_key(user_id)  # type: ignore[arg-type]
+        if user_id in listed:
+            return user_id in allow  # allow wins over deny, as in the rule
         key = prefix + user_id  # type: ignore[operator]
         return _murmur3_32(key if key.isascii() else key.encode(), 0, False) % BUCKETS < threshold
 
@@ -74,15 +81,19 @@ def explain(flag: FlagConfig, user_id: object) -> tuple[bool, str]:
 
 
 class CompiledConfig:
-    """An applied snapshot: immutable once built, replaced by swapping one reference (no lock to read it)."""
+    """An applied snapshot, replaced whole by swapping one reference (no lock to read it).
 
-    __slots__ = ("arm_keys", "rules", "snapshot")
+    `rules[flag]` is `is_enabled`'s closure; `entries[flag]` is (rule, stable tally, canary tally) for `record`.
+    The tallies start as retired placeholders and are replaced by the live ones on first use (under the outcome
+    window's lock): the only part of a compiled config that changes after it is built.
+    """
+
+    __slots__ = ("entries", "rules", "snapshot")
 
     def __init__(self, snapshot: Snapshot | None) -> None:
         self.snapshot = snapshot
         flags: Mapping[str, FlagConfig] = snapshot.flags if snapshot else {}
         self.rules: dict[str, Rule] = {key: compile_rule(flag) for key, flag in flags.items()}
-        # indexed by the rule's answer: arm_keys[key][False] is stable, [True] canary
-        self.arm_keys: dict[str, tuple[ArmKey, ArmKey]] = {
-            key: ((key, flag.revision, "stable"), (key, flag.revision, "canary")) for key, flag in flags.items()
+        self.entries: dict[str, tuple[Rule, ArmTally, ArmTally]] = {
+            key: (self.rules[key], *placeholders(key, flag.revision)) for key, flag in flags.items()
         }

@@ -36,6 +36,10 @@ if TYPE_CHECKING:
         def open_stream(self, path: str, headers: Mapping[str, str], timeout: float) -> EventStream: ...
 
 
+_READ_CHUNK = 1 << 20
+_MAX_LINE = 64 << 20  # a snapshot line longer than this is dropped rather than buffered
+
+
 class TransportError(Exception):
     """No HTTP answer: connection refused or reset, DNS failure, timeout. `refused` when nothing listens."""
 
@@ -61,12 +65,24 @@ class _HttpEventStream:
         self.headers = {k.lower(): v for k, v in response.getheaders()}
 
     def lines(self) -> Iterator[str]:
+        """Whole lines, however long (a snapshot is one `data:` line); beyond _MAX_LINE, the line is dropped."""
+        pending: list[bytes] = []
+        size = 0
         try:
             while True:
-                raw = self._response.readline(65536 * 16)
+                raw = self._response.readline(_READ_CHUNK)
                 if not raw:
                     return
-                yield raw.decode("utf-8", "replace").rstrip("\r\n")
+                size += len(raw)
+                if not raw.endswith(b"\n"):  # a piece of a long line
+                    if size <= _MAX_LINE:
+                        pending.append(raw)
+                    continue
+                if size <= _MAX_LINE:
+                    line = b"".join((*pending, raw)) if pending else raw
+                    yield line.decode("utf-8", "replace").rstrip("\r\n")
+                pending.clear()
+                size = 0
         except (OSError, ValueError, AttributeError) as exc:  # timeout, reset, or closed under us
             raise TransportError(f"stream read failed: {exc!r}") from None
 

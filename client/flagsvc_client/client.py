@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import threading
 import time
+from math import ceil, log
 
 from flagsvc_client import _cache
 from flagsvc_client._config import ConfigSync
 from flagsvc_client._lifecycle import spawn_loop, watch_forks
 from flagsvc_client._log import LogOnce
+from flagsvc_client._outcomes import DRAIN_AT, ERROR, NO_LATENCY, OutcomeWindow
 from flagsvc_client._reporter import OutcomeReporter
 from flagsvc_client._rules import CompiledConfig, explain
+from flagsvc_client._track import Track
 from flagsvc_client._transport import HttpTransport
 from flagsvc_client.result import Evaluation, Reason, Status
 from flagsvc_client.settings import ClientSettings
+from flagsvc_client.sketch import _INV_LOG_GAMMA as INV_LOG_GAMMA
 
 TYPE_CHECKING = False  # `typing` costs ~3 ms to import; type checkers treat this name as True
 if TYPE_CHECKING:
@@ -29,35 +33,6 @@ if TYPE_CHECKING:
 
     from flagsvc_client._transport import Transport
     from flagsvc_client.snapshot import Snapshot
-
-
-class _Discard:
-    """The outcome window of an offline or closed client: outcomes have nowhere to go."""
-
-    def add(self, key: object, user_id: object, ok: object, latency_ms: object) -> None:
-        pass
-
-
-_DISCARD = _Discard()
-
-
-class _Track:
-    """`with client.track(flag, user) as canary:` times the block; an Exception is an error (and re-raised)."""
-
-    __slots__ = ("_client", "_flag", "_start", "_user_id")
-
-    def __init__(self, client: FlagClient, flag: str, user_id: str | int) -> None:
-        self._client, self._flag, self._user_id, self._start = client, flag, user_id, 0.0
-
-    def __enter__(self) -> bool:
-        canary = self._client.is_enabled(self._flag, self._user_id)
-        self._start = time.perf_counter()
-        return canary
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
-        elapsed_ms = (time.perf_counter() - self._start) * 1000.0
-        if exc_type is None or issubclass(exc_type, Exception):  # KeyboardInterrupt & co. are not outcomes
-            self._client.record(self._flag, self._user_id, ok=exc_type is None, latency_ms=elapsed_ms)
 
 
 class FlagClient:
@@ -82,8 +57,7 @@ class FlagClient:
         self._clock, self._random = clock, random
         self._transport = None if s.offline else transport or HttpTransport(s.url or "", s.connect_timeout)
         self._log = LogOnce()
-        self._config = CompiledConfig(None)
-        self._rules = self._config.rules  # the hot path's one dict, swapped together with _config
+        self._install(CompiledConfig(None))
         self._confirmed_at: float | None = None
         self._closed = False
         self._restart_needed = False
@@ -102,32 +76,58 @@ class FlagClient:
         self._ready = threading.Event()
         self._reporter: OutcomeReporter | None = None
         self._sync: ConfigSync | None = None
-        self._window: Any = _DISCARD
-        if self._transport is not None:
+        if self._transport is None:  # offline: outcomes have nowhere to go
+            self._window = OutcomeWindow(1, 1, lambda: None)
+            self._window.discard()
+        else:
             args = (self.settings, self._transport, self._clock, self._random, self._log)
             self._reporter = OutcomeReporter(*args)
             self._window = self._reporter.window
             self._sync = ConfigSync(
                 *args, apply=self._apply_from_server, confirm=self._confirm, current_etag=self._current_etag
             )
+        self._lock = self._window.lock
 
-    # -- the hot path: one dict lookup and one call ---------------------------------------------------------
+    # -- the hot path ---------------------------------------------------------------------------------------
 
     def is_enabled(self, flag: str, user_id: str | int, default: bool = False) -> bool:
         """Is this user on the canary path of `flag`? Never raises; `default` when it cannot tell."""
         try:
             return self._rules[flag](user_id)
         except Exception:
-            return self.evaluate(flag, user_id, default).value
+            return self._is_enabled_slow(flag, user_id, default)
+
+    def _is_enabled_slow(self, flag: str, user_id: str | int, default: bool) -> bool:
+        """No rule answered: not ready, an unknown flag (cheap: it may come on every request), or an error."""
+        try:
+            snapshot = self._config.snapshot
+            if snapshot is not None and flag not in snapshot.flags and not self._restart_needed:
+                self._log.warning(("flag_not_found", flag), "unknown flag %r: answering the default", flag)
+                return default
+        except Exception:
+            pass
+        return self.evaluate(flag, user_id, default).value
 
     def record(self, flag: str, user_id: str | int, ok: bool = True, latency_ms: float | None = None) -> None:
-        """Count one request's outcome in the arm this user is in (recomputed: cheaper than remembering)."""
+        """Count one request's outcome in the arm this user is in (recomputed: cheaper than remembering),
+        under the flag's current revision; the latency goes into the sketch (sketch.py)."""
         try:
-            config = self._config
-            canary = config.rules[flag](user_id)
-            self._window.add(config.arm_keys[flag][canary], user_id, ok, latency_ms)
+            rule, stable, canary = self._entries[flag]
+            tally = canary if rule(user_id) else stable
+            # the sketch bucket (sketch.bucket_index, clamped when folded; log raises on 0, < 0, NaN, inf)
+            event = NO_LATENCY if latency_ms is None else ceil(log(latency_ms) * INV_LOG_GAMMA)
+            events = tally.events
+            # one int per outcome, appended without a lock: _outcomes.py explains why that is exact
+            if ok:
+                events.append(event)  # a retired tally has no list: AttributeError, nothing counted
+            else:
+                events.append(event + ERROR)
+                self._window.note_error(tally, user_id)  # never raises
         except Exception:
-            self._record_failed(flag, user_id, ok, latency_ms)
+            self._record_failed(flag, user_id, ok, latency_ms)  # nothing was counted: the careful way
+            return
+        if len(events) >= DRAIN_AT or tally.events is not events:
+            self._window.settle(tally, events)
 
     # -- evaluation, explained -----------------------------------------------------------------------------
 
@@ -140,13 +140,13 @@ class FlagClient:
                 return Evaluation(value=default, arm=None, reason=Reason.NOT_READY, revision=None)
             config = snapshot.flags.get(flag)
             if config is None:
-                self._log.warning(f"flag_not_found:{flag!r:.100}", "unknown flag %r: answering the default", flag)
+                self._log.warning(("flag_not_found", flag), "unknown flag %r: answering the default", flag)
                 return Evaluation(value=default, arm=None, reason=Reason.FLAG_NOT_FOUND, revision=None)
             value, reason = explain(config, user_id)
             arm = "canary" if value else "stable"
             return Evaluation(value=value, arm=arm, reason=reason, revision=config.revision)
         except Exception as exc:
-            self._log.warning(f"evaluate:{type(exc).__name__}", "evaluation failed (default answered): %r", exc)
+            self._log.warning(("evaluate", type(exc)), "evaluation failed (default answered): %r", exc)
             return Evaluation(value=default, arm=None, reason=Reason.ERROR, revision=None)
 
     def variant(self, flag: str, user_id: str | int) -> str:
@@ -156,19 +156,29 @@ class FlagClient:
         except Exception:
             return "stable"
 
-    def track(self, flag: str, user_id: str | int) -> _Track:
-        return _Track(self, flag, user_id)
+    def track(self, flag: str, user_id: str | int) -> Track:
+        """`with client.track(flag, user_id) as canary:` times the block and records its outcome (_track.py)."""
+        return Track(self, flag, user_id)
 
     def _record_failed(self, flag: object, user_id: object, ok: object, latency_ms: object) -> None:
+        """The fast path raised before counting anything: a retired tally (first outcome of a flag in a while),
+        a fork to restart from, or bad input. Redo it the careful way."""
         try:
-            if self._restart_if_forked():
-                self.record(flag, user_id, ok, latency_ms)  # type: ignore[arg-type]
-            elif self._config.snapshot is None or flag not in self._config.rules:
-                self._log.warning(f"record_unknown:{flag!r:.100}", "outcome for unknown flag %r dropped", flag)
-            else:
-                self._log.warning("record_invalid", "outcome dropped: bad user id or latency (%r)", latency_ms)
+            self._restart_if_forked()
+            config = self._config
+            entry = config.entries.get(flag)  # type: ignore[call-overload]
+            if entry is None:
+                self._log.warning(("record_unknown", flag), "outcome for unknown flag %r dropped", flag)
+                return
+            rule, stable, canary = entry
+            tally = self._window.add(canary if rule(user_id) else stable, user_id, bool(ok), latency_ms)
+            if not tally.retired:  # keep the live tally in the config, so the fast path finds it next time
+                with self._lock:
+                    rule, stable, canary = config.entries[flag]
+                    live = (rule, tally, canary) if tally.key[2] == "stable" else (rule, stable, tally)
+                    config.entries[flag] = live
         except Exception:
-            pass
+            self._log.warning("record_invalid", "outcome dropped: bad user id or latency (%r)", latency_ms)
 
     # -- status --------------------------------------------------------------------------------------------
 
@@ -212,13 +222,18 @@ class FlagClient:
 
     # -- applying snapshots --------------------------------------------------------------------------------
 
+    def _install(self, config: CompiledConfig) -> None:
+        """Swap the compiled config in. The hot paths read `_rules` / `_entries` (one attribute load each);
+        each call reads one of them once, so it sees one config whole."""
+        self._config, self._rules, self._entries = config, config.rules, config.entries
+
     def _apply(self, snapshot: Snapshot) -> bool:
         """Install a snapshot if it is newer (docs/protocol.md); returns whether it was installed."""
         with self._apply_lock:
             if not snapshot.replaces(self._config.snapshot):
                 return False
             config = CompiledConfig(snapshot)
-            self._config, self._rules = config, config.rules
+            self._install(config)
             self._snapshot_stats["snapshots_applied"] += 1
             return True
 
@@ -273,7 +288,7 @@ class FlagClient:
             self._restart_if_forked()
             return True if self._reporter is None else self._reporter.flush(timeout)
         except Exception as exc:
-            self._log.warning(f"flush:{type(exc).__name__}", "flush failed: %r", exc)
+            self._log.warning(("flush", type(exc)), "flush failed: %r", exc)
             return False
 
     def close(self, timeout: float = 5.0) -> None:
@@ -289,7 +304,7 @@ class FlagClient:
             if self._sync is not None:
                 self._sync.interrupt()
             self.flush(timeout)
-            self._window = _DISCARD  # later outcomes have nowhere to go
+            self._window.discard()  # later outcomes have nowhere to go
             for thread in self._threads:
                 thread.join(0.5)
         except Exception as exc:
@@ -306,14 +321,13 @@ class FlagClient:
     def _after_fork_in_child(self) -> None:
         ready = self._ready.is_set()
         if not self._restart_needed:  # (a fork of a fork before any use keeps the config parked already)
-            self._parked = self._config
-        self._config = CompiledConfig(None)
-        self._rules = self._config.rules  # every call now misses, and its slow path restarts us first
+            self._parked = CompiledConfig(self._config.snapshot)  # not the parent's tallies
+        self._install(CompiledConfig(None))  # every call now misses, and its slow path restarts us first
         self._fresh_state()
         if ready:
             self._ready.set()
         if self._closed:
-            self._window = _DISCARD
+            self._window.discard()
         self._threads = []
         self._restart_needed = True
 
@@ -323,8 +337,7 @@ class FlagClient:
         with self._restart_lock:
             if not self._restart_needed:
                 return False
-            self._config = self._parked
-            self._rules = self._config.rules
+            self._install(self._parked)
             self._restart_needed = False
             self._start_threads()
             return True

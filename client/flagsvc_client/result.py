@@ -33,3 +33,10 @@ class Evaluation(Frozen):
     arm: str | None
     reason: str
     revision: int | None
+
+    def __init__(self, value: bool, arm: str | None, reason: str, revision: int | None) -> None:
+        _set = object.__setattr__
+        _set(self, "value", value)
+        _set(self, "arm", arm)
+        _set(self, "reason", reason)
+        _set(self, "revision", revision)

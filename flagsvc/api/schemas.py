@@ -81,7 +81,7 @@ percent_body = PercentSchema()
 
 MAX_COUNT = 10**9
 MAX_BATCH_FLAGS = 1_000
-MAX_SKETCH_BUCKETS = 1_000
+MAX_SKETCH_BUCKETS = sketch.MAX_INDEX - sketch.MIN_INDEX + 1  # every bucket the sketch can have
 
 
 class ArmOutcomeSchema(Schema):

@@ -170,11 +170,23 @@ def stage_problems(stages: Sequence[float]) -> list[str]:
     return problems
 
 
+def encodable(text: str) -> bool:
+    """JSON can carry lone surrogates ("\\ud800") that are not UTF-8; SDKs hash UTF-8 bytes and must refuse a
+    snapshot holding one, so such a value would freeze every SDK's config. It never gets in."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def id_list_problems(ids: Sequence[str]) -> list[str]:
     if len(ids) > MAX_LIST_IDS:
         return [f"at most {MAX_LIST_IDS} user ids"]
     if any(not 0 < len(i) <= MAX_ID_LENGTH for i in ids):
         return [f"user ids are 1 to {MAX_ID_LENGTH} characters"]
+    if not all(encodable(i) for i in ids):
+        return ["user ids must be valid Unicode text (no lone surrogates)"]
     return []
 
 
@@ -187,6 +199,10 @@ def validate(flag: Flag) -> Flag:
         problems["description"] = [f"at most {MAX_DESCRIPTION} characters"]
     if not 0 < len(flag.salt) <= MAX_SALT:
         problems["salt"] = [f"must be 1 to {MAX_SALT} characters"]
+    elif not encodable(flag.salt):
+        problems["salt"] = ["must be valid Unicode text (no lone surrogates)"]
+    if not encodable(flag.description):
+        problems["description"] = ["must be valid Unicode text (no lone surrogates)"]
     if p := stage_problems(flag.stages):
         problems["stages"] = p
     if not 0 <= flag.bake_seconds <= MAX_BAKE_SECONDS:

@@ -490,7 +490,7 @@ class _Look:
                 "tested_ratio": round(self.errors_ratio, 4), "canary_events": self.errors.canary_events,
                 "stable_events": self.errors.stable_events, "statistic": round(self.errors.llr, 4),
                 "accept_at": round(self.accept_at, 4),
-                "reject_at": round(_log_inverse(budget.stage_errors), 4) if later else None,
+                "reject_at": _shown_threshold(budget.stage_errors) if later else None,
             },
             "latency": {
                 "slow_above_ms": None if self.slow_ms is None else round(self.slow_ms, 3),
@@ -499,14 +499,14 @@ class _Look:
                 "canary_slow": self.latency.canary_events, "canary_timed": self.latency.canary_exposure,
                 "stable_slow": self.latency.stable_events, "stable_timed": self.latency.stable_exposure,
                 "statistic": round(self.latency.llr, 4), "accept_at": round(self.accept_at, 4),
-                "reject_at": round(_log_inverse(budget.stage_latency), 4) if later else None,
+                "reject_at": _shown_threshold(budget.stage_latency) if later else None,
             },
             "rollout_test": None if rollout is None else {
                 "errors_statistic": round(self._rollout_errors(), 4),
                 "errors_ratios": [self.settings.error_ratio, big_ratio(self.settings.error_ratio)],
-                "errors_reject_at": round(_log_inverse(budget.rollout_errors), 4),
+                "errors_reject_at": _shown_threshold(budget.rollout_errors),
                 "latency_statistic": round(rollout.latency, 4),
-                "latency_reject_at": round(_log_inverse(budget.rollout_latency), 4),
+                "latency_reject_at": _shown_threshold(budget.rollout_latency),
             },
             "split": None if split is None else {
                 "expected_share": split.expected_share,
@@ -521,6 +521,10 @@ class _Look:
 
 def _log_inverse(alpha: float) -> float:
     return math.log(1 / alpha) if alpha > 0 else math.inf
+
+
+def _shown_threshold(alpha: float) -> float | None:
+    return round(math.log(1 / alpha), 4) if alpha > 0 else None
 
 
 def _arm_summary(arm: _Arm) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import pytest
 from flagsvc_client import ClientSettings, FlagClient, bucketing
 from flagsvc_client._lifecycle import spawn_loop
 from flagsvc_client._transport import Response
+from flagsvc_client.snapshot import parse_snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -290,3 +291,15 @@ def test_importing_the_sdk_stays_light():
     out = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path[:0] = {path!r}; {code}"],
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert out.strip() == "[]"
+
+
+def test_track_records_in_the_arm_and_revision_it_served_even_if_the_config_changes(make_client, transport):
+    client = make_client(bootstrap=snapshot(flag(percent=100.0, revision=5), version=1))
+    with client.track("new_checkout", "u") as canary:
+        assert canary is True
+        client._apply(parse_snapshot(snapshot(flag(percent=0.0, revision=6), version=2)))  # rolled back mid-request
+    transport.answer("/sdk/v1/outcomes", ACK)
+    assert client.flush(0)
+    [batch] = transport.posted()
+    entry = batch["flags"]["new_checkout"]
+    assert entry["revision"] == 5 and entry["arms"]["canary"]["count"] == 1

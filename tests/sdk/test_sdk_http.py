@@ -6,6 +6,7 @@ One story: stream -> live update -> stream unavailable, ETag polling -> outcomes
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 
@@ -120,3 +121,16 @@ def test_close_interrupts_a_blocked_stream_read(server):
     client.close(timeout=1)
     assert time.monotonic() - started < 2.5
     assert not any(t.is_alive() for t in client._threads if t.name == "flagsvc-config")
+
+
+def test_a_snapshot_longer_than_a_read_chunk_arrives_whole(server):
+    server.flags = {
+        f"flag-{i:05d}": {**flag(50.0), "key": f"flag-{i:05d}", "salt": f"flag-{i:05d}", "allow": [f"vip-{i}"]}
+        for i in range(20_000)
+    }  # ~2.5 MB of JSON on one `data:` line
+    client = FlagClient(f"http://127.0.0.1:{server.port}", sdk_key="sdk-test", background=False)
+    server.heartbeat = 0.05
+    threading.Thread(target=lambda: (time.sleep(0.3), server.end_streams()), daemon=True).start()
+    client._config_step()  # reads the stream until the server ends it
+    assert client.evaluate("flag-19999", "vip-19999").reason == "allow_list"
+    assert len(client._config.snapshot.flags) == 20_000

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
+import random
 import re
+import sys
 import threading
 
 from flagsvc_client import bucketing
-from flagsvc_client._outcomes import OutcomeWindow, build_batches
+from flagsvc_client._batches import build_batches
+from flagsvc_client._outcomes import ArmTally, OutcomeWindow, event_of
 from flagsvc_client._transport import Response, TransportError
-from flagsvc_client.sketch import MAX_INDEX, MIN_INDEX, LatencySketch, bucket_index
+from flagsvc_client.sketch import _INV_LOG_GAMMA, MAX_INDEX, MIN_INDEX, LatencySketch, bucket_index
 from flagsvc_client.snapshot import parse_snapshot
 
 from tests.sdk.sdk_fakes import flag, snapshot
@@ -159,23 +163,67 @@ def test_unknown_flags_and_bad_input_record_nothing_and_never_raise(make_client,
     assert transport.posted() == []
 
 
-# -- the window's bounds ---------------------------------------------------------------------------------
+# -- the window ------------------------------------------------------------------------------------------
+
+
+def handle(flag: str, arm: str = "stable", revision: int = 1) -> ArmTally:
+    return ArmTally((flag, revision, arm), retired=True)  # what a freshly compiled config holds
+
+
+def test_a_writer_holding_an_evicted_tally_is_still_counted_once():
+    window = OutcomeWindow(max_arms=10, max_error_users=10, on_full=lambda: None)
+    live = window.add(handle("f"), "u", True, None)
+    assert [t.count for t in window.cut()] == [1]
+    window.cut()  # idle: evicted while a writer still holds it
+    assert live.retired
+    again = window.add(live, "u", True, None)
+    assert again is not live and [(t.key, t.count) for t in window.cut()] == [(("f", 1, "stable"), 1)]
+
+
+def test_the_record_paths_bucket_is_exactly_the_sketch_bucket():
+    # record computes ceil(log(ms) * 1/log(GAMMA)) and the fold clamps it: bucket_index for every ms > 0
+    rng = random.Random(7)
+    probes = [1e-300, 1e-9, 0.001, 1.0, 12.5, 3_600_000.0, 1e12, 1e300]
+    probes += [1.02**i for i in range(MIN_INDEX - 5, MAX_INDEX + 5)]
+    probes += [math.nextafter(p, d) for p in list(probes) for d in (0, math.inf)]
+    probes += [10 ** rng.uniform(-5, 8) for _ in range(20_000)] + [10**400]
+    for ms in probes:
+        raw = math.ceil(math.log(ms) * _INV_LOG_GAMMA)
+        assert min(max(raw, MIN_INDEX), MAX_INDEX) == bucket_index(ms), ms
+
+
+def test_odd_latencies_land_where_the_sketch_puts_them(make_client, transport):
+    client = make_client(bootstrap=snapshot(flag(percent=0.0)))
+    odd = [0, 0.0, -5.0, float("nan"), float("inf"), float("-inf"), 1e-12, 10**400, True, 7]
+    for ms in odd:
+        client.record("new_checkout", "u", latency_ms=ms)
+    client.record("new_checkout", "u", latency_ms="slow")  # not a number: dropped, logged
+    transport.answer(OUTCOMES, ACK)
+    assert client.flush(0)
+    arm = transport.posted()[0]["flags"]["new_checkout"]["arms"]["stable"]
+    expected = LatencySketch()
+    for ms in odd:
+        expected.add(ms)
+    assert arm["count"] == len(odd) and arm["latency"] == expected.to_wire()
 
 
 def test_the_number_of_tallies_is_bounded_and_full_asks_for_an_early_flush():
     full = threading.Event()
     window = OutcomeWindow(max_arms=3, max_error_users=10, on_full=full.set)
     for i in range(5):
-        window.add((f"f{i}", 1, "stable"), "u", True, None)
+        window.add(handle(f"f{i}"), "u", True, None)
     assert len(window) == 3 and window.dropped == 2 and full.is_set()
+    assert len(window.cut()) == 3
+    assert len(window.cut()) == 0 and len(window) == 0  # idle for a whole window: evicted
+    window.add(handle("f4"), "u", True, None)  # room again
+    assert len(window) == 1 and window.dropped == 2
 
 
 def test_error_users_are_bounded_and_stay_an_upper_bound():
     asked = []
     window = OutcomeWindow(max_arms=10, max_error_users=3, on_full=lambda: asked.append(1))
-    key = ("f", 1, "canary")
     for user in ["a", "b", "a", "c", "d", "e", "a"]:
-        window.add(key, user, False, None)
+        window.add(handle("f", "canary"), user, False, None)
     [batch] = build_batches(window.cut(), 1000, 1000)
     arm = batch["f"]["arms"]["canary"]
     assert (arm["errors"], arm["error_users"]) == (7, 5)  # a, b, c remembered; d, e counted as new
@@ -186,7 +234,7 @@ def test_sketch_over_the_wire_limit_is_collapsed_from_the_bottom():
     window = OutcomeWindow(max_arms=10, max_error_users=10, on_full=lambda: None)
     latencies = [1.02**i for i in range(MIN_INDEX, MAX_INDEX + 1)]
     for ms in latencies:
-        window.add(("f", 1, "stable"), "u", True, ms)
+        window.add(handle("f"), "u", True, ms)
     [batch] = build_batches(window.cut(), 1000, max_buckets=1000)
     wire = batch["f"]["arms"]["stable"]["latency"]
     assert len(wire) == 1000 and sum(wire.values()) == len(latencies)
@@ -200,7 +248,55 @@ def test_sketch_over_the_wire_limit_is_collapsed_from_the_bottom():
 def test_batches_respect_the_flag_limit_and_the_body_size():
     window = OutcomeWindow(max_arms=5000, max_error_users=10, on_full=lambda: None)
     for i in range(2500):
-        window.add((f"flag-{i}", 3, "stable"), "u", True, 5.0)
+        window.add(handle(f"flag-{i}"), "u", True, 5.0)
     batches = build_batches(window.cut(), max_flags=1000, max_buckets=1000)
     assert [len(b) for b in batches] == [1000, 1000, 500]
     assert all(len(json.dumps(b)) < 900_000 for b in batches)
+
+
+def test_an_append_into_a_list_evicted_meanwhile_is_handed_to_the_live_tally():
+    window = OutcomeWindow(max_arms=10, max_error_users=10, on_full=lambda: None)
+    live = window.add(handle("f"), "u", True, None)
+    window.cut()
+    events = live.events  # a writer fetched the list...
+    window.cut()  # ...the tally, idle for a window, is evicted...
+    assert live.retired and live.events is None
+    events.append(event_of(True, 5.0))  # ...and the writer appends into the orphaned list
+    window.settle(live, events)  # what record does when `tally.events is not events`
+    [out] = window.cut()
+    assert (out.key, out.count, out.counts[bucket_index(5.0) - MIN_INDEX]) == (("f", 1, "stable"), 1, 1)
+
+
+def test_concurrent_writers_and_cuts_count_every_outcome_exactly_once(make_client, transport):
+    snap = snapshot(flag(percent=50.0), flag("other", percent=10.0))
+    client = make_client(bootstrap=snap)
+    threads, per_thread = 4, 5000
+    stop = threading.Event()
+    cut: list = []
+
+    def writer(n: int) -> None:
+        for i in range(per_thread):
+            client.record("new_checkout" if i % 3 else "other", f"t{n}-u{i % 97}", ok=i % 11 != 0, latency_ms=i % 40)
+
+    def flusher() -> None:
+        while not stop.is_set():
+            cut.extend(client._window.cut())  # cuts (and evictions) racing with the writers
+
+    workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+    cutter = threading.Thread(target=flusher)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: between any two bytecodes
+    try:
+        cutter.start()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        stop.set()
+        cutter.join()
+        sys.setswitchinterval(interval)
+    cut.extend(client._window.cut())
+    assert sum(t.count for t in cut) == threads * per_thread
+    assert sum(t.errors for t in cut) == threads * len(range(0, per_thread, 11))
+    assert client.stats["outcomes_dropped_arm_limit"] == 0

@@ -218,3 +218,11 @@ def test_analysis_settings_are_validated_defaulted_and_patched_partially(client)
     assert analysis["error_ratio"] == 3 and analysis["max_error_rate"] == 0.1
     bad_patch = client.patch("/api/v1/flags/new_checkout", json={"analysis": {"min_requests": "5"}}, headers=ADMIN)
     assert_error(bad_patch, 400, "validation_error", "analysis.min_requests")
+
+
+@pytest.mark.parametrize("field", ["salt", "allow", "deny", "description"])
+def test_text_that_is_not_utf8_never_reaches_a_snapshot(client, field):
+    value = "a\ud800b" if field in ("salt", "description") else ["a\ud800b"]
+    raw = json.dumps({"key": "x", field: value})  # json.dumps escapes it as \ud800, which JSON allows
+    response = client.post("/api/v1/flags", data=raw, headers=ADMIN)
+    assert_error(response, 400, "validation_error", field)

@@ -1,0 +1,43 @@
+"""`with client.track(flag, user_id) as canary:` serves an arm, times the block and records its outcome."""
+
+from __future__ import annotations
+
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from flagsvc_client.client import FlagClient
+
+
+class Track:
+    """An Exception in the block is an error (and is re-raised). The outcome goes to the arm and revision the block
+    was served with, even if the config changes meanwhile; it never raises into the application."""
+
+    __slots__ = ("_client", "_flag", "_start", "_tally", "_user_id")
+
+    def __init__(self, client: FlagClient, flag: str, user_id: str | int) -> None:
+        self._client, self._flag, self._user_id, self._start, self._tally = client, flag, user_id, 0.0, None
+
+    def __enter__(self) -> bool:
+        client = self._client
+        try:
+            rule, stable, canary = client._entries[self._flag]
+            served = rule(self._user_id)
+            self._tally = canary if served else stable
+        except Exception:  # not ready, unknown flag, bad id, forked: the public path answers and logs
+            served = client.is_enabled(self._flag, self._user_id)
+        self._start = time.perf_counter()
+        return served
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        elapsed_ms = (time.perf_counter() - self._start) * 1000.0
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            return  # KeyboardInterrupt, SystemExit & co. are not outcomes of the code under test
+        ok = exc_type is None
+        try:
+            if self._tally is None:
+                self._client.record(self._flag, self._user_id, ok=ok, latency_ms=elapsed_ms)
+            else:
+                self._client._window.add(self._tally, self._user_id, ok, elapsed_ms)
+        except Exception:
+            pass
