@@ -41,6 +41,7 @@ MIN_TIMED_FOR_THRESHOLD = 200  # stable latencies needed before the p95 that def
 MIN_SLOW_RATIO, MAX_SLOW_RATIO = 1.05, 50.0
 P99_GUARDRAIL_SHARE = 0.01  # "p99 above the limit" = more than 1 % of requests above it
 STATE_VERSION = 1
+ACCEPTED, NO_EVENTS, NOT_REPORTED, PENDING = "accepted", "no events", "not reported", "pending"
 
 
 # --- state ------------------------------------------------------------------------------------------------
@@ -129,7 +130,8 @@ class JudgeState:
         return cls(stage_index=stage_index, rollout=RolloutTest() if stage_index == 0 else None)
 
     def next_stage(self) -> JudgeState:
-        """What to keep with the next stage's revision: fresh counts and stage tests, the rollout test carried."""
+        """What to keep with the next stage's revision after an advance: fresh counts and stage tests, the
+        rollout test carried (docs/judge.md, "State")."""
         return JudgeState(stage_index=self.stage_index + 1, rollout=self.rollout)
 
 
@@ -181,15 +183,45 @@ def _error_events(d_errors: int, d_users: int) -> int:
     return min(d_users, d_errors) if d_users > 0 else d_errors
 
 
+@dataclass(frozen=True)
+class _Thresholds:
+    """The budget of a rollout with so many judged stages, as the log thresholds the tests are held to."""
+
+    budget: AlphaBudget
+    accept: float
+    rollout_errors: float
+    rollout_latency: float
+    stage_errors: float
+    stage_latency: float
+    guardrail: float
+
+    @classmethod
+    def of(cls, settings: AnalysisSettings, judged_stages: int) -> _Thresholds:
+        b = AlphaBudget.split(settings.alpha, judged_stages)
+        return cls(
+            b, math.log(settings.beta), _log_inverse(b.rollout_errors), _log_inverse(b.rollout_latency),
+            _log_inverse(b.stage_errors), _log_inverse(b.stage_latency), _log_inverse(b.guardrail),
+        )
+
+
 class CanaryJudge:
+    """Judges one flag's stages with one flag's settings. Holds nothing between calls but a small cache of the
+    thresholds; all that carries from look to look is in the JudgeState the caller keeps."""
+
     def __init__(self, settings: AnalysisSettings) -> None:
         self.settings = settings
+        self._thresholds: dict[int, _Thresholds] = {}
 
     def judge(
         self, state: JudgeState | None, stable: ArmTotals, canary: ArmTotals, *, percent: float,
         stage_index: int, stage_count: int, seconds_at_stage: float, bake_seconds: float,
     ) -> Verdict:
-        look = _Look(self.settings, stable, canary, percent, stage_index, stage_count, seconds_at_stage, bake_seconds)
+        # The last stage is 100 %: no stable arm to compare with, so it is not a judged stage.
+        judged = max(int(stage_count) - 1, 1)
+        if judged not in self._thresholds:
+            self._thresholds[judged] = _Thresholds.of(self.settings, judged)
+        look = _Look(self.settings, self._thresholds[judged], stable, canary, percent, stage_index,
+                     seconds_at_stage, bake_seconds)
         return look.decide(state)
 
 
@@ -197,20 +229,19 @@ class _Look:
     """One call of the judge: the inputs, the working copy of the state, and the verdict."""
 
     def __init__(
-        self, settings: AnalysisSettings, stable: ArmTotals, canary: ArmTotals, percent: float, stage_index: int,
-        stage_count: int, seconds_at_stage: float, bake_seconds: float,
+        self, settings: AnalysisSettings, thresholds: _Thresholds, stable: ArmTotals, canary: ArmTotals,
+        percent: float, stage_index: int, seconds_at_stage: float, bake_seconds: float,
     ) -> None:
         self.settings = settings
+        self.limits = thresholds
         self.s = _Arm.read(stable)
         self.c = _Arm.read(canary)
         self.percent = float(percent) if math.isfinite(percent) else 0.0
         self.stage_index = max(int(stage_index), 0)
-        # The last stage is 100 %: no stable arm to compare with, so it is not a judged stage.
-        self.judged_stages = max(int(stage_count) - 1, 1)
         self.seconds = float(seconds_at_stage) if math.isfinite(seconds_at_stage) else 0.0
         self.bake = float(bake_seconds) if math.isfinite(bake_seconds) else 0.0
-        self.budget = AlphaBudget.split(settings.alpha, self.judged_stages)
-        self.accept_at = math.log(settings.beta)
+        self.accept_at = thresholds.accept
+        self._mixed: float | None = None
         self.errors_ratio = stage_ratio(settings.error_ratio, self.percent)
         self.split: SampleRatio | None = None
         self.notes: list[str] = []
@@ -281,6 +312,7 @@ class _Look:
         x_c = _error_events(c.errors - seen_c.errors, c.error_users - seen_c.error_users)
         x_s = _error_events(s.errors - seen_s.errors, s.error_users - seen_s.error_users)
         self.errors = self.errors.add(rate_ratio_llr(x_c, x_s, n_c, n_s, self.errors_ratio), x_c, x_s, n_c, n_s)
+        self._mixed = None
         if self.rollout is not None and x_c + x_s > 0:
             ratio = self.settings.error_ratio
             r = self.rollout
@@ -332,7 +364,7 @@ class _Look:
     # -- decisions -----------------------------------------------------------------------------------------
 
     def _guardrail(self) -> Verdict | None:
-        limit_log = math.log(1 / self.budget.guardrail)
+        limit_log = self.limits.guardrail
         rate_limit, p99_limit = self.settings.max_error_rate, self.settings.max_p99_ms
         if rate_limit is not None and self.c.errors:
             evidence = guardrail_log_evidence(self.c.errors, self.c.requests, rate_limit)
@@ -370,12 +402,13 @@ class _Look:
 
     def _rejection(self) -> Verdict | None:
         checks: list[tuple[str, float, float, str]] = []  # metric, statistic, threshold, which test
+        limits = self.limits
         if self.rollout is not None:
-            checks.append(("errors", self._rollout_errors(), _log_inverse(self.budget.rollout_errors), "rollout"))
-            checks.append(("latency", self.rollout.latency, _log_inverse(self.budget.rollout_latency), "rollout"))
+            checks.append(("errors", self._rollout_errors(), limits.rollout_errors, "rollout"))
+            checks.append(("latency", self.rollout.latency, limits.rollout_latency, "rollout"))
         if self.stage_index > 0:
-            checks.append(("errors", self.errors.llr, _log_inverse(self.budget.stage_errors), "stage"))
-            checks.append(("latency", self.latency.llr, _log_inverse(self.budget.stage_latency), "stage"))
+            checks.append(("errors", self.errors.llr, limits.stage_errors, "stage"))
+            checks.append(("latency", self.latency.llr, limits.stage_latency, "stage"))
         for metric, statistic, threshold, test in checks:
             if statistic >= threshold:
                 what = self._error_words() if metric == "errors" else self._latency_words()
@@ -390,8 +423,11 @@ class _Look:
         return None
 
     def _rollout_errors(self) -> float:
+        """The rollout error test: a mixture of the two alternatives, each a test supermartingale."""
         assert self.rollout is not None
-        return log_mixture([self.rollout.errors, self.rollout.errors_big], [1 - BIG_WEIGHT, BIG_WEIGHT])
+        if self._mixed is None:
+            self._mixed = log_mixture([self.rollout.errors, self.rollout.errors_big], [1 - BIG_WEIGHT, BIG_WEIGHT])
+        return self._mixed
 
     def _advance_or_hold(self) -> Verdict:
         minimum = self.settings.min_requests
@@ -399,51 +435,62 @@ class _Look:
             return self._hold(
                 f"insufficient evidence: {self.c.requests:,} of the {minimum:,} canary requests a stage needs"
             )
-        errors_ok, errors_why = self._errors_accepted()
-        latency_ok, latency_why = self._latency_accepted()
-        if not (errors_ok and latency_ok):
-            pending = "; ".join(why for ok, why in ((errors_ok, errors_why), (latency_ok, latency_why)) if not ok)
-            return self._hold(f"insufficient evidence yet that the canary is no worse: {pending}")
+        errors, latency = self._errors_status(), self._latency_status()
+        if PENDING in (errors, latency):
+            pending = [why for status, why in ((errors, self._errors_why), (latency, self._latency_why))
+                       if status == PENDING]
+            return self._hold(
+                "insufficient evidence yet that the canary is no worse: " + "; ".join(why(PENDING) for why in pending)
+            )
+        both = f"{self._errors_why(errors)}; {self._latency_why(latency)}"
         if self.seconds < self.bake:
             return self._hold(
-                f"baking: {self.seconds:.0f} s of {self.bake:.0f} s at {self.percent:g} %; "
-                f"no regression so far ({errors_why}; {latency_why})"
+                f"baking: {self.seconds:.0f} s of {self.bake:.0f} s at {self.percent:g} %; no regression so far "
+                f"({both})"
             )
         return self._verdict(
-            "advance", f"canary no worse than stable at {self.percent:g} % after {self.seconds:.0f} s: "
-            f"{errors_why}; {latency_why}",
-            next_state=self._state().next_stage(),
+            "advance", f"canary no worse than stable at {self.percent:g} % after {self.seconds:.0f} s: {both}"
         )
 
-    def _errors_accepted(self) -> tuple[bool, str]:
+    def _errors_status(self) -> str:
         test = self.errors
         if test.llr <= self.accept_at:
-            return True, f"errors accepted ({self._error_words()}; evidence {test.llr:.1f} <= {self.accept_at:.1f})"
-        if test.canary_events == 0 and test.stable_events == 0:
-            return True, "no errors in either arm"
-        return False, (
-            f"errors not yet ({self._error_words()}; evidence {test.llr:.1f}, accepts at <= {self.accept_at:.1f}, "
+            return ACCEPTED
+        return NO_EVENTS if test.canary_events == 0 and test.stable_events == 0 else PENDING
+
+    def _latency_status(self) -> str:
+        if self.slow_ms is None:
+            return NOT_REPORTED if self.s.timed == 0 and self.c.timed == 0 else PENDING
+        test = self.latency
+        if test.llr <= self.accept_at:
+            return ACCEPTED
+        return NO_EVENTS if test.canary_events == 0 and test.stable_events == 0 else PENDING
+
+    def _errors_why(self, status: str) -> str:
+        llr = self.errors.llr
+        if status == ACCEPTED:
+            return f"errors accepted ({self._error_words()}; evidence {llr:.1f} <= {self.accept_at:.1f})"
+        if status == NO_EVENTS:
+            return "no errors in either arm"
+        return (
+            f"errors not yet ({self._error_words()}; evidence {llr:.1f}, accepts at <= {self.accept_at:.1f}, "
             f"tested ratio {self.errors_ratio:.3g}x)"
         )
 
-    def _latency_accepted(self) -> tuple[bool, str]:
+    def _latency_why(self, status: str) -> str:
+        llr = self.latency.llr
+        if status == ACCEPTED:
+            return f"latency accepted ({self._latency_words()}; evidence {llr:.1f} <= {self.accept_at:.1f})"
+        if status == NO_EVENTS:
+            return f"no request slower than {self.slow_ms:.0f} ms in either arm"
+        if status == NOT_REPORTED:
+            return "latency not reported by the SDKs"
         if self.slow_ms is None:
-            if self.s.timed == 0 and self.c.timed == 0:
-                return True, "latency not reported by the SDKs"
-            return False, (
+            return (
                 f"latency not yet ({self.s.timed:,} of {MIN_TIMED_FOR_THRESHOLD} stable latencies needed to fix "
                 "the p95 that defines a slow request)"
             )
-        test = self.latency
-        if test.llr <= self.accept_at:
-            return True, (
-                f"latency accepted ({self._latency_words()}; evidence {test.llr:.1f} <= {self.accept_at:.1f})"
-            )
-        if test.canary_events == 0 and test.stable_events == 0:
-            return True, f"no request slower than {self.slow_ms:.0f} ms in either arm"
-        return False, (
-            f"latency not yet ({self._latency_words()}; evidence {test.llr:.1f}, accepts at <= {self.accept_at:.1f})"
-        )
+        return f"latency not yet ({self._latency_words()}; evidence {llr:.1f}, accepts at <= {self.accept_at:.1f})"
 
     # -- words and evidence --------------------------------------------------------------------------------
 
@@ -471,17 +518,16 @@ class _Look:
     def _rollback(self, reason: str, **extra: Any) -> Verdict:
         return self._verdict("rollback", reason, **extra)
 
-    def _verdict(self, decision: Decision, reason: str, *, next_state: JudgeState | None = None,
-                 **extra: Any) -> Verdict:
+    def _verdict(self, decision: Decision, reason: str, **extra: Any) -> Verdict:
         if self.notes:
             reason = f"{reason} [{'; '.join(self.notes)}]"
         evidence = self._evidence()
         evidence.update(extra)
-        return Verdict(decision, reason, evidence, next_state or self._state())
+        return Verdict(decision, reason, evidence, self._state())
 
     def _evidence(self) -> dict[str, Any]:
-        budget, split, later = self.budget, self.split, self.stage_index > 0
-        rollout = self.rollout
+        limits, split, later = self.limits, self.split, self.stage_index > 0
+        budget, rollout = limits.budget, self.rollout
         return {
             "stage": {"index": self.stage_index, "percent": self.percent, "seconds": round(self.seconds, 3),
                       "bake_seconds": self.bake, "min_requests": self.settings.min_requests, "looks": self.looks},
@@ -490,7 +536,7 @@ class _Look:
                 "tested_ratio": round(self.errors_ratio, 4), "canary_events": self.errors.canary_events,
                 "stable_events": self.errors.stable_events, "statistic": round(self.errors.llr, 4),
                 "accept_at": round(self.accept_at, 4),
-                "reject_at": _shown_threshold(budget.stage_errors) if later else None,
+                "reject_at": _shown(limits.stage_errors) if later else None,
             },
             "latency": {
                 "slow_above_ms": None if self.slow_ms is None else round(self.slow_ms, 3),
@@ -499,14 +545,14 @@ class _Look:
                 "canary_slow": self.latency.canary_events, "canary_timed": self.latency.canary_exposure,
                 "stable_slow": self.latency.stable_events, "stable_timed": self.latency.stable_exposure,
                 "statistic": round(self.latency.llr, 4), "accept_at": round(self.accept_at, 4),
-                "reject_at": _shown_threshold(budget.stage_latency) if later else None,
+                "reject_at": _shown(limits.stage_latency) if later else None,
             },
             "rollout_test": None if rollout is None else {
                 "errors_statistic": round(self._rollout_errors(), 4),
                 "errors_ratios": [self.settings.error_ratio, big_ratio(self.settings.error_ratio)],
-                "errors_reject_at": _shown_threshold(budget.rollout_errors),
+                "errors_reject_at": _shown(limits.rollout_errors),
                 "latency_statistic": round(rollout.latency, 4),
-                "latency_reject_at": _shown_threshold(budget.rollout_latency),
+                "latency_reject_at": _shown(limits.rollout_latency),
             },
             "split": None if split is None else {
                 "expected_share": split.expected_share,
@@ -515,7 +561,12 @@ class _Look:
                 "p_value_at_most": float(f"{math.exp(split.log_p_bound):.3g}"),
                 "mismatch": split.mismatch,
             },
-            "alpha": {"rollout": self.settings.alpha, "judged_stages": self.judged_stages},
+            "alpha": {
+                "rollout": self.settings.alpha, "judged_stages": budget.judged_stages,
+                "rollout_errors": budget.rollout_errors, "rollout_latency": budget.rollout_latency,
+                "stage_errors": budget.stage_errors, "stage_latency": budget.stage_latency,
+                "guardrail": budget.guardrail,
+            },
         }
 
 
@@ -523,8 +574,8 @@ def _log_inverse(alpha: float) -> float:
     return math.log(1 / alpha) if alpha > 0 else math.inf
 
 
-def _shown_threshold(alpha: float) -> float | None:
-    return round(math.log(1 / alpha), 4) if alpha > 0 else None
+def _shown(threshold: float) -> float | None:
+    return round(threshold, 4) if math.isfinite(threshold) else None
 
 
 def _arm_summary(arm: _Arm) -> dict[str, Any]:

@@ -67,6 +67,7 @@ class AlphaBudget:
     rolls back a canary that is no worse is at most the sum, which is `alpha`.
     """
 
+    judged_stages: int
     rollout_errors: float
     rollout_latency: float
     stage_errors: float  # each later stage's own error test
@@ -80,6 +81,7 @@ class AlphaBudget:
         rollout = alpha * (1.0 - stage_share)
         per_stage = alpha * stage_share / (2 * later) if later else 0.0
         return cls(
+            judged_stages=judged_stages,
             rollout_errors=rollout * 5 / 6,
             rollout_latency=rollout / 6,
             stage_errors=per_stage,
@@ -110,7 +112,7 @@ def sample_ratio(n_c: int, n_s: int, expected_share: float) -> SampleRatio:
     if n <= 0 or not 0 < expected_share < 1:
         return SampleRatio(expected_share, None, None, 0.0, 0.0)
     share = n_c / n
-    g = 2 * n * _bernoulli_kl(share, expected_share)
+    g = min(2 * n * _bernoulli_kl(share, expected_share), 1e300)
     odds = math.inf if share >= 1 else (share / (1 - share)) / (expected_share / (1 - expected_share))
     return SampleRatio(expected_share, share, odds, g, min(math.log(2) - g / 2, 0.0))
 
@@ -118,9 +120,9 @@ def sample_ratio(n_c: int, n_s: int, expected_share: float) -> SampleRatio:
 def _bernoulli_kl(p: float, q: float) -> float:
     total = 0.0
     if p > 0:
-        total += p * math.log(p / q)
+        total += p * (math.log(p) - math.log(q))  # not log(p / q): q may be tiny enough to overflow the ratio
     if p < 1:
-        total += (1 - p) * math.log((1 - p) / (1 - q))
+        total += (1 - p) * (math.log1p(-p) - math.log1p(-q))
     return max(total, 0.0)
 
 
