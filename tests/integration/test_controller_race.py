@@ -1,0 +1,88 @@
+"""Two controllers against one real Redis for a sustained period never both apply a decision.
+
+Each controller runs its real loop (`RolloutController.run`) in its own thread, with a short lease, a judge that
+always wants to move, and leadership dropped at random moments so it changes hands often. An operator thread
+keeps restarting rollouts. Afterwards, no (flag, revision) was acted on twice, and the history holds exactly the
+decisions the controllers report as applied. The duration is
+FLAGSVC_RACE_SECONDS (default 20; run it for minutes with e.g. FLAGSVC_RACE_SECONDS=300).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import threading
+import time
+
+from flagsvc.controller import RolloutController
+from flagsvc.domain.errors import IllegalTransition
+from flagsvc.domain.flag import State
+from flagsvc.operations import FlagOperations
+from flagsvc.store import RedisStore
+
+
+class AlwaysMoves:
+    def __init__(self, seed: int) -> None:
+        self.random = random.Random(seed)
+
+    def judge(self, state, stable, canary, **context):
+        decision = self.random.choice(["advance", "advance", "advance", "rollback", "hold"])
+        return type("V", (), {"decision": decision, "reason": f"race {decision}", "evidence": {}, "state": Held()})()
+
+
+class Held:
+    def to_dict(self):
+        return {"held": True}
+
+
+def test_two_controllers_never_both_apply(real_redis, namespace):
+    seconds = float(os.environ.get("FLAGSVC_RACE_SECONDS", "20"))
+    store = RedisStore(real_redis, namespace)
+    operations = FlagOperations(store)
+    keys = [f"race{i}" for i in range(3)]
+    for key in keys:
+        operations.create(key, {"stages": [1, 2, 5, 10, 25, 50, 100]}, actor="ops")
+        operations.start(key, actor="ops")
+    applied: dict[str, list[tuple[str, int]]] = {"c0": [], "c1": []}
+    controllers = []
+    for i in range(2):
+        owner = f"c{i}"
+        ctl = RolloutController(
+            RedisStore(real_redis, namespace), lambda flag, i=i: AlwaysMoves(i), lambda data: Held(),
+            interval=0.02, owner=owner,
+            on_decision=lambda d, owner=owner: d.applied and applied[owner].append((d.key, d.revision)),
+        )
+        ctl.lease_seconds = 0.2
+        controllers.append(ctl)
+    stop = threading.Event()
+
+    def churn() -> None:
+        """Drop leadership at random moments, and restart finished rollouts."""
+        rng = random.Random(3)
+        while not stop.wait(rng.uniform(0.02, 0.2)):
+            rng.choice(controllers).release()
+            for key in keys:
+                state = store.get(key).state
+                with contextlib.suppress(IllegalTransition):  # a controller may move it meanwhile
+                    if state == State.COMPLETE:
+                        operations.set_percent(key, 0, actor="ops")
+                    if state in (State.COMPLETE, State.ROLLED_BACK):
+                        operations.start(key, actor="ops")
+
+    threads = [threading.Thread(target=ctl.run, args=(stop,)) for ctl in controllers]
+    threads.append(threading.Thread(target=churn))
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join(10)
+
+    decisions = applied["c0"] + applied["c1"]
+    assert len(decisions) > 20 and applied["c0"] and applied["c1"]  # both led, many times
+    assert len(set(decisions)) == len(decisions)  # no (flag, revision) acted on twice
+    for key in keys:
+        moves = [e for e in store.history(key, 1000) if e.actor == "controller"]
+        assert len({e.revision for e in moves}) == len(moves)
+        assert len(moves) == sum(1 for k, _ in decisions if k == key)
