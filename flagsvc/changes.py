@@ -65,15 +65,25 @@ class ChangeFeed:
 
     def latest(self) -> Snapshot:
         """The current snapshot: from memory while the subscription is up and fresh, else from the store."""
-        # Without a live subscription, changes from other processes go unheard: keep the snapshot only briefly.
-        limit = self._max_age if self._healthy else min(self._max_age, UNSUBSCRIBED_MAX_AGE)
-        snapshot = self._latest
-        if snapshot is not None and time.monotonic() - self._latest_at < limit:
+        snapshot = self.latest_in_memory()
+        if snapshot is not None:
             return snapshot
+        limit = self._limit()
         with self._refresh_lock:  # one reader rebuilds; the others waiting here take its result
             if self._latest is None or time.monotonic() - self._latest_at >= limit:
                 self._refresh()
             return self._latest  # type: ignore[return-value]
+
+    def latest_in_memory(self) -> Snapshot | None:
+        """The current snapshot if memory holds a fresh one, else None; never touches the store."""
+        snapshot = self._latest
+        if snapshot is not None and time.monotonic() - self._latest_at < self._limit():
+            return snapshot
+        return None
+
+    def _limit(self) -> float:
+        # Without a live subscription, changes from other processes go unheard: keep the snapshot only briefly.
+        return self._max_age if self._healthy else min(self._max_age, UNSUBSCRIBED_MAX_AGE)
 
     def _refresh(self) -> None:
         self._latest = self._snapshots.current()

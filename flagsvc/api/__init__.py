@@ -11,6 +11,7 @@ from flagsvc import metrics
 from flagsvc.api import admin, ops, sdk
 from flagsvc.api.auth import Scope, TokenRegistry, bearer_secret
 from flagsvc.api.errors import ApiError, register_error_handlers
+from flagsvc.api.fastpath import NotModifiedFastPath
 from flagsvc.api.services import Services
 from flagsvc.background import BackgroundWork
 from flagsvc.changes import ChangeFeed
@@ -40,12 +41,13 @@ def create_app(
     app.url_map.strict_slashes = True
     snapshots = SnapshotSource(store)
     changes = ChangeFeed(store.listen_changes, snapshots)
+    tokens = TokenRegistry(settings.admin_tokens, settings.sdk_keys)
     app.extensions["flagsvc"] = Services(
         operations=FlagOperations(store, clock, on_change=changes.changed_here),
         snapshots=snapshots,
         outcomes=OutcomeIngest(store),
         changes=changes,
-        tokens=TokenRegistry(settings.admin_tokens, settings.sdk_keys),
+        tokens=tokens,
     )
     rollout = build_controller(store, clock=clock, interval=settings.controller_interval,
                                on_change=changes.changed_here) if controller else None
@@ -57,6 +59,7 @@ def create_app(
     app.after_request(_count_request)
     for blueprint in (admin.bp, sdk.bp, ops.bp):
         app.register_blueprint(blueprint)
+    app.wsgi_app = NotModifiedFastPath(app.wsgi_app, changes, tokens)  # type: ignore[method-assign]
     return app
 
 

@@ -24,6 +24,10 @@ def test_metrics_follow_flags_and_count_every_worker(tmp_path):
         requests.post(f"{server.url}/api/v1/flags/new_checkout/start", headers=server.admin)
         for _ in range(40):  # spread over both workers by the kernel
             requests.get(f"{server.url}/api/v1/flags/new_checkout", headers=server.admin)
+        etag = requests.get(f"{server.url}/sdk/v1/flags", headers=server.admin).headers["ETag"]
+        for _ in range(30):  # mostly answered by the 304 fast path, before Flask: counted all the same
+            r = requests.get(f"{server.url}/sdk/v1/flags", headers={**server.admin, "If-None-Match": etag})
+            assert r.status_code == 304
         first = requests.get(f"{server.url}/metrics").text
         assert metric(first, "flagsvc_flag_percent", flag="new_checkout") == 1.0
         assert metric(first, "flagsvc_flag_state", flag="new_checkout", state="rolling") == 1.0
@@ -35,6 +39,9 @@ def test_metrics_follow_flags_and_count_every_worker(tmp_path):
                       status="200")
         assert gets == 40.0  # the sum over both workers, whichever answered the scrape
         assert re.search(r'flagsvc_http_request_duration_seconds_bucket\{.*endpoint="/api/v1/flags/<key>"', second)
+        assert metric(second, "flagsvc_http_requests_total", endpoint="/sdk/v1/flags", method="GET",
+                      status="304") == 30.0
+        assert metric(second, "flagsvc_http_request_duration_seconds_count", endpoint="/sdk/v1/flags") == 31.0
         assert metric(second, "flagsvc_controller_leader") == 1.0
     finally:
         assert server.stop() == 0
