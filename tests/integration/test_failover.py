@@ -1,0 +1,139 @@
+"""An SDK behind a load balancer rides through a replica's SIGTERM: its stream ends, it reconnects to the other
+replica, keeps evaluating throughout, sees the next change, and loses no outcome."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import threading
+import time
+
+import requests
+from flagsvc_client import FlagClient
+
+from tests.integration.test_serve import Server
+
+
+class Balancer:
+    """A TCP forwarder standing in for a load balancer: each new connection goes to the first backend that
+    accepts it, in order."""
+
+    def __init__(self, backends: list[int]) -> None:
+        self.backends = backends
+        self.connections: list[int] = []  # backend port per accepted connection
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            for port in self.backends:
+                try:
+                    backend = socket.create_connection(("127.0.0.1", port), timeout=1)
+                except OSError:
+                    continue
+                backend.settimeout(None)
+                self.connections.append(port)
+                self._sockets += [client, backend]
+                threading.Thread(target=self._pump, args=(client, backend), daemon=True).start()
+                threading.Thread(target=self._pump, args=(backend, client), daemon=True).start()
+                break
+            else:
+                client.close()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for s in (source, sink):  # either side closing ends the pair, as a balancer would
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        for s in self._sockets:
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+def test_an_sdk_fails_over_to_the_other_replica(tmp_path, redis_url, namespace):
+    env = {"FLAGSVC_REDIS_URL": redis_url, "FLAGSVC_REDIS_NAMESPACE": namespace,
+           "FLAGSVC_ADMIN_TOKENS": "ops=admin-token-123", "FLAGSVC_SDK_KEYS": "web=sdk-key-12345"}
+    first = Server(tmp_path / "a", env=env)
+    second = Server(tmp_path / "b", env=env)
+    balancer = Balancer([first.port, second.port])
+    admin = first.admin
+    requests.post(f"{first.url}/api/v1/flags", json={"key": "checkout"}, headers=admin).raise_for_status()
+    requests.put(f"{first.url}/api/v1/flags/checkout/percent", json={"percent": 50},
+                 headers=admin).raise_for_status()
+    client = FlagClient(f"http://127.0.0.1:{balancer.port}", sdk_key="sdk-key-12345", backoff_initial=0.1,
+                        backoff_max=0.5, flush_interval=3600)
+    errors: list[BaseException] = []
+    evaluated = 0
+    stop = threading.Event()
+
+    def evaluate() -> None:  # the application keeps calling while the server it talks to goes away
+        nonlocal evaluated
+        while not stop.is_set():
+            try:
+                for i in range(100):
+                    client.is_enabled("checkout", f"user-{i}")
+                    client.record("checkout", f"user-{i}", ok=True, latency_ms=5.0)
+                evaluated += 100
+            except BaseException as e:  # the point is that nothing escapes
+                errors.append(e)
+                return
+            time.sleep(0.01)
+
+    worker = threading.Thread(target=evaluate)
+    try:
+        assert client.wait_until_ready(10)
+        revision = client.evaluate("checkout", "u").revision
+        assert balancer.connections and set(balancer.connections) == {first.port}
+        worker.start()
+        time.sleep(0.5)
+        assert client.flush(timeout=10)
+
+        first.proc.send_signal(signal.SIGTERM)
+        assert first.proc.wait(15) == 0
+        first.log.close()
+        time.sleep(0.5)  # the application goes on recording while the SDK reconnects
+        stop.set()
+        worker.join(10)
+        # everything recorded, before and during the failover, is delivered (to the survivor) and counted once
+        assert client.flush(timeout=10)
+        assert errors == [] and evaluated > 0
+        stats = requests.get(f"{second.url}/api/v1/flags/checkout/stats", headers=admin).json()
+        assert stats["revision"] == revision
+        assert sum(arm["count"] for arm in stats["arms"].values()) == evaluated
+        assert client.stats["outcomes_acknowledged"] == evaluated
+
+        # the next change, made on the surviving replica, reaches the SDK through its new stream
+        requests.put(f"{second.url}/api/v1/flags/checkout/percent", json={"percent": 75},
+                     headers=admin).raise_for_status()
+        deadline = time.monotonic() + 10
+        while client.evaluate("checkout", "u").revision == revision and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.evaluate("checkout", "u").revision > revision
+        assert balancer.connections[-1] == second.port
+        assert client.status == "ready"
+        assert client.stats["config_mode"] == "stream"
+    finally:
+        stop.set()
+        client.close()
+        balancer.close()
+        if first.proc.poll() is None:
+            first.stop()
+        assert second.stop() == 0
