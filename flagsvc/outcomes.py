@@ -15,7 +15,7 @@ from flagsvc import metrics
 from flagsvc.domain.errors import FlagNotFound
 from flagsvc.domain.flag import KEY_PATTERN
 from flagsvc.domain.outcomes import counter_fields
-from flagsvc.store.base import Store
+from flagsvc.store.base import OutcomeEntry, Store
 
 
 class OutcomeIngest:
@@ -24,6 +24,7 @@ class OutcomeIngest:
 
     def add_batch(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         results: Counter[str] = Counter()
+        entries: dict[str, OutcomeEntry] = {}
         for key, entry in batch["flags"].items():
             if not KEY_PATTERN.match(key):
                 results["unknown"] += 1
@@ -32,11 +33,12 @@ class OutcomeIngest:
             if not increments:
                 results["empty"] += 1
                 continue
-            result = self.store.add_outcomes(key, entry["revision"], batch["batch_id"], increments)
+            entries[key] = OutcomeEntry(entry["revision"], increments)
+        for key, result in (self.store.add_outcomes(batch["batch_id"], entries).items() if entries else ()):
             results[result] += 1
             metrics.OUTCOME_BATCHES.labels(result).inc()
             if result == "accepted":
-                for arm, totals in entry["arms"].items():
+                for arm, totals in batch["flags"][key]["arms"].items():
                     metrics.OUTCOMES.labels(key, arm, "requests").inc(totals["count"])
                     metrics.OUTCOMES.labels(key, arm, "errors").inc(totals["errors"])
         if results["unknown"]:

@@ -5,6 +5,7 @@ so the API and any other caller get the same answers, every problem at once."""
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from flagsvc_client import sketch
@@ -84,15 +85,41 @@ MAX_BATCH_FLAGS = 1_000
 MAX_SKETCH_BUCKETS = sketch.MAX_INDEX - sketch.MIN_INDEX + 1  # every bucket the sketch can have
 
 
+BUCKET_INDEX = re.compile(r"-?\d{1,6}\Z")
+
+
+class SketchBuckets(fields.Field):
+    """A latency sketch, {bucket index: count}, checked in one plain loop: a realistic batch carries hundreds of
+    buckets, and a marshmallow Dict with a field per key and per value cost ~10 µs a bucket, most of the
+    ingestion time. Errors name the bucket, as a Dict's would (`latency.<index>.key|value`)."""
+
+    def __init__(self) -> None:
+        super().__init__(metadata={
+            "type": "object", "maxProperties": MAX_SKETCH_BUCKETS,
+            "additionalProperties": {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
+        })
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, int]:
+        if not isinstance(value, dict):
+            raise ValidationError("Not a valid mapping type.")
+        if len(value) > MAX_SKETCH_BUCKETS:
+            raise ValidationError(f"Longer than maximum length {MAX_SKETCH_BUCKETS}.")
+        errors: dict[str, dict[str, list[str]]] = {}
+        for index, count in value.items():
+            if not (isinstance(index, str) and BUCKET_INDEX.match(index)):
+                errors.setdefault(str(index), {})["key"] = ["must be a bucket index"]
+            if type(count) is not int or not 0 <= count <= MAX_COUNT:
+                errors.setdefault(str(index), {})["value"] = [f"must be an integer from 0 to {MAX_COUNT}"]
+        if errors:
+            raise ValidationError(errors)  # type: ignore[arg-type]
+        return value
+
+
 class ArmOutcomeSchema(Schema):
     count = fields.Integer(strict=True, required=True, validate=validate.Range(0, MAX_COUNT))
     errors = fields.Integer(strict=True, required=True, validate=validate.Range(0, MAX_COUNT))
     error_users = fields.Integer(strict=True, validate=validate.Range(0, MAX_COUNT))
-    latency = fields.Dict(
-        keys=fields.String(validate=validate.Regexp(r"^-?\d{1,6}\Z", error="must be a bucket index")),
-        values=fields.Integer(strict=True, validate=validate.Range(0, MAX_COUNT)),
-        validate=validate.Length(max=MAX_SKETCH_BUCKETS),
-    )
+    latency = SketchBuckets()
 
     @validates_schema
     def consistent(self, data: dict[str, Any], **kwargs: Any) -> None:

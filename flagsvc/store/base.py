@@ -8,15 +8,23 @@ Each store keeps a flag and its history together, and changes a flag only by com
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 from flagsvc.domain.flag import Flag, HistoryEntry
 from flagsvc.domain.outcomes import ArmTotals
 
 HISTORY_CAP = 1_000
 IngestResult = Literal["accepted", "duplicate", "stale", "unknown"]
+
+
+class OutcomeEntry(NamedTuple):
+    """One flag's part of an outcome batch: the revision the SDK measured, and its counters (see
+    domain.outcomes.counter_fields)."""
+
+    revision: int
+    increments: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -74,9 +82,10 @@ class Store(Protocol):
     def bump_config_version(self) -> ConfigVersion:
         """Announce a change: +1 on the version, and tell subscribers."""
 
-    def add_outcomes(self, key: str, revision: int, batch_id: str, increments: dict[str, int]) -> IngestResult:
-        """Add a batch's counters (see domain.outcomes.counter_fields) to the flag's aggregates, atomically and
-        once per (flag, batch_id); only when `revision` is the flag's current one."""
+    def add_outcomes(self, batch_id: str, entries: Mapping[str, OutcomeEntry]) -> dict[str, IngestResult]:
+        """Add one batch's counters to each flag's aggregates: per flag atomically and once per (flag, batch_id),
+        and only when the entry's revision is the flag's current one. Flags are independent of each other (a
+        retried batch adds only what was not added yet), so a store may send them all in one round trip."""
 
     def outcome_totals(self, key: str, revision: int) -> dict[str, ArmTotals]:
         """The aggregates of one revision, per arm."""

@@ -6,12 +6,12 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from flagsvc.domain.errors import FlagExists, FlagNotFound, LeadershipLost, RevisionConflict
 from flagsvc.domain.flag import Flag, HistoryEntry
 from flagsvc.domain.outcomes import ArmTotals, totals_from_fields
-from flagsvc.store.base import HISTORY_CAP, ConfigVersion, IngestResult
+from flagsvc.store.base import HISTORY_CAP, ConfigVersion, IngestResult, OutcomeEntry
 
 
 class MemoryStore:
@@ -117,7 +117,11 @@ class MemoryStore:
             self._changed.notify_all()
         return version
 
-    def add_outcomes(self, key: str, revision: int, batch_id: str, increments: dict[str, int]) -> IngestResult:
+    def add_outcomes(self, batch_id: str, entries: Mapping[str, OutcomeEntry]) -> dict[str, IngestResult]:
+        return {key: self._add_outcomes(key, entry.revision, batch_id, entry.increments)
+                for key, entry in entries.items()}
+
+    def _add_outcomes(self, key: str, revision: int, batch_id: str, increments: dict[str, int]) -> IngestResult:
         with self._lock:
             flag = self._flags.get(key)
             if flag is None:
