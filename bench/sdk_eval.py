@@ -95,6 +95,8 @@ def hot_path() -> None:
     assert client.is_enabled("new_checkout", canary_user) and not client.is_enabled("new_checkout", stable_user)
     assert baseline("new_checkout", canary_user) and not baseline("new_checkout", stable_user)
     is_enabled, record = client.is_enabled, client.record
+    counting = FlagClient("http://127.0.0.1:9", sdk_key="bench", bootstrap=snapshot, background=False)
+    counting.count_evaluations()  # what flagsvc_client.prometheus.instrument turns on
     base_str, base_int = "baseline (dict lookup + mmh3)", "baseline, int user id"
     # name: (callable, args, the baseline it is compared with, target or None)
     cases = {
@@ -106,12 +108,14 @@ def hot_path() -> None:
         "is_enabled allow-list hit": (is_enabled, ("listed", "vip-000001"), base_str, IS_ENABLED_TARGET),
         "is_enabled listed flag, not listed": (is_enabled, ("listed", stable_user), base_str, IS_ENABLED_TARGET),
         "is_enabled unknown flag": (is_enabled, ("no_such_flag", canary_user), base_str, None),
+        "is_enabled, counting evaluations": (counting.is_enabled, ("new_checkout", canary_user), base_str, None),
         "record ok, latency": (record, ("new_checkout", canary_user, True, 12.5), base_str, RECORD_TARGET),
         "record ok, no latency": (record, ("new_checkout", stable_user), base_str, RECORD_TARGET),
         "record error, latency": (record, ("new_checkout", stable_user, False, 80.0), base_str, None),
     }
     notes = {
         "is_enabled unknown flag": "(a caller's mistake: default, logged once)",
+        "is_enabled, counting evaluations": "(opt-in, for SDK metrics)",
         "record error, latency": "(errors are rare: + the erroring-user set, locked)",
     }
     n, repeats = (20_000, 5) if QUICK else (50_000, 30)
@@ -208,7 +212,7 @@ def memory() -> None:
         tracemalloc.stop()
         (first, at_first), *_, (last, at_last) = checkpoints.items()
         growth = at_last - at_first
-        verdict = "flat" if abs(growth) < 64 * 1024 else "GROWS"
+        verdict = "flat" if abs(growth) < 64 * 1024 else ("GROWS" if growth > 0 else "shrinks")
         marks = ", ".join(f"{b / 1024:.0f}" for b in checkpoints.values())
         at = ", ".join(f"{n // 1000}k" for n in checkpoints)
         change = f"{first // 1000}k -> {last // 1000}k: {growth / 1024:+.1f} KiB ({verdict})"

@@ -15,6 +15,7 @@ from math import ceil, log
 
 from flagsvc_client import _cache
 from flagsvc_client._config import ConfigSync
+from flagsvc_client._evaluations import EvaluationCounts
 from flagsvc_client._lifecycle import spawn_loop, watch_forks
 from flagsvc_client._log import LogOnce
 from flagsvc_client._outcomes import DRAIN_AT, ERROR, NO_LATENCY, OutcomeWindow
@@ -57,6 +58,7 @@ class FlagClient:
         self._clock, self._random = clock, random
         self._transport = None if s.offline else transport or HttpTransport(s.url or "", s.connect_timeout)
         self._log = LogOnce()
+        self._evaluations: EvaluationCounts | None = None
         self._install(CompiledConfig(None))
         self._confirmed_at: float | None = None
         self._closed = False
@@ -144,6 +146,8 @@ class FlagClient:
                 return Evaluation(value=default, arm=None, reason=Reason.FLAG_NOT_FOUND, revision=None)
             value, reason = explain(config, user_id)
             arm = "canary" if value else "stable"
+            if self._evaluations is not None:
+                self._evaluations.add(flag, arm)
             return Evaluation(value=value, arm=arm, reason=reason, revision=config.revision)
         except Exception as exc:
             self._log.warning(("evaluate", type(exc)), "evaluation failed (default answered): %r", exc)
@@ -225,7 +229,25 @@ class FlagClient:
     def _install(self, config: CompiledConfig) -> None:
         """Swap the compiled config in. The hot paths read `_rules` / `_entries` (one attribute load each);
         each call reads one of them once, so it sees one config whole."""
-        self._config, self._rules, self._entries = config, config.rules, config.entries
+        counts = self._evaluations
+        rules = config.rules if counts is None else counts.wrap(config.rules)
+        self._config, self._rules, self._entries = config, rules, config.entries
+
+    def count_evaluations(self) -> None:
+        """From now on, count answers per flag and arm (`evaluation_counts`; the Prometheus collector in
+        `flagsvc_client.prometheus` turns this on). Costs one more call per `is_enabled`, so it is off by
+        default."""
+        with self._apply_lock:
+            if self._evaluations is None:
+                self._evaluations = EvaluationCounts()
+                self._install(self._config)
+
+    def evaluation_counts(self) -> dict[tuple[str, str], int]:
+        """{(flag, arm): answers given} since `count_evaluations` (empty while not counting)."""
+        try:
+            return self._evaluations.totals() if self._evaluations is not None else {}
+        except Exception:
+            return {}
 
     def _apply(self, snapshot: Snapshot) -> bool:
         """Install a snapshot if it is newer (docs/protocol.md); returns whether it was installed."""
