@@ -20,12 +20,15 @@ from typing import Any, Protocol
 
 from flagsvc.domain import flag as flags
 from flagsvc.domain.errors import FlagNotFound, IllegalTransition, LeadershipLost, RevisionConflict
-from flagsvc.domain.flag import Flag, State
+from flagsvc.domain.flag import Action, Flag, State
 from flagsvc.domain.outcomes import ArmTotals
 from flagsvc.store.base import Store
 
 log = logging.getLogger("flagsvc.controller")
 ACTOR = "controller"
+# Operator steps after which a rollout goes on as the same rollout: the judge's rollout-wide test carries over.
+SAME_ROLLOUT = frozenset({Action.PAUSE, Action.RESUME, Action.PROMOTE})
+MAX_CARRY_REVISIONS = 20
 
 
 class JudgeVerdict(Protocol):
@@ -137,13 +140,30 @@ class RolloutController:
 
     def _kept_state(self, flag: Flag) -> Any:
         kept = self.store.load_judgement(flag.key)
-        if not kept or kept.get("revision") != flag.revision or not kept.get("state"):
+        if not kept or not kept.get("state") or not isinstance(kept.get("revision"), int):
+            return None
+        if kept["revision"] != flag.revision and not self._same_rollout_since(flag, kept["revision"]):
             return None
         try:
-            return self.load_state(kept["state"])
+            state = self.load_state(kept["state"])
         except ValueError as e:  # written by another version: start this stage's test afresh
             log.warning("flag %s: judge state not usable (%s); starting afresh", flag.key, e)
             return None
+        if kept["revision"] != flag.revision:
+            log.info("flag %s: revision %s continues the rollout judged at revision %s", flag.key, flag.revision,
+                     kept["revision"])
+            return state.carry_to(flag.stage_index) if hasattr(state, "carry_to") else None
+        return state
+
+    def _same_rollout_since(self, flag: Flag, revision: int) -> bool:
+        """Were all changes after `revision` operator pauses, resumes and promotions (e.g. paused to look at a
+        dashboard, then resumed)? Then the rollout goes on, and so does its rollout-wide test. Anything else (a
+        rollback and a new start, an edit of the analysis settings, a manual percent) starts afresh."""
+        gap = flag.revision - revision
+        if not 0 < gap <= MAX_CARRY_REVISIONS:
+            return False
+        since = [entry for entry in self.store.history(flag.key, limit=gap) if entry.revision > revision]
+        return len(since) == gap and all(entry.action in SAME_ROLLOUT for entry in since)
 
     def _apply(self, flag: Flag, verdict: JudgeVerdict, token: int, now: float, record: dict[str, Any]) -> bool:
         move = flags.advance if verdict.decision == "advance" else flags.rollback

@@ -130,9 +130,14 @@ class JudgeState:
         return cls(stage_index=stage_index, rollout=RolloutTest() if stage_index == 0 else None)
 
     def next_stage(self) -> JudgeState:
-        """What to keep with the next stage's revision after an advance: fresh counts and stage tests, the
-        rollout test carried (docs/judge.md, "State")."""
-        return JudgeState(stage_index=self.stage_index + 1, rollout=self.rollout)
+        """What to keep with the next stage's revision after an advance (docs/judge.md, "State")."""
+        return self.carry_to(self.stage_index + 1)
+
+    def carry_to(self, stage_index: int) -> JudgeState:
+        """What a later revision of the same rollout keeps: fresh counts and stage tests (that revision's
+        aggregates start from nothing), the rollout test carried. Ville's bound holds for a test continued on
+        new data, so nothing is spent twice; restarting it instead would spend alpha again."""
+        return JudgeState(stage_index=stage_index, rollout=self.rollout)
 
 
 def _stage_test(data: Mapping[str, Any]) -> StageTest:

@@ -185,3 +185,62 @@ def test_a_forked_worker_gets_its_own_identity(monkeypatch):
 
     monkeypatch.setattr(module.os, "getpid", lambda: -1)  # as if forked
     assert ctl.owner != before
+
+
+@dataclass
+class CarriedState(FakeState):
+    """A judge state that knows how to go on in a later revision of the same rollout."""
+
+    stage: int = 0
+    carried: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"looks": self.looks, "stage": self.stage, "carried": self.carried}
+
+    def carry_to(self, stage_index: int) -> CarriedState:
+        return CarriedState(looks=self.looks, stage=stage_index, carried=True)
+
+
+OPERATOR_STEPS = {
+    "pause": lambda f: flags.pause(f, now=5, actor="ops"),
+    "resume": lambda f: flags.resume(f, now=6, actor="ops"),
+    "promote": lambda f: flags.promote(f, now=7, actor="ops"),
+    "edit": lambda f: flags.update(f, {"analysis": {"alpha": 0.05}}, now=8, actor="ops"),
+    "rollback": lambda f: flags.rollback(f, now=9, actor="ops"),
+    "start": lambda f: flags.start(f, now=10, actor="ops"),
+}
+
+
+@pytest.mark.parametrize(("steps", "carried_to_stage"), [
+    (["pause", "resume"], 0),
+    (["pause", "promote", "resume"], 1),
+    (["pause", "edit", "resume"], None),  # judged by other settings now: start afresh
+    (["rollback", "start"], None),  # a new rollout, maybe of a fixed build: its evidence starts from nothing
+])
+def test_the_rollout_test_goes_on_after_a_pause_only(store, steps, carried_to_stage):
+    flag = rolling_flag(store)
+    judge = ScriptedJudge(["hold", "hold"])
+    ctl = RolloutController(store, lambda f: judge, lambda data: CarriedState(**data), clock=lambda: 100.0,
+                            owner="c1")
+    ctl.tick()  # a look at revision 2, kept
+    for step in steps:
+        current = store.get(flag.key)
+        after, entry = OPERATOR_STEPS[step](current)
+        store.replace(after, entry, expected_revision=current.revision)
+    ctl.tick()
+    seen = judge.seen_states[-1]
+    if carried_to_stage is None:
+        assert seen is None
+    else:
+        assert seen == CarriedState(looks=1, stage=carried_to_stage, carried=True)
+    assert store.load_judgement(flag.key)["revision"] == store.get(flag.key).revision
+
+
+def test_the_real_judge_state_carries_only_the_rollout_test():
+    from flagsvc.domain.judge import JudgeState, RolloutTest, Seen
+
+    state = JudgeState(stage_index=1, stable=Seen(requests=900), canary=Seen(requests=100),
+                       rollout=RolloutTest(errors=2.5, errors_big=1.0, latency=0.5), looks=7)
+    assert state.carry_to(1) == JudgeState(stage_index=1, rollout=RolloutTest(errors=2.5, errors_big=1.0,
+                                                                              latency=0.5))
+    assert state.next_stage() == state.carry_to(2)
