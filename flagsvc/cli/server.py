@@ -25,16 +25,23 @@ def main() -> None:
     """
 
 
+def default_workers() -> int:
+    """One worker per core: a worker is one Python interpreter, so one core's worth of requests at most. Past 4,
+    more processes mostly add Redis connections and memory; say --workers for more."""
+    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4))
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
+@click.option("--workers", type=click.IntRange(1, 64), envvar="FLAGSVC_WORKERS",
+              help="Worker processes [default: one per CPU core, at most 4; env FLAGSVC_WORKERS].")
 @click.option("--threads", default=128, show_default=True, type=click.IntRange(1, 4096),
               help="Threads per worker; each open request or SDK stream holds one.")
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn (debugging only).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="One line per event, as text or JSON.")
-def serve(host: str, port: int, workers: int, threads: int, dev: bool, log_format: str) -> None:
+def serve(host: str, port: int, workers: int | None, threads: int, dev: bool, log_format: str) -> None:
     """Serve the REST API, the SDK endpoints and the rollout controller.
 
     \b
@@ -73,7 +80,7 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool, log_forma
         else:
             from flagsvc.cli.wsgi import run_gunicorn
 
-            run_gunicorn(app, host=host, port=port, workers=workers, threads=threads)
+            run_gunicorn(app, host=host, port=port, workers=workers or default_workers(), threads=threads)
     finally:
         if embedded is not None:
             embedded.stop()
