@@ -33,8 +33,8 @@ class ChangeFeed:
         self._listen = listen
         self._snapshots = snapshots
         self._max_age = max_age
-        self._latest: Snapshot | None = None
-        self._latest_at = 0.0
+        # The snapshot and when it was built, as one reference: a reader never pairs one with the other's time.
+        self._kept: tuple[Snapshot, float] | None = None
         self._healthy = False
         self._refresh_lock = threading.Lock()
         self._retry = retry_seconds
@@ -68,39 +68,38 @@ class ChangeFeed:
         snapshot = self.latest_in_memory()
         if snapshot is not None:
             return snapshot
-        limit = self._limit()
         with self._refresh_lock:  # one reader rebuilds; the others waiting here take its result
-            if self._latest is None or time.monotonic() - self._latest_at >= limit:
-                self._refresh()
-            return self._latest  # type: ignore[return-value]
+            snapshot = self.latest_in_memory()  # rebuilt by the reader we waited for?
+            return snapshot if snapshot is not None else self._refresh()
 
     def latest_in_memory(self) -> Snapshot | None:
         """The current snapshot if memory holds a fresh one, else None; never touches the store."""
-        snapshot = self._latest
-        if snapshot is not None and time.monotonic() - self._latest_at < self._limit():
-            return snapshot
+        kept = self._kept
+        if kept is not None and time.monotonic() - kept[1] < self._limit():
+            return kept[0]
         return None
 
     def _limit(self) -> float:
         # Without a live subscription, changes from other processes go unheard: keep the snapshot only briefly.
         return self._max_age if self._healthy else min(self._max_age, UNSUBSCRIBED_MAX_AGE)
 
-    def _refresh(self) -> None:
-        self._latest = self._snapshots.current()
-        self._latest_at = time.monotonic()
+    def _refresh(self) -> Snapshot:
+        snapshot = self._snapshots.current()
+        self._kept = (snapshot, time.monotonic())
+        return snapshot
 
     def changed_here(self) -> None:
         """A change made by this process: rebuild now, so this process reads its own writes at once (other
         processes hear of it through the store's announcement)."""
-        if self._latest is not None:
+        if self._kept is not None:
             self._on_change(mark_healthy=False)
 
     def _on_change(self, mark_healthy: bool = True) -> None:
-        if mark_healthy:
-            self._healthy = True
         try:
             with self._refresh_lock:
                 self._refresh()
+            if mark_healthy:  # only now: a longer max age must not apply to the snapshot from before the change
+                self._healthy = True
         except Exception as e:  # the store is unreachable right now: readers fall back to it themselves
             log.warning("change feed could not rebuild the snapshot: %s", e)
             self._healthy = False

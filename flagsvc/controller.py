@@ -130,7 +130,8 @@ class RolloutController:
                   "at": now, "revision": flag.revision}
         applied = True
         if verdict.decision == "hold":
-            self.store.save_judgement(flag.key, {"revision": flag.revision, "state": verdict.state.to_dict(),
+            self.store.save_judgement(flag.key, {"revision": flag.revision, "created_at": flag.created_at,
+                                                 "state": verdict.state.to_dict(),
                                                  "verdict": record})
         else:
             applied = self._apply(flag, verdict, token, now, record)
@@ -141,6 +142,8 @@ class RolloutController:
     def _kept_state(self, flag: Flag) -> Any:
         kept = self.store.load_judgement(flag.key)
         if not kept or not kept.get("state") or not isinstance(kept.get("revision"), int):
+            return None
+        if kept.get("created_at") != flag.created_at:  # left by a deleted flag of the same key
             return None
         if kept["revision"] != flag.revision and not self._same_rollout_since(flag, kept["revision"]):
             return None
@@ -162,8 +165,12 @@ class RolloutController:
         gap = flag.revision - revision
         if not 0 < gap <= MAX_CARRY_REVISIONS:
             return False
-        since = [entry for entry in self.store.history(flag.key, limit=gap) if entry.revision > revision]
-        return len(since) == gap and all(entry.action in SAME_ROLLOUT for entry in since)
+        # Read with room to spare: operators may have changed the flag again since it was listed. What counts is
+        # exactly the entries of revisions revision+1 .. flag.revision, every one of them present.
+        entries = self.store.history(flag.key, limit=gap + MAX_CARRY_REVISIONS)
+        since = [entry for entry in entries if revision < entry.revision <= flag.revision]
+        return ([entry.revision for entry in since] == list(range(flag.revision, revision, -1))
+                and all(entry.action in SAME_ROLLOUT for entry in since))
 
     def _apply(self, flag: Flag, verdict: JudgeVerdict, token: int, now: float, record: dict[str, Any]) -> bool:
         move = flags.advance if verdict.decision == "advance" else flags.rollback
@@ -177,7 +184,8 @@ class RolloutController:
         # A judge that tests across stages hands over what the next stage's revision carries on with.
         carried = verdict.state.next_stage() if verdict.decision == "advance" and hasattr(
             verdict.state, "next_stage") else None
-        self.store.save_judgement(flag.key, {"revision": after.revision, "verdict": record,
+        self.store.save_judgement(flag.key, {"revision": after.revision, "created_at": after.created_at,
+                                             "verdict": record,
                                              "state": carried.to_dict() if carried is not None else None})
         self.store.bump_config_version()
         self.on_change()

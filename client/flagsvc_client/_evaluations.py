@@ -1,14 +1,14 @@
 """Evaluation counts per (flag, arm), for metrics; off unless asked for (`FlagClient.count_evaluations`).
 
 Counting wraps each compiled rule in one more closure that bumps an `itertools.count`: `next()` on it is a single
-C call, so concurrent threads never lose an increment and the hot path takes no lock. Counters outlive
-snapshots, so a count never goes backwards when the config changes.
+C call, so with the GIL concurrent threads never lose an increment, and nothing takes a lock (none to renew after
+a fork either; a free-threaded build may lose a few). Counters outlive snapshots, so a count never goes backwards
+when the config changes. A forked child starts from its parent's counts.
 """
 
 from __future__ import annotations
 
 import itertools
-import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,13 +25,11 @@ def _value(counter: itertools.count) -> int:
 class EvaluationCounts:
     def __init__(self) -> None:
         self._counters: dict[tuple[str, str], itertools.count] = {}
-        self._lock = threading.Lock()  # only for creating counters, never on the hot path
 
     def counter(self, flag: str, arm: str) -> itertools.count:
         found = self._counters.get((flag, arm))
-        if found is None:
-            with self._lock:
-                found = self._counters.setdefault((flag, arm), itertools.count())
+        if found is None:  # setdefault: of two threads creating it at once, both get the one that was kept
+            found = self._counters.setdefault((flag, arm), itertools.count())
         return found
 
     def add(self, flag: str, arm: str) -> None:

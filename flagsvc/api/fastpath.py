@@ -55,7 +55,7 @@ class NotModifiedFastPath:
         if snapshot is None:
             return None
         etag = snapshot.etag
-        sent = sent.strip()
+        sent = sent.strip(" \t")  # HTTP's optional whitespace only, as Werkzeug's parser
         if sent != etag and sent != "W/" + etag:
             return None
         secret = bearer_secret(environ.get("HTTP_AUTHORIZATION"))

@@ -85,7 +85,9 @@ MAX_BATCH_FLAGS = 1_000
 MAX_SKETCH_BUCKETS = sketch.MAX_INDEX - sketch.MIN_INDEX + 1  # every bucket the sketch can have
 
 
-BUCKET_INDEX = re.compile(r"-?\d{1,6}\Z")
+# Canonical decimal only (ASCII digits, no leading zeros, no "-0"), as the SDK writes them: "7", "07" and an
+# Arabic-Indic 7 would all be bucket 7, and one would overwrite the others' counts.
+BUCKET_INDEX = re.compile(r"(0|-?[1-9][0-9]{0,5})\Z")
 
 
 class SketchBuckets(fields.Field):

@@ -244,3 +244,39 @@ def test_the_real_judge_state_carries_only_the_rollout_test():
     assert state.carry_to(1) == JudgeState(stage_index=1, rollout=RolloutTest(errors=2.5, errors_big=1.0,
                                                                               latency=0.5))
     assert state.next_stage() == state.carry_to(2)
+
+
+def test_no_carry_when_another_rollout_hides_behind_later_pauses(store):
+    """The flag was listed at revision 4 (rolled back, then started again: a new rollout); before the controller
+    reads the history, an operator pauses and resumes. The newest entries are a pause and a resume, but the
+    entries between the kept revision and the listed one are a rollback and a start: nothing is carried."""
+    flag = rolling_flag(store)
+    judge = ScriptedJudge(["hold"])
+    ctl = RolloutController(store, lambda f: judge, lambda data: CarriedState(**data), clock=lambda: 100.0,
+                            owner="c1")
+    ctl.tick()  # the old rollout's state, kept at revision 2
+    for step in ("rollback", "start"):
+        current = store.get(flag.key)
+        store.replace(*OPERATOR_STEPS[step](current), expected_revision=current.revision)
+    listed = store.get(flag.key)
+    for step in ("pause", "resume"):
+        current = store.get(flag.key)
+        store.replace(*OPERATOR_STEPS[step](current), expected_revision=current.revision)
+    assert ctl._kept_state(listed) is None
+    assert ctl._kept_state(store.get(flag.key)) is None
+
+
+def test_a_judgement_left_by_a_deleted_flag_is_not_used(store):
+    flag = rolling_flag(store)
+    judge = ScriptedJudge(["hold"])
+    ctl = controller(store, judge)
+    ctl.tick()
+    left = store.load_judgement(flag.key)
+    store.delete(flag.key)
+    store.save_judgement(flag.key, left)  # a hold saved just after the delete
+    again, entry = flags.new_flag(flag.key, {"stages": [10, 50, 100]}, now=60, actor="ops")
+    store.create(again, entry)
+    started, entry = flags.start(again, now=60, actor="ops")
+    store.replace(started, entry, expected_revision=1)
+    assert started.revision == left["revision"]  # same key, same revision: only the creation time tells
+    assert ctl._kept_state(started) is None

@@ -34,13 +34,13 @@ def _answer(client: Client, method: str, path: str, headers: dict[str, str]) -> 
 
 AUTH = {"sdk": SDK, "admin": ADMIN, "none": {}, "unknown": {"Authorization": "Bearer nope"},
         "basic": {"Authorization": "Basic " + SDK["Authorization"].split()[1]}}
-CONDITIONS = ["current", "weak", "stale", "star", "list", "absent", "spaced"]
+CONDITIONS = ["current", "weak", "stale", "star", "list", "absent", "spaced", "nbsp", "vtab"]
 PATHS = ["/sdk/v1/flags", "/sdk/v1/flags?x=1", "/sdk/v1/flags/", "//sdk/v1/flags", "/sdk/v1/flags%2f"]
 
 
 def _if_none_match(condition: str, etag: str) -> dict[str, str]:
     value = {"current": etag, "weak": "W/" + etag, "stale": '"0-0"', "star": "*", "list": f'"0-0", {etag}',
-             "spaced": f"  {etag} ", "absent": None}[condition]
+             "spaced": f" \t{etag} ", "nbsp": f"\xa0{etag}", "vtab": f"{etag}\x0b", "absent": None}[condition]
     return {} if value is None else {"If-None-Match": value}
 
 
@@ -84,7 +84,8 @@ def test_a_change_is_never_hidden(fast, app):
 
 def test_steps_aside_when_memory_is_not_fresh(fast):
     etag = _fresh_etag(fast)
-    fast.changes._latest_at -= 60  # as if the snapshot were a minute old: Flask re-reads the store
+    snapshot, built_at = fast.changes._kept
+    fast.changes._kept = (snapshot, built_at - 60)  # as if it were a minute old: Flask re-reads the store
     before = fast.answered
     r = Client(fast).get("/sdk/v1/flags", headers={**SDK, "If-None-Match": etag})
     assert r.status_code == 304

@@ -72,6 +72,14 @@ def test_stale_and_unknown_entries_are_dropped_and_counted(client, flag):
          "flags.new_checkout.value.arms.canary.value.latency.abc.key"),
         (lambda b: b["flags"]["new_checkout"]["arms"]["canary"].update(latency={"233": 500}),
          "flags.new_checkout.value.arms.canary.value.latency"),
+        (lambda b: b["flags"]["new_checkout"]["arms"]["canary"].update(latency={"7": 1, "07": 1}),
+         "flags.new_checkout.value.arms.canary.value.latency.07.key"),  # the same bucket twice
+        (lambda b: b["flags"]["new_checkout"]["arms"]["canary"].update(latency={"\u0667": 1}),
+         "flags.new_checkout.value.arms.canary.value.latency.\u0667.key"),  # an Arabic-Indic 7
+        (lambda b: b["flags"]["new_checkout"]["arms"]["canary"].update(latency={"-0": 1}),
+         "flags.new_checkout.value.arms.canary.value.latency.-0.key"),
+        (lambda b: b["flags"]["new_checkout"]["arms"]["canary"].update(latency={"3": True}),
+         "flags.new_checkout.value.arms.canary.value.latency.3.value"),
         (lambda b: b.update(extra=1), "extra"),
     ],
 )
