@@ -3,6 +3,7 @@
 with 50 flags, under `flagsvc serve --workers 1` and `--workers 2` (gunicorn gthread, embedded Redis).
 
     .venv/bin/python bench/serve.py [--quick] [--client auto|wrk|python] [--connections 16] [--workers 1,2]
+                                    [--repeat 5]
 
 The load generator is `wrk` when it is installed (`apt-get install wrk`: one thread, keep-alive connections,
 written in C, so it leaves most of the 2 cores to the server), else a Python one (`--procs` processes, one
@@ -16,6 +17,8 @@ Baselines measured in the same run, on the same worker class and settings:
     makes the fast path step aside), to show what the fast path saves.
 Every 304 row is checked against the server's own /metrics: the number of 304s it counted must equal the
 requests the generator sent (wrk reports only non-2xx/3xx statuses itself).
+The plain 304 is measured --repeat times, alternating with the noop baseline; the target is judged on the
+median (single runs vary by up to 2x on a shared 2-core machine).
 Target: 304 >= 3,000 req/s on 2 cores.
 """
 
@@ -81,6 +84,18 @@ def count_304(srv: BenchServer) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+def checked_304(gen: Generator, srv: BenchServer, path: str, headers: dict[str, str], slack: int) -> dict:
+    """One 304 measurement, checked against the server's own count of the 304s it answered. `slack`: wrk leaves
+    out the requests still in flight when it stops, at most one per connection."""
+    before = count_304(srv)
+    r = gen(srv.port, path, headers)
+    counted = count_304(srv) - before
+    if not r["n"] <= counted <= r["n"] + slack:
+        r["errors"] += abs(int(r["n"] - counted))
+        print(f"  ! the server counted {counted:.0f} 304s for {r['n']} requests", flush=True)
+    return r
+
+
 def noop_server(workers: int, threads: int, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     (tmp / "noop_app.py").write_text(NOOP_APP)
     port = free_port()
@@ -108,6 +123,9 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2", help="gunicorn worker counts (default 1,2)")
     ap.add_argument("--threads", type=int, default=64)
     ap.add_argument("--flags", type=int, default=50)
+    ap.add_argument("--repeat", type=int, default=5,
+                    help="measure the noop baseline and the 304 this many times each, alternating; the target is "
+                         "judged on the median (default 5)")
     a = ap.parse_args()
     kind = a.client if a.client != "auto" else ("wrk" if shutil.which("wrk") else "python")
     gen = Generator(kind, a.connections, a.procs, a.duration or (2.0 if a.quick else 5.0))
@@ -142,22 +160,31 @@ def main() -> None:
             add(f"GET /sdk/v1/flags 200 ({a.flags} flags, {body_len:,} B)", w,
                 gen(srv.port, "/sdk/v1/flags", dict(srv.sdk_headers)), base)
             inm = {**srv.sdk_headers, "If-None-Match": etag}
-            for name, path, target in (("GET /sdk/v1/flags?via=flask 304 (Flask view)", "/sdk/v1/flags?via=flask",
-                                        False),
-                                       ("GET /sdk/v1/flags 304 (If-None-Match)", "/sdk/v1/flags", True)):
-                before = count_304(srv)
-                r = gen(srv.port, path, inm)
-                counted = count_304(srv) - before
-                # wrk leaves out the requests still in flight when it stops: at most one per connection
-                slack = a.connections if kind == "wrk" else 0
-                if not r["n"] <= counted <= r["n"] + slack:
-                    r["errors"] += abs(int(r["n"] - counted))
-                    print(f"  ! the server counted {counted:.0f} 304s for {r['n']} requests", flush=True)
-                verdict = ""
-                if target:
-                    ok = r["rps"] >= TARGET_304 and not r["errors"]
-                    verdict = f">= {TARGET_304:,.0f} req/s: {'met' if ok else 'NOT met'}"
-                add(name, w, r, base, verdict)
+            slack = a.connections if kind == "wrk" else 0  # see checked_304
+            via_flask = checked_304(gen, srv, "/sdk/v1/flags?via=flask", inm, slack)
+            add("GET /sdk/v1/flags?via=flask 304 (Flask view)", w, via_flask, base)
+            # The 2 cores are shared with the generator and whatever else runs: single runs vary by 2x here.
+            # Alternate the 304 with the noop baseline and judge the median of each.
+            runs, noops = [], [noop]
+            for i in range(a.repeat):
+                runs.append(checked_304(gen, srv, "/sdk/v1/flags", inm, slack))
+                print(f"  304 run {i + 1}/{a.repeat}: {runs[-1]['rps']:,.0f} req/s", flush=True)
+                if i + 1 < a.repeat:
+                    proc, port = noop_server(w, a.threads, srv.data_dir)
+                    try:
+                        noops.append(gen(port, "/", {}))
+                    finally:
+                        proc.terminate()
+                        proc.wait(10)
+                    print(f"  noop run {i + 2}/{a.repeat}: {noops[-1]['rps']:,.0f} req/s", flush=True)
+            r = sorted(runs, key=lambda x: x["rps"])[len(runs) // 2]
+            base_median = sorted(x["rps"] for x in noops)[len(noops) // 2]
+            errors = sum(x["errors"] for x in runs)
+            ok = r["rps"] >= TARGET_304 and not errors
+            spread = f"{min(x['rps'] for x in runs):,.0f}-{max(x['rps'] for x in runs):,.0f}"
+            add(f"GET /sdk/v1/flags 304 (If-None-Match), median of {len(runs)} (range {spread}; noop median "
+                f"{base_median:,.0f})", w, {**r, "errors": errors}, base_median,
+                f">= {TARGET_304:,.0f} req/s: {'met' if ok else 'NOT met'}")
 
     print(f"\nclient: {who}")
     print("| request | workers | req/s | p50 ms | p99 ms | errors | vs noop | target |")
