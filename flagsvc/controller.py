@@ -221,7 +221,8 @@ def build_controller(store: Store, *, clock: Callable[[], float] = time.time, in
                      owner: str | None = None, on_change: Callable[[], None] | None = None) -> RolloutController:
     """The controller with the canary judge each flag's analysis settings call for."""
     from flagsvc.domain.analysis import AnalysisSettings
-    from flagsvc.domain.judge import CanaryJudge, JudgeState
+    from flagsvc.domain.judge import CanaryJudge
+    from flagsvc.domain.judge_state import JudgeState
 
     def judge_for(flag: Flag) -> Judge:
         return CanaryJudge(AnalysisSettings.from_dict(flag.analysis))

@@ -237,7 +237,7 @@ def test_the_rollout_test_goes_on_after_a_pause_only(store, steps, carried_to_st
 
 
 def test_the_real_judge_state_carries_only_the_rollout_test():
-    from flagsvc.domain.judge import JudgeState, RolloutTest, Seen
+    from flagsvc.domain.judge_state import JudgeState, RolloutTest, Seen
 
     state = JudgeState(stage_index=1, stable=Seen(requests=900), canary=Seen(requests=100),
                        rollout=RolloutTest(errors=2.5, errors_big=1.0, latency=0.5), looks=7)
