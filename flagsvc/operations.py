@@ -32,7 +32,13 @@ class FlagOperations:
         self.on_change = on_change or (lambda: None)
 
     def _announce(self) -> None:
-        self.store.bump_config_version()
+        """Tell every process the config changed. The change itself is already stored, so a failure here must
+        not answer "nothing was changed": it is logged, and the snapshots' digest check picks the change up
+        within their max age (1 s) anyway."""
+        try:
+            self.store.bump_config_version()
+        except Exception as e:
+            log.warning("a change was stored but not announced (%s); SDKs get it within a second", e)
         self.on_change()
 
     def get(self, key: str) -> Flag:
@@ -56,13 +62,13 @@ class FlagOperations:
         return self._apply(key, lambda f: flags.update(f, settings, now=self.clock(), actor=actor))
 
     def start(self, key: str, *, actor: str, reason: str = "") -> Flag:
-        return self._apply(key, lambda f: flags.start(f, now=self.clock(), actor=actor))
+        return self._apply(key, lambda f: flags.start(f, now=self.clock(), actor=actor, reason=reason))
 
     def pause(self, key: str, *, actor: str, reason: str = "") -> Flag:
         return self._apply(key, lambda f: flags.pause(f, now=self.clock(), actor=actor, reason=reason))
 
     def resume(self, key: str, *, actor: str, reason: str = "") -> Flag:
-        return self._apply(key, lambda f: flags.resume(f, now=self.clock(), actor=actor))
+        return self._apply(key, lambda f: flags.resume(f, now=self.clock(), actor=actor, reason=reason))
 
     def promote(self, key: str, *, actor: str, reason: str = "") -> Flag:
         return self._apply(

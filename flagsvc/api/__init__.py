@@ -85,6 +85,8 @@ def _authenticate() -> None:
     principal = services().tokens.identify(secret) if secret else None
     if principal is None:
         raise ApiError("unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
+    if endpoint is None and request.routing_exception is not None:
+        return  # any valid token may learn that a path does not exist (404) or takes other methods (405)
     if principal.scope != Scope.ADMIN and not (endpoint or "").startswith("sdk."):
         raise ApiError("forbidden", f"token {principal.name!r} is an SDK key; this endpoint needs an admin token")
     g.principal = principal

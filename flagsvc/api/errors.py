@@ -9,7 +9,7 @@ from typing import Any
 import redis
 from flask import Flask, jsonify
 from marshmallow import ValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import RequestRedirect
 
 from flagsvc import metrics
@@ -89,7 +89,10 @@ def register_error_handlers(app: Flask) -> None:
             405: "method not allowed here",
             413: "the request body is too large",
         }.get(status, error.description or error.name)
-        return error_response(code, message, status=status)
+        response = error_response(code, message, status=status)
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
 
     @app.errorhandler(redis.RedisError)
     def _redis_error(error: redis.RedisError):

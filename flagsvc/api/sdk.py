@@ -8,6 +8,7 @@ from flagsvc import metrics
 from flagsvc.api import schemas
 from flagsvc.api.body import json_body
 from flagsvc.api.services import services
+from flagsvc.changes import ChangeFeed
 from flagsvc.snapshot import Snapshot
 
 bp = Blueprint("sdk", __name__, url_prefix="/sdk/v1")
@@ -27,6 +28,15 @@ def snapshot():
 HEARTBEAT_SECONDS = 15.0
 
 
+def _latest_or(changes: ChangeFeed, sent: Snapshot) -> Snapshot:
+    """The current snapshot; while the store is unreachable, the one this stream sent last, so the stream stays
+    open on heartbeats (the change feed logs the outage) instead of dropping every SDK at once."""
+    try:
+        return changes.latest()
+    except Exception:
+        return sent
+
+
 def _event(snapshot: Snapshot) -> bytes:
     return b"event: snapshot\nid: %s\ndata: %s\n\n" % (snapshot.etag.strip('"').encode(), snapshot.body)
 
@@ -37,6 +47,7 @@ def stream():
     (or heartbeat) re-reads the snapshot, so a change whose announcement was lost still arrives."""
     svc = services()
     svc.changes.ensure_started()
+    seen_generation = svc.changes.generation  # before reading: a change landing in between wakes the stream
     first = svc.changes.latest()
     heartbeat = current_app.config.get("FLAGSVC_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS)
 
@@ -45,10 +56,10 @@ def stream():
         try:
             sent = first
             yield _event(first)
-            generation = svc.changes.generation
+            generation = seen_generation
             while not svc.changes.closed:
                 woke = svc.changes.wait(generation, heartbeat)
-                current = svc.changes.latest()
+                current = _latest_or(svc.changes, sent)
                 if current.version != sent.version:
                     sent = current
                     yield _event(current)

@@ -285,7 +285,7 @@ def _refuse(flag: Flag, action: str, allowed: str) -> IllegalTransition:
     return IllegalTransition(f"cannot {action} a flag that is {flag.state} (only {allowed})")
 
 
-def start(flag: Flag, *, now: float, actor: str) -> tuple[Flag, HistoryEntry]:
+def start(flag: Flag, *, now: float, actor: str, reason: str = "") -> tuple[Flag, HistoryEntry]:
     """Begin a rollout. From `manual`, pick up at the first stage not below the current percent so nobody who
     is canary now flips back to stable; from `off` or `rolled_back`, start again at the first stage."""
     if flag.state not in (State.OFF, State.ROLLED_BACK, State.MANUAL):
@@ -295,7 +295,7 @@ def start(flag: Flag, *, now: float, actor: str) -> tuple[Flag, HistoryEntry]:
         index = next((i for i, s in enumerate(flag.stages) if s >= flag.percent), len(flag.stages) - 1)
     return _changed(
         flag, Action.START, now=now, actor=actor, state=State.ROLLING, stage_index=index,
-        percent=flag.stages[index], reason="rollout started",
+        percent=flag.stages[index], reason=reason or "rollout started",
     )
 
 
@@ -305,11 +305,12 @@ def pause(flag: Flag, *, now: float, actor: str, reason: str = "") -> tuple[Flag
     return _changed(flag, Action.PAUSE, now=now, actor=actor, state=State.PAUSED, reason=reason or "paused")
 
 
-def resume(flag: Flag, *, now: float, actor: str) -> tuple[Flag, HistoryEntry]:
+def resume(flag: Flag, *, now: float, actor: str, reason: str = "") -> tuple[Flag, HistoryEntry]:
     if flag.state != State.PAUSED:
         raise _refuse(flag, "resume", "paused flags can resume")
     # The bake time restarts: what happened while paused was not judged.
-    return _changed(flag, Action.RESUME, now=now, actor=actor, state=State.ROLLING, reason="resumed")
+    return _changed(flag, Action.RESUME, now=now, actor=actor, state=State.ROLLING,
+                    reason=reason or "resumed")
 
 
 def promote(

@@ -77,6 +77,8 @@ class RedisStore:
         )
         if not created:
             raise FlagExists(flag.key)
+        # Again: a delete running alongside may have removed the entry between the SADD and the script.
+        self.redis.sadd(self.keys.index, flag.key)
 
     def replace(self, flag: Flag, entry: HistoryEntry, *, expected_revision: int, fence: int | None = None) -> None:
         result = self._replace(
@@ -95,6 +97,8 @@ class RedisStore:
         existed = self._delete(keys=[self.keys.flag(key), self.keys.history(key), self.keys.outcomes(key),
                                      self.keys.ingest_counters(key), self.keys.judgement(key)])
         self.redis.srem(self.keys.index, key)
+        if self.redis.exists(self.keys.flag(key)):  # re-created alongside: its entry must stay (keys.py)
+            self.redis.sadd(self.keys.index, key)
         return bool(existed)
 
     def raise_fence(self, key: str, token: int) -> bool:
