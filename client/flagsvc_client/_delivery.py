@@ -163,7 +163,7 @@ class OutcomeDelivery:
             self._log.warning("outcomes_server_error", "outcome batch answered %s (will retry)", status)
             delay = self._backoff.next()
             retry_after = response.headers.get("retry-after", "")
-            if retry_after.isdigit():
+            if retry_after.isascii() and retry_after.isdigit():
                 delay = max(delay, min(float(retry_after), self._s.backoff_max))
             return delay
         self._log.warning(

@@ -35,6 +35,9 @@ class OutcomeReporter:
         self._clock = clock
         self._log = log
         self.wake = threading.Event()  # set to make the outcomes thread look now
+        # Held from taking the window's tallies to queueing them: a flush() arriving meanwhile waits, so the
+        # batches it must see sent are queued before it picks its target.
+        self._cut_lock = threading.Lock()
         self.window = OutcomeWindow(settings.max_arms, settings.max_error_users, self._request_early_flush)
         self.delivery = OutcomeDelivery(settings, transport, clock, random, log)
         self._early = False
@@ -60,10 +63,11 @@ class OutcomeReporter:
         if not self.delivery.has_room():
             self._log.warning("queue_full", "outcome queue full (server unreachable?): aggregating meanwhile")
             return False
-        tallies = self.window.cut()
-        if tallies:
-            s = self._s
-            self.delivery.enqueue(build_batches(tallies, s.max_flags_per_batch, s.max_buckets_per_arm))
+        with self._cut_lock:
+            tallies = self.window.cut()
+            if tallies:
+                s = self._s
+                self.delivery.enqueue(build_batches(tallies, s.max_flags_per_batch, s.max_buckets_per_arm))
         return True
 
     def flush(self, timeout: float) -> bool:

@@ -11,6 +11,7 @@ import contextlib
 TYPE_CHECKING = False  # `typing` costs ~3 ms to import; type checkers treat this name as True
 if TYPE_CHECKING:
     import http.client
+    import socket
     from collections.abc import Iterator, Mapping
     from typing import Protocol
 
@@ -58,9 +59,13 @@ class Response:
 
 
 class _HttpEventStream:
-    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
+    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse,
+                 sock: socket.socket | None) -> None:
         self._conn = conn
         self._response = response
+        # The socket as it was before the response: when the server says `Connection: close`, http.client hands
+        # the socket to the response and forgets it (conn.sock is None), but close() must still reach it.
+        self._sock = sock
         self.status = response.status
         self.headers = {k.lower(): v for k, v in response.getheaders()}
 
@@ -87,7 +92,7 @@ class _HttpEventStream:
             raise TransportError(f"stream read failed: {exc!r}") from None
 
     def close(self) -> None:
-        sock = self._conn.sock
+        sock = self._sock or self._conn.sock
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(2)  # SHUT_RDWR: wakes a reader blocked in recv on another thread
@@ -144,8 +149,9 @@ class HttpTransport:
         conn = self._connect(timeout)
         try:
             conn.request("GET", self._prefix + path, headers=dict(headers))
+            sock = conn.sock
             response = conn.getresponse()
         except Exception as exc:
             conn.close()
             raise TransportError(f"GET {path} failed: {exc!r}") from None
-        return _HttpEventStream(conn, response)
+        return _HttpEventStream(conn, response, sock)

@@ -108,7 +108,7 @@ def parse_flag(key: object, data: object) -> FlagConfig:
     salt = data.get("salt", key)
     if not _is_text(state):
         raise SnapshotError(f"flag {key!r}: state must be a string")
-    if type(percent) not in (int, float) or not math.isfinite(percent) or not 0 <= percent <= 100:
+    if type(percent) not in (int, float) or not 0 <= percent <= 100 or not math.isfinite(percent):
         raise SnapshotError(f"flag {key!r}: percent must be a number from 0 to 100")
     if not _is_int(revision) or revision < 0:
         raise SnapshotError(f"flag {key!r}: revision must be a non-negative integer")

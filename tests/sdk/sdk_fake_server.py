@@ -22,6 +22,7 @@ class FakeFlagServer:
         self.heartbeat = heartbeat
         self.sdk_key = sdk_key
         self.stream_enabled = True
+        self.stream_connection_close = False  # answer streams with `Connection: close`, as Werkzeug's server does
         self.drop_after_apply = 0
         self.changed = threading.Condition()
         self.stopping = False
@@ -138,6 +139,8 @@ def _handler(fake: FakeFlagServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
+            if fake.stream_connection_close:
+                self.send_header("Connection", "close")
             self.end_headers()
             sent_version = None
             generation = fake.generation

@@ -113,7 +113,11 @@ def test_401_keeps_config_and_the_transport_reports_no_answer_as_transport_error
     assert info.value.refused
 
 
-def test_close_interrupts_a_blocked_stream_read(server):
+@pytest.mark.parametrize("connection_close", [False, True])
+def test_close_interrupts_a_blocked_stream_read(server, connection_close):
+    """Also when the server answered `Connection: close`, which makes http.client hand the socket over to the
+    response and forget it."""
+    server.stream_connection_close = connection_close
     client = FlagClient(f"http://127.0.0.1:{server.port}", sdk_key="sdk-test", stream_read_timeout=30)
     server.heartbeat = 30  # the reader sits in recv
     assert client.wait_until_ready(5)

@@ -300,3 +300,43 @@ def test_concurrent_writers_and_cuts_count_every_outcome_exactly_once(make_clien
     assert sum(t.count for t in cut) == threads * per_thread
     assert sum(t.errors for t in cut) == threads * len(range(0, per_thread, 11))
     assert client.stats["outcomes_dropped_arm_limit"] == 0
+
+
+def test_flush_waits_for_a_cut_already_under_way(make_client, transport, monkeypatch):
+    """The outcomes thread has taken the window's tallies and is still building their batches when the
+    application calls flush(): flush must see those outcomes sent, not return True on an empty window."""
+    import flagsvc_client._reporter as reporter_module
+
+    client = make_client(bootstrap=snapshot(flag()))
+    for i in range(100):
+        client.record("new_checkout", f"u{i}", ok=True, latency_ms=3.0)
+    transport.answer(OUTCOMES, ACK)
+    building, release = threading.Event(), threading.Event()
+
+    def slow_build(*args, **kwargs):
+        building.set()
+        release.wait(5)
+        return build_batches(*args, **kwargs)
+
+    monkeypatch.setattr(reporter_module, "build_batches", slow_build)
+    periodic = threading.Thread(target=client._reporter.cut)
+    periodic.start()
+    assert building.wait(5)
+    threading.Timer(0.2, release.set).start()
+    assert client.flush(timeout=5) is True
+    periodic.join(5)
+    assert client.stats["outcomes_acknowledged"] == 100
+
+
+def test_a_retry_after_that_is_not_ascii_digits_is_ignored(make_client, transport, clock):
+    client = make_client(bootstrap=snapshot(flag()), backoff_initial=1, backoff_max=30)
+    client.record("new_checkout", "u")
+    transport.answer(OUTCOMES, Response(503, {"retry-after": "\u00b2"}, b""), ACK)  # "²".isdigit() is True
+    client._reporter.cut()
+    delivery = client._reporter.delivery
+    with delivery.send_lock:
+        retry_in = delivery.send_due(force=True)  # float("²") would raise here
+    assert 0 < retry_in <= 1
+    clock.advance(30)
+    client._outcomes_step()
+    assert client.stats["batches_acknowledged"] == 1 and client.stats["batches_retried"] == 1

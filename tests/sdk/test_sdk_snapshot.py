@@ -156,3 +156,8 @@ def test_sse_a_runaway_event_is_dropped(monkeypatch):
     monkeypatch.setattr(stream, "_MAX_EVENT_CHARS", 10)
     events = list(parse_events(["data: 123456789", "data: 123456789", "", "data: ok", ""]))
     assert events == [Event("message", "ok", None)]
+
+
+def test_a_number_too_large_for_a_float_is_refused_not_raised():
+    with pytest.raises(SnapshotError, match="percent"):
+        parse_snapshot(snapshot(flag(percent=10**400)))
