@@ -11,9 +11,10 @@ from typing import Any
 class CliError(Exception):
     """One line for stderr, and the exit code that goes with it."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int = 1, status: int | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.status = status  # the HTTP status, when the server answered
 
 
 EXIT_API_ERROR = 1
@@ -28,7 +29,7 @@ class ApiClient:
         self.timeout = timeout
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
+        data = json.dumps(body, allow_nan=False).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method)
         request.add_header("Accept", "application/json")
         if data is not None:
@@ -56,7 +57,7 @@ class ApiClient:
         if e.code in (401, 403):
             hint = " (set FLAGSVC_ADMIN_TOKEN or pass --token)" if e.code == 401 else ""
             return CliError(f"{message}{hint}", EXIT_AUTH)
-        return CliError(message, EXIT_API_ERROR)
+        return CliError(message, EXIT_API_ERROR, status=e.code)
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -49,6 +50,29 @@ def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 
 
+class FiniteFloat(click.ParamType):
+    """A number; `nan` and `inf`, which Python's float() accepts and JSON cannot carry, are refused."""
+
+    name = "number"
+
+    def __init__(self, low: float | None = None, high: float | None = None) -> None:
+        self.low, self.high = low, high
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if (self.low is not None and number < self.low) or (self.high is not None and number > self.high):
+            self.fail(f"{value!r} is not in the range {self.low} to {self.high}", param, ctx)
+        return number
+
+
+FINITE = FiniteFloat()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--url", envvar="FLAGSVC_URL", default="http://127.0.0.1:8080", show_default=True,
               help="flagsvc server URL (env FLAGSVC_URL).")
@@ -74,9 +98,10 @@ def _settings(stages: str | None, bake_seconds: int | None, description: str | N
     body: dict[str, Any] = {}
     if stages is not None:
         try:
-            body["stages"] = [float(s) for s in stages.split(",") if s.strip()]
-        except ValueError:
-            raise click.BadParameter("comma-separated percentages, e.g. 1,5,25,100", param_hint="--stages") from None
+            body["stages"] = [FINITE.convert(s, None, None) for s in stages.split(",") if s.strip()]
+        except click.BadParameter as e:
+            raise click.BadParameter(f"comma-separated percentages, e.g. 1,5,25,100 ({e.message})",
+                                     param_hint="--stages") from None
     if bake_seconds is not None:
         body["bake_seconds"] = bake_seconds
     if description is not None:
@@ -91,12 +116,12 @@ def _settings(stages: str | None, bake_seconds: int | None, description: str | N
 
 def _analysis_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--alpha", type=float, help="False-rollback budget of the canary analysis (default 0.01)."),
-        click.option("--error-ratio", type=float, help="Canary/stable error-rate ratio to detect (e.g. 2)."),
-        click.option("--latency-ratio", type=float, help="Canary/stable p95 ratio to detect (e.g. 1.25)."),
+        click.option("--alpha", type=FINITE, help="False-rollback budget of the canary analysis (default 0.01)."),
+        click.option("--error-ratio", type=FINITE, help="Canary/stable error-rate ratio to detect (e.g. 2)."),
+        click.option("--latency-ratio", type=FINITE, help="Canary/stable p95 ratio to detect (e.g. 1.25)."),
         click.option("--min-requests", type=int, help="Canary requests per stage before any promotion."),
-        click.option("--max-error-rate", type=float, help="Absolute guardrail: roll back above this rate (0-1)."),
-        click.option("--max-p99-ms", type=float, help="Absolute guardrail: roll back above this p99 (ms)."),
+        click.option("--max-error-rate", type=FINITE, help="Absolute guardrail: roll back above this rate (0-1)."),
+        click.option("--max-p99-ms", type=FINITE, help="Absolute guardrail: roll back above this p99 (ms)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -225,7 +250,7 @@ _transition("rollback", "Kill switch: 0 % for everyone, from any state. Give --r
 
 @main.command(name="set")
 @click.argument("key")
-@click.argument("percent", type=click.FloatRange(0, 100))
+@click.argument("percent", type=FiniteFloat(0, 100))
 @click.option("--reason", help="Why; kept in the flag's history.")
 @json_option
 @click.pass_obj
@@ -285,7 +310,7 @@ def stats(api: ApiClient, key: str, as_json: bool) -> None:
 @click.argument("key")
 @click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(0.1, 60),
               help="Seconds between looks.")
-@click.option("--timeout", "give_up", type=float, help="Give up (exit 11) after this many seconds.")
+@click.option("--timeout", "give_up", type=FINITE, help="Give up (exit 11) after this many seconds.")
 @json_option
 @click.pass_obj
 @_handle_errors
@@ -299,9 +324,17 @@ def watch(api: ApiClient, key: str, interval: float, give_up: float | None, as_j
     """
     started = time.monotonic()
     last_line = None
+    looked = False
     while True:
-        flag = api.get(_flag_path(key))
-        current = api.get(_flag_path(key, "stats"))
+        try:
+            flag = api.get(_flag_path(key))
+            current = api.get(_flag_path(key, "stats"))
+        except CliError as e:
+            if e.status != 404 or not looked:  # never there at all: a mistake (exit 1), not a stopped rollout
+                raise
+            click.echo(f"flagctl: {key} was deleted while watched", err=True)
+            sys.exit(EXIT_STOPPED)
+        looked = True
         if as_json:
             click.echo(json.dumps({"flag": flag, "stats": current}, sort_keys=True))
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -70,6 +71,11 @@ def test_errors_are_one_line_and_non_zero(flagctl):
     one_line_error(flagctl("pause", "x"), 1, "cannot pause")
     bad = flagctl("create", "y", "--stages", "1,five,100")
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+    for args in (["create", "z", "--stages", "1,nan,100"], ["create", "z", "--alpha", "inf"],
+                 ["set", "x", "nan"], ["watch", "x", "--timeout", "nan"]):
+        refused = flagctl(*args)  # float() takes these; JSON cannot carry them: a usage error, not a server 400
+        assert refused.exit_code == 2 and "finite" in refused.output, (args, refused.output)
+    assert flagctl("show", "z").exit_code == 1  # nothing was created
 
 
 def test_watch_exit_codes_gate_a_pipeline(flagctl):
@@ -90,6 +96,15 @@ def test_watch_exit_codes_gate_a_pipeline(flagctl):
     watched = flagctl("watch", "slow", "--interval", "0.1", "--timeout", "0.3", "--json")
     assert watched.exit_code == 11
     assert json.loads(watched.output.splitlines()[0])["flag"]["state"] == "rolling"
+
+
+def test_watch_exits_11_when_the_flag_is_deleted_under_it(flagctl, server_url):
+    flagctl("create", "doomed")
+    flagctl("start", "doomed")
+    threading.Timer(0.5, lambda: flagctl("delete", "doomed", "--yes")).start()
+    watched = flagctl("watch", "doomed", "--interval", "0.1", "--timeout", "10")
+    assert watched.exit_code == 11 and "deleted" in watched.output
+    assert flagctl("watch", "never-was").exit_code == 1  # a typo is a mistake, not a stopped rollout
 
 
 def test_every_command_has_help_with_examples():
