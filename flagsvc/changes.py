@@ -126,7 +126,8 @@ class ChangeFeed:
             try:
                 self._listen(self._on_change, self._stop)
             except Exception as e:  # the store is down: streams keep their last snapshot; retry
-                self._healthy = False
+                was_healthy, self._healthy = self._healthy, False
                 log.warning("change feed lost its subscription (%s); retrying in %.0fs", e, self._retry)
-                self.notify()  # streams re-check now, and again once we are back
+                if was_healthy:
+                    self.notify()  # streams re-check now (and again once we are back), not on every retry
                 time.sleep(self._retry)

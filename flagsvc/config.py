@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,17 @@ def parse_tokens(raw: str, kind: str) -> dict[str, str]:
     return tokens
 
 
+def check_distinct_secrets(admin_tokens: Mapping[str, str], sdk_keys: Mapping[str, str]) -> None:
+    """One secret, one principal: a secret given twice would authenticate as whichever matched last (an admin
+    token that is also an SDK key would lose its admin rights)."""
+    seen: dict[str, str] = {}
+    for kind, tokens in (("admin token", admin_tokens), ("SDK key", sdk_keys)):
+        for name, secret in tokens.items():
+            if secret in seen:
+                raise ConfigError(f"{kind} {name!r} has the same secret as {seen[secret]}; secrets must differ")
+            seen[secret] = f"{kind} {name!r}"
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None = None
@@ -50,12 +62,19 @@ class Settings:
             max_body = int(env.get("FLAGSVC_MAX_BODY_BYTES", str(1024 * 1024)))
         except ValueError as e:
             raise ConfigError(f"bad number in the environment: {e}") from None
+        if not math.isfinite(interval) or not 0.05 <= interval <= 3600:
+            raise ConfigError(f"FLAGSVC_CONTROLLER_INTERVAL must be seconds from 0.05 to 3600, not {interval}")
+        if max_body < 1024:
+            raise ConfigError(f"FLAGSVC_MAX_BODY_BYTES must be at least 1024, not {max_body}")
+        admin_tokens = parse_tokens(env.get("FLAGSVC_ADMIN_TOKENS", ""), "admin")
+        sdk_keys = parse_tokens(env.get("FLAGSVC_SDK_KEYS", ""), "sdk")
+        check_distinct_secrets(admin_tokens, sdk_keys)
         return cls(
             redis_url=env.get("FLAGSVC_REDIS_URL") or None,
             namespace=env.get("FLAGSVC_REDIS_NAMESPACE", DEFAULT_NAMESPACE),
             data_dir=Path(env.get("FLAGSVC_DATA_DIR", ".flagsvc")),
-            admin_tokens=parse_tokens(env.get("FLAGSVC_ADMIN_TOKENS", ""), "admin"),
-            sdk_keys=parse_tokens(env.get("FLAGSVC_SDK_KEYS", ""), "sdk"),
+            admin_tokens=admin_tokens,
+            sdk_keys=sdk_keys,
             max_body_bytes=max_body,
             controller_interval=interval,
         )

@@ -44,7 +44,19 @@ class FlagStateCollector(Collector):
         stage = GaugeMetricFamily("flagsvc_flag_stage_index", "Current rollout stage (0-based)", labels=["flag"])
         revision = GaugeMetricFamily("flagsvc_flag_revision", "Current revision", labels=["flag"])
         state = GaugeMetricFamily("flagsvc_flag_state", "1 for the flag's current state", labels=["flag", "state"])
-        for flag in self.store.list_flags():
+        readable = GaugeMetricFamily("flagsvc_flag_state_readable",
+                                     "1 when this scrape could read the flags from Redis (their gauges are missing "
+                                     "while 0)")
+        try:
+            found = self.store.list_flags()
+        except Exception:  # Redis is down: the process metrics (errors, streams) matter most now
+            REDIS_ERRORS.inc()
+            readable.add_metric([], 0.0)
+            yield readable
+            return
+        readable.add_metric([], 1.0)
+        yield readable
+        for flag in found:
             percent.add_metric([flag.key], flag.percent)
             stage.add_metric([flag.key], flag.stage_index)
             revision.add_metric([flag.key], flag.revision)

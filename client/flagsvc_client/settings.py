@@ -102,11 +102,13 @@ class ClientSettings:
             value = getattr(self, name)
             if kind == "bool" and not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, not {value!r}")
+            if kind == "int" and type(value) is not int:  # a count: 2.5 or 1e3 would break slicing later
+                raise ValueError(f"{name} must be a whole number, not {value!r}")
             if kind in ("float", "int"):
-                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                if isinstance(value, bool) or not isinstance(value, int | float):
                     raise ValueError(f"{name} must be a finite number, not {value!r}")
-                if value <= 0:
-                    raise ValueError(f"{name} must be > 0, not {value!r}")
+                if not 0 < value < math.inf:  # also refuses NaN, and ints too large for a float without raising
+                    raise ValueError(f"{name} must be a finite number > 0, not {value!r}")
         if self.url is not None and not (isinstance(self.url, str) and self.url.startswith(("http://", "https://"))):
             raise ValueError(f"url must start with http:// or https://, not {self.url!r}")
         if not self.offline and not self.url:

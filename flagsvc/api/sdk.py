@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from flagsvc import metrics
@@ -56,16 +58,19 @@ def stream():
         try:
             sent = first
             yield _event(first)
+            written_at = time.monotonic()
             generation = seen_generation
             while not svc.changes.closed:
-                woke = svc.changes.wait(generation, heartbeat)
+                quiet_for = time.monotonic() - written_at
+                generation = svc.changes.wait(generation, max(heartbeat - quiet_for, 0.0))
                 current = _latest_or(svc.changes, sent)
                 if current.version != sent.version:
                     sent = current
                     yield _event(current)
-                elif woke == generation:
+                    written_at = time.monotonic()
+                elif time.monotonic() - written_at >= heartbeat:  # whatever woke us: keep the connection alive
                     yield b": heartbeat\n\n"
-                generation = woke
+                    written_at = time.monotonic()
         finally:
             metrics.STREAMS.dec()
 

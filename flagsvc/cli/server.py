@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import click
 
-from flagsvc.config import ConfigError, Settings
+from flagsvc.config import ConfigError, Settings, check_distinct_secrets
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,8 +64,8 @@ def serve(host: str, port: int, workers: int | None, threads: int, dev: bool, lo
         settings, embedded = _with_embedded_redis(settings)
     elif not settings.admin_tokens or not settings.sdk_keys:
         raise click.UsageError("with FLAGSVC_REDIS_URL set, FLAGSVC_ADMIN_TOKENS and FLAGSVC_SDK_KEYS are required")
-    if not dev:
-        _prepare_multiprocess_metrics()
+    owner_pid = os.getpid()
+    metrics_dir = None if dev else _prepare_multiprocess_metrics()
     try:
         from flagsvc.api import create_app
 
@@ -80,20 +81,26 @@ def serve(host: str, port: int, workers: int | None, threads: int, dev: bool, lo
         else:
             from flagsvc.cli.wsgi import run_gunicorn
 
-            run_gunicorn(app, host=host, port=port, workers=workers or default_workers(), threads=threads)
+            run_gunicorn(app, host=host, port=port, workers=workers or default_workers(), threads=threads,
+                         json_logs=log_format == "json")
     finally:
         if embedded is not None:
             embedded.stop()
+        if metrics_dir is not None and os.getpid() == owner_pid:  # not in a gunicorn worker leaving
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _prepare_multiprocess_metrics() -> None:
+def _prepare_multiprocess_metrics() -> Path | None:
     """Workers share their metrics through files in a fresh directory, set before prometheus_client is imported
-    (it picks its storage at import time)."""
+    (it picks its storage at import time). Returns the directory when it was made here (to remove at exit)."""
     if "prometheus_client" in sys.modules and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return  # too late to switch; metrics stay per process
-    directory = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="flagsvc-metrics-"))
+        return None  # too late to switch; metrics stay per process
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    directory = given or tempfile.mkdtemp(prefix="flagsvc-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     for stale in Path(directory).glob("*.db"):
         stale.unlink()
+    return None if given else Path(directory)
 
 
 def _with_embedded_redis(settings: Settings):
@@ -107,13 +114,21 @@ def _with_embedded_redis(settings: Settings):
         click.echo(f"flagsvc: {e}", err=True)
         sys.exit(1)
     click.echo(f"flagsvc: embedded Redis at {url}, data in {embedded.data_dir}", err=True)
-    if not settings.admin_tokens and not settings.sdk_keys:
+    if not settings.admin_tokens or not settings.sdk_keys:  # the kind not given comes from tokens.json
         admin, sdk, created = load_or_create_tokens(settings.data_dir)
-        settings = dataclasses.replace(settings, admin_tokens=admin, sdk_keys=sdk)
         where = settings.data_dir / "tokens.json"
         click.echo(f"flagsvc: {'generated' if created else 'using'} tokens (kept in {where}):", err=True)
-        click.echo(f"  admin token: {next(iter(admin.values()))}", err=True)
-        click.echo(f"  SDK key:     {next(iter(sdk.values()))}", err=True)
+        if not settings.admin_tokens:
+            settings = dataclasses.replace(settings, admin_tokens=admin)
+            click.echo(f"  admin token: {next(iter(admin.values()))}", err=True)
+        if not settings.sdk_keys:
+            settings = dataclasses.replace(settings, sdk_keys=sdk)
+            click.echo(f"  SDK key:     {next(iter(sdk.values()))}", err=True)
+        try:
+            check_distinct_secrets(settings.admin_tokens, settings.sdk_keys)
+        except ConfigError as e:
+            embedded.stop()
+            raise click.UsageError(str(e)) from None
     return dataclasses.replace(settings, redis_url=url), embedded
 
 

@@ -7,6 +7,7 @@ import signal
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 
 class _Gunicorn(BaseApplication):
@@ -40,13 +41,30 @@ def _post_worker_init(worker) -> None:
 
 def _worker_exit(server, worker) -> None:
     worker.app.load().extensions["flagsvc.background"].stop(timeout=1.0)
+
+
+def _child_exit(server, worker) -> None:
+    """In the master, for every worker that ended, killed (OOM, timeout) or not: its live gauges (open streams,
+    leadership) leave the scrape."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
 
 
-def run_gunicorn(app: Flask, *, host: str, port: int, workers: int, threads: int) -> None:
+class _JsonGunicornLogger(Logger):
+    """gunicorn's own lines (booting, worker exits) as JSON too, so a JSON log pipeline sees nothing else. (Its
+    `logconfig_dict` would do it, but also switches on an access log line per request.)"""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        from flagsvc.logs import JsonFormatter
+
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
+
+def run_gunicorn(app: Flask, *, host: str, port: int, workers: int, threads: int, json_logs: bool = False) -> None:
     """Blocks until gunicorn stops (SIGTERM/SIGINT: graceful, in-flight requests finish)."""
     options = {
         "bind": f"{host}:{port}",
@@ -61,8 +79,11 @@ def run_gunicorn(app: Flask, *, host: str, port: int, workers: int, threads: int
         "loglevel": "info",
         "post_worker_init": _post_worker_init,
         "worker_exit": _worker_exit,
+        "child_exit": _child_exit,
         "control_socket_disable": True,
     }
+    if json_logs:
+        options["logger_class"] = _JsonGunicornLogger
     try:
         _Gunicorn(app, options).run()
     except SystemExit as e:

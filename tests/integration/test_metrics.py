@@ -3,7 +3,11 @@ rollout gauges that follow the flag."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import time
+from pathlib import Path
 
 import requests
 
@@ -43,5 +47,35 @@ def test_metrics_follow_flags_and_count_every_worker(tmp_path):
                       status="304") == 30.0
         assert metric(second, "flagsvc_http_request_duration_seconds_count", endpoint="/sdk/v1/flags") == 31.0
         assert metric(second, "flagsvc_controller_leader") == 1.0
+    finally:
+        assert server.stop() == 0
+
+
+def _workers(server: Server) -> list[int]:
+    """The gunicorn workers: children of the server process running flagsvc (not the embedded redis-server)."""
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+    return [int(pid) for pid in children if b"flagsvc" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def test_a_killed_workers_live_gauges_leave_the_scrape(tmp_path):
+    """A worker killed outright (OOM killer, gunicorn's timeout) runs no exit hook of its own: the master marks
+    it dead, so its open streams and its leadership stop being reported."""
+    server = Server(tmp_path / "data", "--workers", "2")
+    try:
+        streams = [requests.get(f"{server.url}/sdk/v1/stream", headers=server.admin, stream=True, timeout=10)
+                   for _ in range(3)]
+        assert all(s.status_code == 200 for s in streams)
+        assert metric(requests.get(f"{server.url}/metrics").text, "flagsvc_sse_clients") == 3.0
+        old = _workers(server)
+        assert len(old) == 2
+        for pid in old:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (len(set(_workers(server)) - set(old)) < 2):
+            time.sleep(0.1)
+        text = requests.get(f"{server.url}/metrics", timeout=10).text
+        assert metric(text, "flagsvc_sse_clients") == 0.0
+        for s in streams:
+            s.close()
     finally:
         assert server.stop() == 0

@@ -168,3 +168,21 @@ def test_sigterm_under_load_finishes_requests_and_hands_over_leadership(tmp_path
         time.sleep(0.1)
     assert "leads (token" in second.output(), second.output()
     assert second.stop() == 0
+
+
+def test_json_logs_are_json_lines_gunicorns_included(tmp_path, redis_url, namespace):
+    env = {"FLAGSVC_REDIS_URL": redis_url, "FLAGSVC_REDIS_NAMESPACE": namespace,
+           "FLAGSVC_ADMIN_TOKENS": "ops=admin-token-123", "FLAGSVC_SDK_KEYS": "web=sdk-key-12345"}
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    server = Server(tmp_path / "a", "--workers", "2", "--log-format", "json", env={**env, "TMPDIR": str(scratch)})
+    requests.post(f"{server.url}/api/v1/flags", json={"key": "a"}, headers=server.admin).raise_for_status()
+    assert [p.name[:16] for p in scratch.iterdir()] == ["flagsvc-metrics-"]  # the workers' metric files
+    assert server.stop() == 0
+    assert list(scratch.iterdir()) == []  # removed at exit
+    written = Path(server.log.name).read_text()  # the whole log, shutdown included
+    lines = [line for line in written.splitlines() if line and not line.startswith("flagsvc: ")]
+    records = [json.loads(line) for line in lines]  # every line, or this raises
+    loggers = {r["logger"] for r in records}
+    assert {"gunicorn.error", "flagsvc.controller"} <= loggers, loggers
+    assert "gunicorn.access" not in loggers  # no access log line per request (a 304 poll is most traffic)

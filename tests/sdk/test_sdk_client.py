@@ -106,7 +106,8 @@ def test_settings_are_one_frozen_object_checked_at_construction():
     assert settings == ClientSettings(url="http://x", flush_interval=1.5)
     assert "flush_interval=1.5" in repr(ClientSettings(url="http://x", flush_interval=1.5, sdk_key="s"))
     assert "'s'" not in repr(ClientSettings(url="http://x", sdk_key="s"))  # the key is not logged
-    for bad in ({"flush_interval": 0}, {"poll_interval": float("nan")}, {"stream": "yes"}, {"nope": 1}):
+    for bad in ({"flush_interval": 0}, {"poll_interval": float("nan")}, {"stream": "yes"}, {"nope": 1},
+                {"max_buckets_per_arm": 2.5}, {"max_arms": 1e3}, {"max_arms": True}, {"poll_interval": 10**400}):
         with pytest.raises((TypeError, ValueError)):
             ClientSettings(url="http://x", **bad)
     with pytest.raises(ValueError):

@@ -3,6 +3,8 @@ fails after the change was stored, reasons, and HTTP semantics of errors."""
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 
 import redis
@@ -11,14 +13,30 @@ from flagsvc.domain import flag as flags
 from tests.support import ADMIN, SDK
 
 
-def _events(response, count: int, timeout: float = 5.0) -> list[tuple[float, bytes]]:
-    """The first `count` SSE chunks with the time each arrived (the test client yields them as written)."""
-    started, got = time.monotonic(), []
-    for chunk in response.response:
-        got.append((time.monotonic() - started, chunk))
-        if len(got) == count or time.monotonic() - started > timeout:
-            break
-    return got
+class StreamReader:
+    """Reads an SSE response on a daemon thread, so a stream that falls silent fails the test instead of hanging
+    it. The stream ends when the app's change feed closes (`end()`)."""
+
+    def __init__(self, app, response) -> None:
+        self.changes = app.extensions["flagsvc"].changes
+        self.started = time.monotonic()
+        self.chunks: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=lambda: [self.chunks.put(c) for c in response.response], daemon=True).start()
+
+    def next(self, count: int, timeout: float = 5.0) -> list[tuple[float, bytes]]:
+        """Up to `count` chunks, each with the seconds since the previous call began."""
+        began, got = time.monotonic(), []
+        deadline = began + timeout
+        while len(got) < count:
+            try:
+                chunk = self.chunks.get(timeout=max(deadline - time.monotonic(), 0.001))
+            except queue.Empty:
+                break
+            got.append((time.monotonic() - began, chunk))
+        return got
+
+    def end(self) -> None:
+        self.changes.close()
 
 
 def test_a_create_racing_a_delete_stays_listed(real_store):
@@ -66,19 +84,19 @@ def test_a_stream_wakes_for_a_change_made_while_it_opened(app, client):
         return snapshot
 
     changes.latest = latest_then_a_change
-    response = client.get("/sdk/v1/stream", headers=SDK, buffered=False)
-    (_, first), (after, second) = _events(response, 2)
-    response.close()
+    stream = StreamReader(app, client.get("/sdk/v1/stream", headers=SDK, buffered=False))
+    (_, first), (gap, second) = stream.next(2, timeout=8)
+    stream.end()
     assert b'"state":"off"' in first.replace(b" ", b"")
     assert second.startswith(b"event: snapshot") and b'"state":"rolling"' in second.replace(b" ", b"")
-    assert after < 2.0, after  # at once, not after the 5 s heartbeat
+    assert gap < 2.0, gap  # at once, not after the 5 s heartbeat
 
 
 def test_a_stream_outlives_a_store_outage_on_heartbeats(app, client, fake_store, monkeypatch):
     app.config["FLAGSVC_HEARTBEAT_SECONDS"] = 0.2
     client.post("/api/v1/flags", json={"key": "checkout"}, headers=ADMIN)
-    response = client.get("/sdk/v1/stream", headers=SDK, buffered=False)
-    [(_, first)] = _events(response, 1)
+    stream = StreamReader(app, client.get("/sdk/v1/stream", headers=SDK, buffered=False))
+    [(_, first)] = stream.next(1)
     assert first.startswith(b"event: snapshot")
 
     def down(*args, **kwargs):
@@ -86,8 +104,8 @@ def test_a_stream_outlives_a_store_outage_on_heartbeats(app, client, fake_store,
 
     monkeypatch.setattr(fake_store, "config_version", down)
     monkeypatch.setattr(fake_store, "list_flags", down)
-    chunks = _events(response, 10, timeout=10)  # 2 s of heartbeats: past the snapshot's 1 s max age
-    response.close()
+    chunks = stream.next(10, timeout=10)  # 2 s of heartbeats: past the snapshot's 1 s max age
+    stream.end()
     assert [c for _, c in chunks] == [b": heartbeat\n\n"] * 10
 
 
@@ -129,3 +147,43 @@ def test_an_sdk_key_on_a_path_that_does_not_exist_gets_404_or_405_not_403(client
     assert client.put("/sdk/v1/outcomes", headers=SDK).status_code == 405
     assert client.get("/api/v1/flags", headers=SDK).status_code == 403  # an admin route stays forbidden
     assert client.get("/sdk/v1/nothing").status_code == 401  # and a token is still needed to learn anything
+
+
+def test_a_stream_heartbeats_even_when_woken_often_for_nothing(app, client):
+    """While Redis is down the change feed wakes streams without a new snapshot; the heartbeat must still go
+    out every interval, or the SDK's read timeout drops the stream."""
+    app.config["FLAGSVC_HEARTBEAT_SECONDS"] = 0.3
+    client.post("/api/v1/flags", json={"key": "checkout"}, headers=ADMIN)
+    changes = app.extensions["flagsvc"].changes
+    stream = StreamReader(app, client.get("/sdk/v1/stream", headers=SDK, buffered=False))
+    stream.next(1)
+    stop = threading.Event()
+
+    def wake_for_nothing():
+        while not stop.is_set():
+            changes.notify()
+            time.sleep(0.05)
+
+    threading.Thread(target=wake_for_nothing, daemon=True).start()
+    try:
+        chunks = stream.next(3, timeout=3)
+    finally:
+        stop.set()
+        stream.end()
+    assert [c for _, c in chunks] == [b": heartbeat\n\n"] * 3
+    assert chunks[-1][0] < 1.5
+
+
+def test_metrics_are_served_while_redis_is_down(app, client, fake_store, monkeypatch):
+    client.post("/api/v1/flags", json={"key": "checkout"}, headers=ADMIN)
+    assert "flagsvc_flag_state_readable 1.0" in client.get("/metrics").get_data(as_text=True)
+
+    def down(*args, **kwargs):
+        raise redis.ConnectionError("Redis is down")
+
+    monkeypatch.setattr(fake_store, "list_flags", down)
+    response = client.get("/metrics")
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "flagsvc_flag_state_readable 0.0" in text and "flagsvc_redis_errors_total" in text
+    assert 'flagsvc_flag_percent{flag="checkout"}' not in text
