@@ -126,6 +126,8 @@ class ChangeFeed:
             try:
                 self._listen(self._on_change, self._stop)
             except Exception as e:  # the store is down: streams keep their last snapshot; retry
+                if self._stop.is_set():
+                    return  # closed while its Redis went away (a shutdown): nothing was lost
                 was_healthy, self._healthy = self._healthy, False
                 log.warning("change feed lost its subscription (%s); retrying in %.0fs", e, self._retry)
                 if was_healthy:
