@@ -54,7 +54,14 @@ def test_metrics_follow_flags_and_count_every_worker(tmp_path):
 def _workers(server: Server) -> list[int]:
     """The gunicorn workers: children of the server process running flagsvc (not the embedded redis-server)."""
     children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
-    return [int(pid) for pid in children if b"flagsvc" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    workers = []
+    for pid in children:
+        try:
+            if b"flagsvc" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.append(int(pid))
+        except OSError:  # gone meanwhile
+            pass
+    return workers
 
 
 def test_a_killed_workers_live_gauges_leave_the_scrape(tmp_path):
@@ -62,6 +69,9 @@ def test_a_killed_workers_live_gauges_leave_the_scrape(tmp_path):
     it dead, so its open streams and its leadership stop being reported."""
     server = Server(tmp_path / "data", "--workers", "2")
     try:
+        deadline = time.monotonic() + 20
+        while len(_workers(server)) < 2 and time.monotonic() < deadline:  # ready means one worker answers
+            time.sleep(0.05)
         streams = [requests.get(f"{server.url}/sdk/v1/stream", headers=server.admin, stream=True, timeout=10)
                    for _ in range(3)]
         assert all(s.status_code == 200 for s in streams)
