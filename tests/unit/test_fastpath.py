@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 from werkzeug.test import Client
@@ -21,6 +22,9 @@ def fast(app) -> NotModifiedFastPath:
 
 def _fresh_etag(fast: NotModifiedFastPath) -> str:
     fast.changes.ensure_started()
+    deadline = time.monotonic() + 5
+    while fast.changes.generation < 1 and time.monotonic() < deadline:  # subscribed: snapshots last 1 s, not 0.1
+        time.sleep(0.005)
     etag = fast.changes.latest().etag
     assert fast.changes.latest_in_memory() is not None
     return etag
