@@ -17,7 +17,7 @@ from collections.abc import Callable
 from flagsvc_client._backoff import Backoff
 from flagsvc_client._log import LogOnce
 from flagsvc_client._stream import HEARTBEAT, parse_events
-from flagsvc_client._transport import TransportError
+from flagsvc_client._transport import TransportError, auth_headers
 from flagsvc_client.snapshot import SnapshotError, loads_snapshot
 
 TYPE_CHECKING = False
@@ -52,7 +52,7 @@ class ConfigSync:
         self._confirm = confirm
         self._current_etag = current_etag
         self._backoff = Backoff(settings.backoff_initial, settings.backoff_max, random)
-        self._auth = {"Authorization": f"Bearer {settings.sdk_key}", "User-Agent": "flagsvc-client/0.1"}
+        self._auth = auth_headers(settings.sdk_key)
         self.mode = "stream" if settings.stream else "poll"
         self._stream_failures = 0
         self._retry_stream_at: float | None = None  # None: retry after the next successful poll

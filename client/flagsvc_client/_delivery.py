@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from flagsvc_client._backoff import Backoff
 from flagsvc_client._log import LogOnce
-from flagsvc_client._transport import TransportError
+from flagsvc_client._transport import TransportError, auth_headers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -62,11 +62,7 @@ class OutcomeDelivery:
         self._log = log
         self._new_batch_id = new_batch_id
         self._backoff = Backoff(settings.backoff_initial, settings.backoff_max, random)
-        self._headers = {
-            "Authorization": f"Bearer {settings.sdk_key}",
-            "Content-Type": "application/json",
-            "User-Agent": "flagsvc-client/0.1",
-        }
+        self._headers = {**auth_headers(settings.sdk_key), "Content-Type": "application/json"}
         self._lock = threading.Lock()  # guards the queue; held only for O(1) work
         self.send_lock = threading.Lock()  # one sender at a time (the flusher thread or a flush() caller)
         self._queue: deque[PendingBatch] = deque()

@@ -41,6 +41,14 @@ _READ_CHUNK = 1 << 20
 _MAX_LINE = 64 << 20  # a snapshot line longer than this is dropped rather than buffered
 
 
+USER_AGENT = "flagsvc-client/0.1"
+
+
+def auth_headers(sdk_key: str) -> dict[str, str]:
+    """What every request to the server carries."""
+    return {"Authorization": f"Bearer {sdk_key}", "User-Agent": USER_AGENT}
+
+
 class TransportError(Exception):
     """No HTTP answer: connection refused or reset, DNS failure, timeout. `refused` when nothing listens."""
 

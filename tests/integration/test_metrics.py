@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 from pathlib import Path
 
 import requests
 
 from tests.integration.test_serve import Server
+from tests.support import wait_for
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:
@@ -69,9 +69,7 @@ def test_a_killed_workers_live_gauges_leave_the_scrape(tmp_path):
     it dead, so its open streams and its leadership stop being reported."""
     server = Server(tmp_path / "data", "--workers", "2")
     try:
-        deadline = time.monotonic() + 20
-        while len(_workers(server)) < 2 and time.monotonic() < deadline:  # ready means one worker answers
-            time.sleep(0.05)
+        wait_for(lambda: len(_workers(server)) == 2, 20)  # ready means one worker answers
         streams = [requests.get(f"{server.url}/sdk/v1/stream", headers=server.admin, stream=True, timeout=10)
                    for _ in range(3)]
         assert all(s.status_code == 200 for s in streams)
@@ -80,9 +78,7 @@ def test_a_killed_workers_live_gauges_leave_the_scrape(tmp_path):
         assert len(old) == 2
         for pid in old:
             os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and (len(set(_workers(server)) - set(old)) < 2):
-            time.sleep(0.1)
+        wait_for(lambda: len(set(_workers(server)) - set(old)) == 2, 20)
         text = requests.get(f"{server.url}/metrics", timeout=10).text
         assert metric(text, "flagsvc_sse_clients") == 0.0
         for s in streams:

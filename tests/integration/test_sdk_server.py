@@ -11,7 +11,7 @@ import requests
 from flagsvc_client import FlagClient
 from werkzeug.serving import make_server
 
-from tests.support import ADMIN, SDK_KEY
+from tests.support import ADMIN, SDK_KEY, wait_for
 
 
 class RestartableServer:
@@ -54,13 +54,6 @@ def admin(server, method, path, **body):
     return response.json() if response.content else None
 
 
-def wait_for(condition, timeout=5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def test_sdk_follows_changes_live_and_counts_outcomes_exactly(server):

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,17 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.sdk.sdk_fakes import FakeStream, FakeTransport, flag, snapshot, sse
+from tests.support import wait_for
 
 ACK = Response(200, {}, b"{}")
 
 
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 def test_evaluate_gives_value_arm_reason_and_revision(make_client):

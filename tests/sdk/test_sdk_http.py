@@ -15,15 +15,7 @@ from flagsvc_client import FlagClient, bucketing
 from flagsvc_client._transport import HttpTransport, TransportError
 
 from tests.sdk.sdk_fake_server import FakeFlagServer
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
+from tests.support import wait_for
 
 
 def flag(percent: float) -> dict:

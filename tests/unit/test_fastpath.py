@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import pytest
 from werkzeug.test import Client
 
 from flagsvc import metrics
 from flagsvc.api.fastpath import NotModifiedFastPath
-from tests.support import ADMIN, SDK
+from tests.support import ADMIN, SDK, wait_for
 
 
 @pytest.fixture
@@ -22,9 +21,7 @@ def fast(app) -> NotModifiedFastPath:
 
 def _fresh_etag(fast: NotModifiedFastPath) -> str:
     fast.changes.ensure_started()
-    deadline = time.monotonic() + 5
-    while fast.changes.generation < 1 and time.monotonic() < deadline:  # subscribed: snapshots last 1 s, not 0.1
-        time.sleep(0.005)
+    wait_for(lambda: fast.changes.generation >= 1)  # subscribed: snapshots then last 1 s, not 0.1
     etag = fast.changes.latest().etag
     assert fast.changes.latest_in_memory() is not None
     return etag

@@ -10,7 +10,7 @@ import time
 import redis
 
 from flagsvc.domain import flag as flags
-from tests.support import ADMIN, SDK
+from tests.support import ADMIN, SDK, wait_for
 
 
 class StreamReader:
@@ -65,9 +65,7 @@ def test_a_stream_wakes_for_a_change_made_while_it_opened(app, client):
     client.post("/api/v1/flags", json={"key": "checkout"}, headers=ADMIN)
     changes = app.extensions["flagsvc"].changes
     changes.ensure_started()
-    deadline = time.monotonic() + 3
-    while changes.generation < 1 and time.monotonic() < deadline:  # subscribed (its first wake-up is done)
-        time.sleep(0.01)
+    wait_for(lambda: changes.generation >= 1)  # subscribed (its first wake-up is done)
     real_latest = changes.latest
     calls = 0
 
@@ -78,9 +76,7 @@ def test_a_stream_wakes_for_a_change_made_while_it_opened(app, client):
         if calls == 1:  # the change lands while the view opens the stream, and both its wake-ups are over
             before = changes.generation
             app.test_client().post("/api/v1/flags/checkout/start", headers=ADMIN)
-            deadline = time.monotonic() + 3
-            while changes.generation < before + 2 and time.monotonic() < deadline:  # this process's + pub/sub's
-                time.sleep(0.01)
+            wait_for(lambda: changes.generation >= before + 2)  # this process's wake-up and pub/sub's
         return snapshot
 
     changes.latest = latest_then_a_change
