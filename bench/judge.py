@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "client")]
 
-from flagsvc_client.sketch import GAMMA, LatencySketch, bucket_index  # noqa: E402
+from flagsvc_client.protocol.sketch import GAMMA, LatencySketch, bucket_index  # noqa: E402
 
 from flagsvc.domain.analysis import AnalysisSettings  # noqa: E402
 from flagsvc.domain.judge import CanaryJudge  # noqa: E402

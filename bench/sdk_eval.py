@@ -24,8 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import mmh3
-from flagsvc_client import FlagClient, bucketing
+from flagsvc_client import FlagClient
 from flagsvc_client._transport import Response, TransportError
+from flagsvc_client.protocol import bucketing
 
 IS_ENABLED_TARGET, RECORD_TARGET, IMPORT_TARGET_MS = 1.5, 3.0, 50.0
 QUICK = "--quick" in sys.argv

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from flagsvc_client._outcomes import SKETCH_SIZE, ArmTally
-from flagsvc_client.sketch import MIN_INDEX
+from flagsvc_client.protocol.sketch import MIN_INDEX
 
 MAX_BATCH_BYTES = 900_000  # under the server's 1 MiB body limit, with room for the envelope
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from flagsvc_client.sketch import MAX_INDEX, MIN_INDEX, bucket_index
+from flagsvc_client.protocol.sketch import MAX_INDEX, MIN_INDEX, bucket_index
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from mmh3 import hash as _murmur3_32
 
 from flagsvc_client._outcomes import ArmTally, placeholders
-from flagsvc_client.bucketing import BUCKETS, SEPARATOR, hash_key, user_key
+from flagsvc_client.protocol.bucketing import BUCKETS, SEPARATOR, hash_key, user_key
 from flagsvc_client.snapshot import FlagConfig, Snapshot
 
 Rule = Callable[[object], bool]

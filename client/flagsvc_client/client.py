@@ -23,9 +23,9 @@ from flagsvc_client._reporter import OutcomeReporter
 from flagsvc_client._rules import CompiledConfig, explain
 from flagsvc_client._track import Track
 from flagsvc_client._transport import HttpTransport
+from flagsvc_client.protocol.sketch import _INV_LOG_GAMMA as INV_LOG_GAMMA
 from flagsvc_client.result import Evaluation, Reason, Status
 from flagsvc_client.settings import ClientSettings
-from flagsvc_client.sketch import _INV_LOG_GAMMA as INV_LOG_GAMMA
 
 TYPE_CHECKING = False  # `typing` costs ~3 ms to import; type checkers treat this name as True
 if TYPE_CHECKING:

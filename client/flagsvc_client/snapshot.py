@@ -10,15 +10,14 @@ from __future__ import annotations
 import math
 
 from flagsvc_client._frozen import Frozen
-from flagsvc_client.bucketing import threshold
+from flagsvc_client.protocol.bucketing import threshold
+from flagsvc_client.protocol.limits import KILLED_STATES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-# States in which nobody is canary, allow list included: the kill switch kills for everyone.
-KILLED_STATES = frozenset({"off", "rolled_back"})
 
 
 class SnapshotError(ValueError):

@@ -8,7 +8,7 @@ import math
 import re
 from typing import Any
 
-from flagsvc_client import sketch
+from flagsvc_client.protocol import limits, sketch
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from flagsvc.domain import flag as flags
@@ -80,8 +80,8 @@ percent_body = PercentSchema()
 
 # --- outcome batches (docs/protocol.md) -------------------------------------------------------------------
 
-MAX_COUNT = 10**9
-MAX_BATCH_FLAGS = 1_000
+MAX_COUNT = limits.MAX_COUNT
+MAX_BATCH_FLAGS = limits.MAX_BATCH_FLAGS
 MAX_SKETCH_BUCKETS = sketch.MAX_INDEX - sketch.MIN_INDEX + 1  # every bucket the sketch can have
 
 
@@ -142,17 +142,17 @@ class ArmOutcomeSchema(Schema):
 class FlagOutcomeSchema(Schema):
     revision = fields.Integer(strict=True, required=True, validate=validate.Range(1, 2**53))
     arms = fields.Dict(
-        keys=fields.String(validate=validate.OneOf(["stable", "canary"])),
+        keys=fields.String(validate=validate.OneOf(limits.ARMS)),
         values=fields.Nested(ArmOutcomeSchema),
         required=True,
     )
 
 
 class OutcomeBatchSchema(Schema):
-    batch_id = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{8,64}\Z",
+    batch_id = fields.String(required=True, validate=validate.Regexp(limits.BATCH_ID_PATTERN,
                                                                      error="8 to 64 of A-Z a-z 0-9 _ -"))
     flags = fields.Dict(
-        keys=fields.String(validate=validate.Length(1, 128)),
+        keys=fields.String(validate=validate.Length(1, limits.MAX_FLAG_KEY_LENGTH)),
         values=fields.Nested(FlagOutcomeSchema),
         required=True,
         validate=validate.Length(max=MAX_BATCH_FLAGS),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, Literal
 
-from flagsvc_client.sketch import bucket_value
+from flagsvc_client.protocol.sketch import bucket_value
 
 from flagsvc.domain.analysis import AnalysisSettings
 from flagsvc.domain.judge_state import JudgeState, RolloutTest, Seen

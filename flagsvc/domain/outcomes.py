@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flagsvc_client.sketch import LatencySketch
+from flagsvc_client.protocol.sketch import LatencySketch
 
 ARMS = ("stable", "canary")
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from flagsvc_client import bucketing
 from flagsvc_client._rules import compile_rule, explain
+from flagsvc_client.protocol import bucketing
 from flagsvc_client.snapshot import parse_flag
 from hypothesis import given
 from hypothesis import strategies as st

@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from flagsvc_client import ClientSettings, FlagClient, bucketing
+from flagsvc_client import ClientSettings, FlagClient
 from flagsvc_client._lifecycle import spawn_loop
 from flagsvc_client._transport import Response
+from flagsvc_client.protocol import bucketing
 from flagsvc_client.snapshot import parse_snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -11,8 +11,9 @@ import time
 from collections import Counter
 
 import pytest
-from flagsvc_client import FlagClient, bucketing
+from flagsvc_client import FlagClient
 from flagsvc_client._transport import HttpTransport, TransportError
+from flagsvc_client.protocol import bucketing
 
 from tests.sdk.sdk_fake_server import FakeFlagServer
 from tests.support import wait_for

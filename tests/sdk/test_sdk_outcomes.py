@@ -9,11 +9,11 @@ import re
 import sys
 import threading
 
-from flagsvc_client import bucketing
 from flagsvc_client._batches import build_batches
 from flagsvc_client._outcomes import ArmTally, OutcomeWindow, event_of
 from flagsvc_client._transport import Response, TransportError
-from flagsvc_client.sketch import _INV_LOG_GAMMA, MAX_INDEX, MIN_INDEX, LatencySketch, bucket_index
+from flagsvc_client.protocol import bucketing
+from flagsvc_client.protocol.sketch import _INV_LOG_GAMMA, MAX_INDEX, MIN_INDEX, LatencySketch, bucket_index
 from flagsvc_client.snapshot import parse_snapshot
 
 from tests.sdk.sdk_fakes import flag, snapshot

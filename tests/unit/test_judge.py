@@ -10,7 +10,7 @@ import math
 import random
 
 import pytest
-from flagsvc_client.sketch import MAX_INDEX, MIN_INDEX, LatencySketch, bucket_index
+from flagsvc_client.protocol.sketch import MAX_INDEX, MIN_INDEX, LatencySketch, bucket_index
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from flagsvc_client.sketch import LatencySketch
+from flagsvc_client.protocol.sketch import LatencySketch
 
 from tests.support import ADMIN, SDK
 

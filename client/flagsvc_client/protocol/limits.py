@@ -1,0 +1,15 @@
+"""The protocol's constants and limits, importable without `typing` (the SDK's import time is budgeted).
+
+A server refuses a batch past these limits, so an SDK must cut its batches to fit.
+"""
+
+PROTOCOL_VERSION = 1
+ARMS = ("stable", "canary")
+# States in which nobody is canary, allow list included: the kill switch kills for everyone.
+KILLED_STATES = frozenset({"off", "rolled_back"})
+
+MAX_COUNT = 10**9  # any one counter of one arm in one batch
+MAX_BATCH_FLAGS = 1_000  # flags in one batch
+MAX_FLAG_KEY_LENGTH = 128
+BATCH_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}\Z"
+SNAPSHOT_EVENT = "snapshot"  # the Server-Sent Event that carries a snapshot on /sdk/v1/stream

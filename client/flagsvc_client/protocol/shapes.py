@@ -1,0 +1,94 @@
+"""The JSON documents SDKs and the server exchange (docs/protocol.md), as typed definitions.
+
+These are the one statement of each shape: the SDK builds and reads them, the server validates and serves them,
+and the server's OpenAPI document is generated from them. Their limits are in `limits`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+Arm = Literal["stable", "canary"]
+
+
+class SnapshotFlag(TypedDict):
+    """What an SDK needs to evaluate one flag, and nothing more. SDKs must accept states they do not know."""
+
+    key: str
+    state: str
+    percent: float
+    revision: int
+    salt: str
+    allow: list[str]
+    deny: list[str]
+
+
+class SnapshotDoc(TypedDict):
+    """The whole SDK configuration (GET /sdk/v1/flags, and each event of /sdk/v1/stream). `epoch` names the
+    dataset; `version` grows on every change within it; the ETag is "<epoch>-<version>"."""
+
+    epoch: str
+    version: int
+    flags: dict[str, SnapshotFlag]
+
+
+class ArmOutcome(TypedDict):
+    """One arm's outcomes in one batch: requests, errors, users who saw an error, and a latency sketch
+    (`{"<bucket index>": count}`, see `protocol.sketch`)."""
+
+    count: int
+    errors: int
+    error_users: NotRequired[int]
+    latency: NotRequired[dict[str, int]]
+
+
+class FlagOutcome(TypedDict):
+    """One flag's part of a batch, for the revision the SDK evaluated."""
+
+    revision: int
+    arms: dict[str, ArmOutcome]
+
+
+class OutcomeBatch(TypedDict):
+    """POST /sdk/v1/outcomes. `batch_id` stays the same across retries, so a batch is counted once."""
+
+    batch_id: str
+    flags: dict[str, FlagOutcome]
+    sent_at: NotRequired[float]
+    sdk: NotRequired[str]
+
+
+class OutcomeReceipt(TypedDict):
+    """The answer to a batch: how many flag entries were accepted, stale (an older revision), unknown; and
+    whether the whole batch had been applied before."""
+
+    batch_id: str
+    accepted: int
+    stale: int
+    unknown: int
+    duplicate: bool
+
+
+class ArmStats(TypedDict):
+    """One arm's live totals for the flag's current revision."""
+
+    count: int
+    errors: int
+    error_users: int
+    error_rate: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class FlagStats(TypedDict):
+    """GET /api/v1/flags/<key>/stats: the current revision's totals per arm, batch counts, the judge's last
+    verdict."""
+
+    key: str
+    revision: int
+    state: str
+    percent: float
+    arms: dict[str, ArmStats]
+    ingest: dict[str, int]
+    verdict: dict[str, Any] | None
