@@ -16,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from flagsvc.domain.flag import State
-from flagsvc.store.base import Store
+from flagsvc.store.roles import FlagRepository
 
 HTTP_REQUESTS = Counter("flagsvc_http_requests_total", "HTTP requests answered", ["endpoint", "method", "status"])
 HTTP_LATENCY = Histogram(
@@ -36,8 +36,8 @@ REDIS_ERRORS = Counter("flagsvc_redis_errors_total", "Requests that failed becau
 class FlagStateCollector(Collector):
     """Per-flag rollout gauges, read from the store when scraped."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, flags: FlagRepository) -> None:
+        self.flags = flags
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         percent = GaugeMetricFamily("flagsvc_flag_percent", "Current rollout percentage", labels=["flag"])
@@ -48,7 +48,7 @@ class FlagStateCollector(Collector):
                                      "1 when this scrape could read the flags from Redis (their gauges are missing "
                                      "while 0)")
         try:
-            found = self.store.list_flags()
+            found = self.flags.list_flags()
         except Exception:  # Redis is down: the process metrics (errors, streams) matter most now
             REDIS_ERRORS.inc()
             readable.add_metric([], 0.0)
@@ -65,13 +65,13 @@ class FlagStateCollector(Collector):
         yield from (percent, stage, revision, state)
 
 
-def render(store: Store) -> bytes:
+def render(flags: FlagRepository) -> bytes:
     """The scrape body: this server's process metrics (all workers) and the flags' gauges."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         processes = CollectorRegistry()
         multiprocess.MultiProcessCollector(processes)
     else:
         from prometheus_client import REGISTRY as processes
-    flags = CollectorRegistry()
-    flags.register(FlagStateCollector(store))
-    return generate_latest(processes) + generate_latest(flags)
+    gauges = CollectorRegistry()
+    gauges.register(FlagStateCollector(flags))
+    return generate_latest(processes) + generate_latest(gauges)

@@ -12,8 +12,22 @@ import redis
 
 from flagsvc.api import create_app
 from flagsvc.embedded import EmbeddedRedis
-from flagsvc.store import MemoryStore, RedisStore
+from flagsvc.store.memory import MemoryStore
+from flagsvc.store.redis_store import RedisStore
 from tests.support import TEST_SETTINGS
+
+
+class ManualClock:
+    """Seconds that pass only when a test says so."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @pytest.fixture(scope="session")
@@ -50,17 +64,23 @@ def fake_store(namespace: str) -> RedisStore:
     return RedisStore(fakeredis.FakeRedis(decode_responses=True), namespace)
 
 
+@pytest.fixture
+def manual_clock() -> ManualClock:
+    return ManualClock()
+
+
 @pytest.fixture(params=["memory", "fakeredis", "redis", "redis-other-namespace"])
-def any_store(request: pytest.FixtureRequest):
-    """Every store implementation, for the contract tests (real Redis twice: two namespaces)."""
+def any_store(request: pytest.FixtureRequest, manual_clock: ManualClock, namespace: str):
+    """Every store implementation, for the contract tests (real Redis twice: two namespaces), on a clock the
+    test moves."""
     if request.param == "memory":
-        return MemoryStore()
+        return MemoryStore(clock=manual_clock)
     if request.param == "fakeredis":
-        return request.getfixturevalue("fake_store")
-    store = request.getfixturevalue("real_store")
+        return RedisStore(fakeredis.FakeRedis(decode_responses=True), namespace, clock=manual_clock)
+    client = request.getfixturevalue("real_redis")
     if request.param == "redis-other-namespace":
-        return RedisStore(store.redis, "other-env:" + store.keys.namespace)
-    return store
+        return RedisStore(client, "other-env:" + namespace, clock=manual_clock)
+    return RedisStore(client, namespace, clock=manual_clock)
 
 
 @pytest.fixture

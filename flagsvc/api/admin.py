@@ -8,9 +8,9 @@ from flask import Blueprint, g, jsonify, request, url_for
 
 from flagsvc.api import schemas
 from flagsvc.api.body import json_body
+from flagsvc.api.context import services
 from flagsvc.api.errors import ApiError
-from flagsvc.api.services import services
-from flagsvc.operations import TRANSITIONS
+from flagsvc.service import TRANSITIONS
 
 bp = Blueprint("admin", __name__, url_prefix="/api/v1")
 LIMIT_PATTERN = re.compile(r"^[0-9]{1,4}\Z")
@@ -18,13 +18,13 @@ LIMIT_PATTERN = re.compile(r"^[0-9]{1,4}\Z")
 
 @bp.get("/flags")
 def list_flags():
-    return jsonify({"flags": [f.to_dict() for f in services().operations.store.list_flags()]})
+    return jsonify({"flags": [f.to_dict() for f in services().commands.list()]})
 
 
 @bp.post("/flags")
 def create_flag():
     body = json_body(schemas.flag_create)
-    flag = services().operations.create(body.pop("key"), body, actor=g.principal.name)
+    flag = services().commands.create(body.pop("key"), body, actor=g.principal.name)
     response = jsonify(flag.to_dict())
     response.status_code = 201
     response.headers["Location"] = url_for("admin.get_flag", key=flag.key)
@@ -33,18 +33,18 @@ def create_flag():
 
 @bp.get("/flags/<key>")
 def get_flag(key: str):
-    return jsonify(services().operations.get(key).to_dict())
+    return jsonify(services().commands.get(key).to_dict())
 
 
 @bp.patch("/flags/<key>")
 def update_flag(key: str):
     body = json_body(schemas.flag_update)
-    return jsonify(services().operations.update(key, body, actor=g.principal.name).to_dict())
+    return jsonify(services().commands.update(key, body, actor=g.principal.name).to_dict())
 
 
 @bp.delete("/flags/<key>")
 def delete_flag(key: str):
-    services().operations.delete(key)
+    services().commands.delete(key)
     return "", 204
 
 
@@ -53,14 +53,14 @@ def transition(key: str, action: str):
     if action not in TRANSITIONS:
         raise ApiError("not_found", f"no action {action!r}; one of {', '.join(TRANSITIONS)}")
     body = json_body(schemas.reason_body, allow_empty=True)
-    run = getattr(services().operations, action)
-    return jsonify(run(key, actor=g.principal.name, reason=body.get("reason", "")).to_dict())
+    flag = services().commands.transition(key, action, actor=g.principal.name, reason=body.get("reason", ""))
+    return jsonify(flag.to_dict())
 
 
 @bp.put("/flags/<key>/percent")
 def set_percent(key: str):
     body = json_body(schemas.percent_body)
-    flag = services().operations.set_percent(key, body["percent"], actor=g.principal.name,
+    flag = services().commands.set_percent(key, body["percent"], actor=g.principal.name,
                                               reason=body.get("reason", ""))
     return jsonify(flag.to_dict())
 
@@ -70,12 +70,10 @@ def history(key: str):
     limit = request.args.get("limit", "100")
     if not LIMIT_PATTERN.match(limit) or not 1 <= int(limit) <= 1000:  # ASCII digits only: int("²") raises
         raise ApiError("bad_request", "limit must be an integer from 1 to 1000", {"limit": ["must be 1 to 1000"]})
-    operations = services().operations
-    operations.get(key)
-    entries = operations.store.history(key, int(limit))
+    entries = services().commands.history(key, int(limit))
     return jsonify({"key": key, "history": [e.to_dict() for e in entries]})
 
 
 @bp.get("/flags/<key>/stats")
 def stats(key: str):
-    return jsonify(services().outcomes.stats(key))
+    return jsonify(services().ingestion.stats(key))

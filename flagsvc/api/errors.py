@@ -6,8 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import redis
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import RequestRedirect
@@ -63,7 +62,8 @@ def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     return {prefix or "_body": [str(messages)]}
 
 
-def register_error_handlers(app: Flask) -> None:
+def register_error_handlers(app: Flask, outage_errors: tuple[type[Exception], ...] = ()) -> None:
+    """Every error one JSON shape; `outage_errors` (what the store raises when it does not answer) become 503s."""
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError):
         return error_response(error.code, error.message, error.fields)
@@ -94,11 +94,13 @@ def register_error_handlers(app: Flask) -> None:
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
 
-    @app.errorhandler(redis.RedisError)
-    def _redis_error(error: redis.RedisError):
-        log.error("redis error: %s", error)
+    def _store_outage(error: Exception) -> Response:
+        log.error("flag store error: %s", error)
         metrics.REDIS_ERRORS.inc()
         return error_response("unavailable", "the flag store is unreachable; nothing was changed")
+
+    for outage in outage_errors:
+        app.register_error_handler(outage, _store_outage)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

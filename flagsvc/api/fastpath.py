@@ -17,7 +17,7 @@ from typing import Any
 
 from flagsvc import metrics
 from flagsvc.api.auth import TokenRegistry, bearer_secret
-from flagsvc.changes import ChangeFeed
+from flagsvc.service.change_feed import ChangeFeed
 
 PATH = "/sdk/v1/flags"
 

@@ -18,7 +18,7 @@ from marshmallow import Schema, fields, validate
 from flagsvc.api import schemas
 from flagsvc.api.errors import STATUS_BY_CODE
 from flagsvc.domain.flag import KEY_PATTERN, Action, State
-from flagsvc.operations import TRANSITIONS
+from flagsvc.service import TRANSITIONS
 
 STATES = [s.value for s in State]
 

@@ -9,9 +9,9 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from flagsvc import metrics
 from flagsvc.api import schemas
 from flagsvc.api.body import json_body
-from flagsvc.api.services import services
-from flagsvc.changes import ChangeFeed
-from flagsvc.snapshot import Snapshot
+from flagsvc.api.context import services
+from flagsvc.service import ServedSnapshot
+from flagsvc.service.change_feed import ChangeFeed
 
 bp = Blueprint("sdk", __name__, url_prefix="/sdk/v1")
 
@@ -30,7 +30,7 @@ def snapshot():
 HEARTBEAT_SECONDS = 15.0
 
 
-def _latest_or(changes: ChangeFeed, sent: Snapshot) -> Snapshot:
+def _latest_or(changes: ChangeFeed, sent: ServedSnapshot) -> ServedSnapshot:
     """The current snapshot; while the store is unreachable, the one this stream sent last, so the stream stays
     open on heartbeats (the change feed logs the outage) instead of dropping every SDK at once."""
     try:
@@ -39,7 +39,7 @@ def _latest_or(changes: ChangeFeed, sent: Snapshot) -> Snapshot:
         return sent
 
 
-def _event(snapshot: Snapshot) -> bytes:
+def _event(snapshot: ServedSnapshot) -> bytes:
     return b"event: snapshot\nid: %s\ndata: %s\n\n" % (snapshot.etag.strip('"').encode(), snapshot.body)
 
 
@@ -81,4 +81,4 @@ def stream():
 @bp.post("/outcomes")
 def outcomes():
     batch = json_body(schemas.outcome_batch)
-    return jsonify(services().outcomes.add_batch(batch))
+    return jsonify(services().ingestion.add_batch(batch))

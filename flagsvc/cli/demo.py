@@ -75,25 +75,25 @@ def demo(seconds: float, rate: float) -> None:
     from flagsvc.api import create_app
     from flagsvc.config import Settings
     from flagsvc.embedded import EmbeddedRedis
+    from flagsvc.service import build_services
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log between the progress lines
     with tempfile.TemporaryDirectory(prefix="flagsvc-demo-") as tmp, \
             EmbeddedRedis(Path(tmp), appendfsync="no") as redis:
         settings = Settings(redis_url=redis.url, admin_tokens={"demo": DEMO_ADMIN}, sdk_keys={"demo": DEMO_SDK},
                             controller_interval=0.5)
-        app = create_app(settings)
-        background = app.extensions["flagsvc.background"]
-        operations = app.extensions["flagsvc"].operations
-        outcomes = app.extensions["flagsvc"].outcomes
+        services = build_services(settings)
+        app = create_app(settings, services=services)
+        background, commands, ingestion = services.background, services.commands, services.ingestion
         server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         background.start()
         url = f"http://127.0.0.1:{server.server_port}"
         click.echo(f"flagsvc demo: server at {url}, embedded Redis at {redis.url}")
         for s in SCENARIOS:
-            operations.create(s.key, {"stages": STAGES, "bake_seconds": 5,
+            commands.create(s.key, {"stages": STAGES, "bake_seconds": 5,
                                       "description": f"canary error rate {s.canary_error_rate:.0%}"}, actor="demo")
-            operations.start(s.key, actor="demo")
+            commands.start(s.key, actor="demo")
         click.echo(f"  stable fails {STABLE_ERROR_RATE:.0%} of requests; demo_healthy's canary the same, "
                    f"demo_broken's canary {SCENARIOS[1].canary_error_rate:.0%}. Stages {STAGES}, 5 s bake.\n")
         stop = threading.Event()
@@ -106,10 +106,10 @@ def demo(seconds: float, rate: float) -> None:
             started = time.monotonic()
             while time.monotonic() - started < seconds:
                 time.sleep(1.0)
-                flags = [operations.get(s.key) for s in SCENARIOS]
+                flags = [commands.get(s.key) for s in SCENARIOS]
                 click.echo(f"t={time.monotonic() - started:4.0f}s")
                 for flag in flags:
-                    click.echo(_line(flag, outcomes.stats(flag.key)))
+                    click.echo(_line(flag, ingestion.stats(flag.key)))
                 if all(f.state.value == s.expected for f, s in zip(flags, SCENARIOS, strict=True)):
                     ok = True
                     break
@@ -121,7 +121,7 @@ def demo(seconds: float, rate: float) -> None:
             server.shutdown()
         click.echo("\nWhat happened, from each flag's history:")
         for s in SCENARIOS:
-            for entry in reversed(operations.store.history(s.key)):
+            for entry in reversed(commands.history(s.key)):
                 if entry.actor == "controller":
                     click.echo(f"  {s.key}: {entry.action.value} to {entry.to_percent:g}%: {entry.reason}")
         if not ok:

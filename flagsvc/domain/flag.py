@@ -1,4 +1,4 @@
-"""A flag, its rollout states, and the transitions between them (BRIEF §2).
+"""A flag, its rollout states, and the transitions between them.
 
 Plain Python: no Flask, no Redis. Every transition is a pure function from a flag to a new flag plus the
 history entry describing the change; storing the pair atomically (compare-and-set on `revision`) is the

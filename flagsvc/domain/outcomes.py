@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flagsvc_client.protocol.limits import ARMS
+from flagsvc_client.protocol.shapes import ArmStats
 from flagsvc_client.protocol.sketch import LatencySketch
-
-ARMS = ("stable", "canary")
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class ArmTotals:
     def error_rate(self) -> float | None:
         return self.errors / self.count if self.count else None
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> ArmStats:
         def q(p: float) -> float | None:
             value = self.latency.quantile(p)
             return round(value, 3) if value is not None else None

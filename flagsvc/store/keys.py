@@ -1,4 +1,4 @@
-"""Every Redis key and channel flagsvc uses, built here and nowhere else (BRIEF §7).
+"""Every Redis key and channel flagsvc uses, built here and nowhere else.
 
 All keys start with the namespace (default ``flagsvc:``), so environments can share one Redis. Every key of one
 flag carries the hash tag ``{<flag key>}``, and every atomic operation (Lua script or MULTI/EXEC) touches the
@@ -18,10 +18,10 @@ Keys (type; what it holds; who writes it; expiry):
   expires after BATCH_MARKER_TTL, the longest an SDK retries a batch.
 - ``<ns>ingest:{<key>}`` (hash): ``accepted``, ``duplicate``, ``stale`` batch counts; the outcomes script.
 - ``<ns>ingest:unknown`` (string): batch entries for flags that do not exist; the API.
-- ``<ns>judge:{<key>}`` (string): the judge's state and last verdict for the flag's current revision, JSON;
+- ``<ns>judge:{<key>}`` (string): the judge record (its state and last verdict for the flag's current revision), JSON;
   the controller leader; deleted with the flag.
-- ``<ns>controller:lease`` (string): ``<owner> <fencing token>`` of the controller leader; lease script;
-  expires after the lease time unless renewed.
+- ``<ns>controller:lease`` (string): ``<owner> <fencing token> <expiry, ms>`` of the controller leader; lease
+  script; expires after the lease time unless renewed.
 - ``<ns>controller:fence`` (string): the fencing counter, +1 for every new leadership; lease script.
 - The flag hash's ``fence`` field: the highest fencing token that acted on the flag; a controller write with a
   lower token is refused (replace script), so a deposed leader cannot change anything.

@@ -1,4 +1,4 @@
-"""An in-process store: for tests and for running the API without Redis. Same contract as RedisStore."""
+"""An in-process store: for tests and for running the API without Redis. Same roles and contract as RedisStore."""
 
 from __future__ import annotations
 
@@ -10,12 +10,17 @@ from collections.abc import Callable, Mapping
 
 from flagsvc.domain.errors import FlagExists, FlagNotFound, LeadershipLost, RevisionConflict
 from flagsvc.domain.flag import Flag, HistoryEntry
+from flagsvc.domain.judge_record import JudgeRecord
 from flagsvc.domain.outcomes import ArmTotals, totals_from_fields
-from flagsvc.store.base import HISTORY_CAP, ConfigVersion, IngestResult, OutcomeEntry
+from flagsvc.store.roles import HISTORY_CAP, Clock, ConfigVersion, IngestResult, OutcomeEntry
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    outage_errors: tuple[type[Exception], ...] = ()  # memory always answers
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        """`clock` (seconds) times the controller lease."""
+        self._clock = clock
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._flags: dict[str, Flag] = {}
@@ -27,8 +32,8 @@ class MemoryStore:
         self._ingest: dict[str, dict[str, int]] = {}
         self._unknown = 0
         self._fences: dict[str, int] = {}
-        self._judgements: dict[str, dict] = {}
-        self._lease: tuple[str, int, float] | None = None  # owner, token, expires (monotonic)
+        self._judgements: dict[str, JudgeRecord] = {}
+        self._lease: tuple[str, int, float] | None = None  # owner, token, expires (by the clock)
         self._fence_counter = 0
 
     def get(self, key: str) -> Flag | None:
@@ -68,7 +73,7 @@ class MemoryStore:
 
     def acquire_lease(self, owner: str, ttl_seconds: float) -> int | None:
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             if self._lease and self._lease[2] > now and self._lease[0] != owner:
                 return None
             if self._lease and self._lease[2] > now:
@@ -84,11 +89,11 @@ class MemoryStore:
             if self._lease and self._lease[0] == owner:
                 self._lease = None
 
-    def save_judgement(self, key: str, data: dict) -> None:
+    def save_judgement(self, key: str, record: JudgeRecord) -> None:
         with self._lock:
-            self._judgements[key] = dict(data)
+            self._judgements[key] = record
 
-    def load_judgement(self, key: str) -> dict | None:
+    def load_judgement(self, key: str) -> JudgeRecord | None:
         with self._lock:
             return self._judgements.get(key)
 

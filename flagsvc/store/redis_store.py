@@ -1,4 +1,4 @@
-"""The Redis store: plain redis-py calls and three Lua scripts (in ./lua/, each headed by its KEYS and ARGV).
+"""The Redis store: plain redis-py calls and seven Lua scripts (in ./lua/, each headed by its KEYS and ARGV).
 
 Every flag change is one script run: compare the stored revision, write the flag, push the history entry, trim
 the history — atomically, so a change is applied whole or not at all. Keys come from `keys.Keys` only.
@@ -7,18 +7,23 @@ the history — atomically, so a change is applied whole or not at all. Keys com
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping
 from importlib import resources
+from typing import Any
 
 import redis
 
 from flagsvc.domain.errors import FlagExists, FlagNotFound, LeadershipLost, RevisionConflict
 from flagsvc.domain.flag import Flag, HistoryEntry
+from flagsvc.domain.judge_record import JudgeRecord
 from flagsvc.domain.outcomes import ArmTotals, totals_from_fields
-from flagsvc.store.base import HISTORY_CAP, ConfigVersion, IngestResult, OutcomeEntry
 from flagsvc.store.keys import BATCH_MARKER_TTL, DEFAULT_NAMESPACE, OUTCOMES_TTL, Keys
+from flagsvc.store.roles import HISTORY_CAP, Clock, ConfigVersion, IngestResult, OutcomeEntry
+
+log = logging.getLogger("flagsvc.store")
 
 
 def _lua(name: str) -> str:
@@ -30,9 +35,13 @@ def _dumps(data: object) -> str:
 
 
 class RedisStore:
-    def __init__(self, client: redis.Redis, namespace: str = DEFAULT_NAMESPACE) -> None:
-        """`client` must be created with decode_responses=True."""
+    outage_errors: tuple[type[Exception], ...] = (redis.RedisError,)
+
+    def __init__(self, client: redis.Redis, namespace: str = DEFAULT_NAMESPACE, clock: Clock | None = None) -> None:
+        """`client` must be created with decode_responses=True. The controller lease is timed by Redis's own clock,
+        one clock for every replica; a test passes `clock` (seconds) to move time itself."""
         self.redis = client
+        self._clock = clock
         self.keys = Keys(namespace)
         self._create = client.register_script(_lua("create_flag.lua"))
         self._replace = client.register_script(_lua("replace_flag.lua"))
@@ -45,7 +54,7 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, namespace: str = DEFAULT_NAMESPACE, max_connections: int = 256,
-                 **options: object) -> RedisStore:
+                 **options: Any) -> RedisStore:
         """A blocking pool: past `max_connections` busy connections a request waits (up to 5 s) for one to
         free up instead of failing, so a burst degrades into latency rather than errors."""
         options.setdefault("socket_timeout", 5.0)
@@ -105,19 +114,26 @@ class RedisStore:
         return bool(self._raise_fence(keys=[self.keys.flag(key)], args=[token]))
 
     def acquire_lease(self, owner: str, ttl_seconds: float) -> int | None:
+        now_ms = "" if self._clock is None else int(self._clock() * 1000)
         token = self._lease(keys=[self.keys.controller_lease, self.keys.controller_fence],
-                            args=[owner, max(int(ttl_seconds * 1000), 1)])
+                            args=[owner, max(int(ttl_seconds * 1000), 1), now_ms])
         return int(token) or None
 
     def release_lease(self, owner: str) -> None:
         self._release_lease(keys=[self.keys.controller_lease], args=[owner])
 
-    def save_judgement(self, key: str, data: dict) -> None:
-        self.redis.set(self.keys.judgement(key), _dumps(data))
+    def save_judgement(self, key: str, record: JudgeRecord) -> None:
+        self.redis.set(self.keys.judgement(key), _dumps(record.to_dict()))
 
-    def load_judgement(self, key: str) -> dict | None:
+    def load_judgement(self, key: str) -> JudgeRecord | None:
         raw = self.redis.get(self.keys.judgement(key))
-        return json.loads(raw) if raw else None
+        if not raw:
+            return None
+        try:
+            return JudgeRecord.from_dict(json.loads(raw))
+        except ValueError as e:  # written by another version: the controller starts the judge afresh
+            log.warning("flag %s: judge record not readable (%s); ignored", key, e)
+            return None
 
     def history(self, key: str, limit: int = 100) -> list[HistoryEntry]:
         raw = self.redis.lrange(self.keys.history(key), 0, max(limit, 1) - 1)

@@ -7,8 +7,8 @@ no traffic never advances.
 from __future__ import annotations
 
 import threading
-import time
 
+import pytest
 from click.testing import CliRunner
 from flagsvc_client import FlagClient
 from werkzeug.serving import make_server
@@ -18,15 +18,18 @@ from flagsvc.cli.demo import Scenario, simulate_traffic
 from flagsvc.cli.server import main
 from flagsvc.config import Settings
 from flagsvc.domain.flag import State
-from flagsvc.store import RedisStore
-from tests.support import ADMIN_TOKEN, SDK_KEY
+from flagsvc.service import build_services
+from flagsvc.store.redis_store import RedisStore
+from tests.support import ADMIN_TOKEN, SDK_KEY, wait_for
+
+pytestmark = pytest.mark.slow
 
 
 def test_healthy_completes_broken_is_zeroed_idle_never_advances(real_redis, namespace):
     settings = Settings(admin_tokens={"ops": ADMIN_TOKEN}, sdk_keys={"web": SDK_KEY}, controller_interval=0.25)
-    app = create_app(settings, store=RedisStore(real_redis, namespace))
-    operations = app.extensions["flagsvc"].operations
-    background = app.extensions["flagsvc.background"]
+    services = build_services(settings, RedisStore(real_redis, namespace))
+    app = create_app(settings, services=services)
+    operations, background = services.commands, services.background
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     background.start()
@@ -40,11 +43,8 @@ def test_healthy_completes_broken_is_zeroed_idle_never_advances(real_redis, name
     try:
         assert client.wait_until_ready(timeout=5)
         traffic.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if operations.get("healthy").state == State.COMPLETE and operations.get("broken").state != State.ROLLING:
-                break
-            time.sleep(0.25)
+        wait_for(lambda: operations.get("healthy").state == State.COMPLETE
+                 and operations.get("broken").state != State.ROLLING, timeout=60)
     finally:
         stop.set()
         traffic.join(2)
@@ -54,14 +54,14 @@ def test_healthy_completes_broken_is_zeroed_idle_never_advances(real_redis, name
 
     healthy, broken, idle = (operations.get(k) for k in ("healthy", "broken", "idle"))
     assert (healthy.state, healthy.percent) == (State.COMPLETE, 100)
-    assert [e.to_percent for e in reversed(operations.store.history("healthy")) if e.actor == "controller"] == [
+    assert [e.to_percent for e in reversed(operations.history("healthy")) if e.actor == "controller"] == [
         25, 50, 100]
     assert (broken.state, broken.percent) == (State.ROLLED_BACK, 0)
     assert "errors regression" in broken.reason
-    rollback = operations.store.history("broken", 1)[0]
+    rollback = operations.history("broken", 1)[0]
     assert rollback.actor == "controller" and rollback.evidence  # the numbers behind the decision are kept
     assert (idle.state, idle.percent, idle.revision) == (State.ROLLING, 5, 2)  # no traffic: no advance, no rollback
-    verdict = app.extensions["flagsvc"].outcomes.stats("idle")["verdict"]
+    verdict = services.ingestion.stats("idle")["verdict"]
     assert verdict["decision"] == "hold" and "insufficient" in verdict["reason"]
 
 

@@ -201,9 +201,12 @@ def test_snapshot_etag_and_304(client):
     assert changed.get_json()["flags"]["new_checkout"]["percent"] == 1.0
 
 
-def test_readyz_fails_when_the_store_is_down(app):
-    store = app.extensions["flagsvc"].operations.store
-    store.ping = lambda: False
+def test_readyz_fails_when_the_store_is_down(fake_store):
+    from flagsvc.api import create_app
+    from tests.support import TEST_SETTINGS
+
+    fake_store.ping = lambda: False
+    app = create_app(TEST_SETTINGS, store=fake_store, controller=False)
     assert_error(app.test_client().get("/readyz"), 503, "unavailable")
 
 

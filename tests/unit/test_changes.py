@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import threading
-import time
 
-from flagsvc.changes import ChangeFeed
-from flagsvc.operations import FlagOperations
-from flagsvc.snapshot import SnapshotSource
-from flagsvc.store import MemoryStore
+from flagsvc.service.announce import ChangeAnnouncer
+from flagsvc.service.change_feed import ChangeFeed
+from flagsvc.service.commands import FlagCommands
+from flagsvc.service.snapshots import SnapshotSource
+from flagsvc.store.memory import MemoryStore
+from tests.support import wait_for
 
 
 class CountingSource(SnapshotSource):
     def __init__(self, store) -> None:
-        super().__init__(store)
+        super().__init__(store, store)
         self.rebuilds = 0
         self.reads = 0
 
@@ -26,13 +27,11 @@ def test_a_change_is_read_once_per_process_and_fanned_out_from_memory():
     store = MemoryStore()
     source = CountingSource(store)
     feed = ChangeFeed(store.listen_changes, source)
-    operations = FlagOperations(store, on_change=feed.changed_here)
+    commands = FlagCommands(store, ChangeAnnouncer(store, feed.changed_here))
     feed.ensure_started()
     try:
         first = feed.latest()
-        deadline = time.monotonic() + 2
-        while (not feed._healthy or feed.generation == 0) and time.monotonic() < deadline:  # subscribed
-            time.sleep(0.01)
+        assert wait_for(lambda: feed._healthy and feed.generation > 0, timeout=2)  # subscribed
         reads_before = source.reads
         seen = [feed.generation] * 50
         versions = []
@@ -44,7 +43,7 @@ def test_a_change_is_read_once_per_process_and_fanned_out_from_memory():
         threads = [threading.Thread(target=stream, args=(i,)) for i in range(50)]
         for t in threads:
             t.start()
-        operations.create("new_checkout", {}, actor="ops")
+        commands.create("new_checkout", {}, actor="ops")
         for t in threads:
             t.join(3)
         assert len(versions) == 50 and min(versions) > first.version.version
@@ -56,6 +55,6 @@ def test_a_change_is_read_once_per_process_and_fanned_out_from_memory():
 
 def test_without_a_subscription_readers_fall_back_to_the_store():
     store = MemoryStore()
-    feed = ChangeFeed(store.listen_changes, SnapshotSource(store, max_age=0.0), max_age=0.0)  # never started
-    FlagOperations(store).create("a", {}, actor="ops")
+    feed = ChangeFeed(store.listen_changes, SnapshotSource(store, store, max_age=0.0), max_age=0.0)  # not started
+    FlagCommands(store, ChangeAnnouncer(store)).create("a", {}, actor="ops")
     assert b'"a"' in feed.latest().body

@@ -42,7 +42,7 @@ def test_embedded_mode_fills_in_the_kind_of_token_not_given(tmp_path, monkeypatc
     captured = {}
 
     def fake_run(app, **options):
-        captured["tokens"] = app.extensions["flagsvc"].tokens
+        captured["tokens"] = app.extensions["flagsvc.tokens"]
 
     monkeypatch.setattr("flagsvc.cli.wsgi.run_gunicorn", fake_run)
     monkeypatch.setattr(server, "_prepare_multiprocess_metrics", lambda: None)

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from flagsvc.controller import RolloutController
 from flagsvc.domain import flag as flags
 from flagsvc.domain.flag import State
-from flagsvc.store import MemoryStore
+from flagsvc.service.announce import ChangeAnnouncer
+from flagsvc.service.controller import RolloutController
+from flagsvc.store.memory import MemoryStore
 
 
 @dataclass
@@ -20,6 +21,12 @@ class FakeState:
 
     def to_dict(self) -> dict[str, Any]:
         return {"looks": self.looks}
+
+    def carry_to(self, stage_index: int) -> None:
+        return None  # knows nothing that goes on in a later revision
+
+    def next_stage(self) -> None:
+        return None
 
 
 @dataclass
@@ -63,7 +70,7 @@ def store(request):
 
 
 def controller(store, judge, owner="c1", clock=lambda: 100.0):
-    return RolloutController(store, lambda flag: judge, load_state, clock=clock, owner=owner)
+    return RolloutController(store, lambda flag: judge, load_state, ChangeAnnouncer(store), clock=clock, owner=owner)
 
 
 def test_advances_completes_and_records_why(store):
@@ -89,7 +96,7 @@ def test_rollback_zeroes_with_the_reason(store):
     controller(store, ScriptedJudge(["rollback"])).tick()
     flag = store.get("new_checkout")
     assert (flag.state, flag.percent, flag.reason) == (State.ROLLED_BACK, 0, "scripted rollback")
-    assert store.load_judgement("new_checkout")["verdict"]["decision"] == "rollback"
+    assert store.load_judgement("new_checkout").verdict["decision"] == "rollback"
 
 
 def test_hold_keeps_the_judge_state_for_the_next_look(store):
@@ -101,7 +108,7 @@ def test_hold_keeps_the_judge_state_for_the_next_look(store):
     assert judge.seen_states == [None, FakeState(looks=1)]
     assert store.get("new_checkout").revision == 2  # holding changes nothing
     kept = store.load_judgement("new_checkout")
-    assert kept["revision"] == 2 and kept["verdict"]["decision"] == "hold"
+    assert kept.revision == 2 and kept.verdict["decision"] == "hold"
 
 
 def test_paused_and_manual_flags_are_not_judged(store):
@@ -178,10 +185,11 @@ def test_two_controllers_racing_never_both_apply(real_store):
 
 
 def test_a_forked_worker_gets_its_own_identity(monkeypatch):
-    ctl = RolloutController(MemoryStore(), lambda flag: ScriptedJudge([]), load_state)
+    store = MemoryStore()
+    ctl = RolloutController(store, lambda flag: ScriptedJudge([]), load_state, ChangeAnnouncer(store))
     before = ctl.owner
     assert ctl.owner == before  # stable within a process
-    import flagsvc.controller as module
+    import flagsvc.service.controller as module
 
     monkeypatch.setattr(module.os, "getpid", lambda: -1)  # as if forked
     assert ctl.owner != before
@@ -220,8 +228,8 @@ OPERATOR_STEPS = {
 def test_the_rollout_test_goes_on_after_a_pause_only(store, steps, carried_to_stage):
     flag = rolling_flag(store)
     judge = ScriptedJudge(["hold", "hold"])
-    ctl = RolloutController(store, lambda f: judge, lambda data: CarriedState(**data), clock=lambda: 100.0,
-                            owner="c1")
+    ctl = RolloutController(store, lambda f: judge, lambda data: CarriedState(**data), ChangeAnnouncer(store),
+                            clock=lambda: 100.0, owner="c1")
     ctl.tick()  # a look at revision 2, kept
     for step in steps:
         current = store.get(flag.key)
@@ -233,7 +241,7 @@ def test_the_rollout_test_goes_on_after_a_pause_only(store, steps, carried_to_st
         assert seen is None
     else:
         assert seen == CarriedState(looks=1, stage=carried_to_stage, carried=True)
-    assert store.load_judgement(flag.key)["revision"] == store.get(flag.key).revision
+    assert store.load_judgement(flag.key).revision == store.get(flag.key).revision
 
 
 def test_the_real_judge_state_carries_only_the_rollout_test():
@@ -252,8 +260,8 @@ def test_no_carry_when_another_rollout_hides_behind_later_pauses(store):
     entries between the kept revision and the listed one are a rollback and a start: nothing is carried."""
     flag = rolling_flag(store)
     judge = ScriptedJudge(["hold"])
-    ctl = RolloutController(store, lambda f: judge, lambda data: CarriedState(**data), clock=lambda: 100.0,
-                            owner="c1")
+    ctl = RolloutController(store, lambda f: judge, lambda data: CarriedState(**data), ChangeAnnouncer(store),
+                            clock=lambda: 100.0, owner="c1")
     ctl.tick()  # the old rollout's state, kept at revision 2
     for step in ("rollback", "start"):
         current = store.get(flag.key)
@@ -278,5 +286,5 @@ def test_a_judgement_left_by_a_deleted_flag_is_not_used(store):
     store.create(again, entry)
     started, entry = flags.start(again, now=60, actor="ops")
     store.replace(started, entry, expected_revision=1)
-    assert started.revision == left["revision"]  # same key, same revision: only the creation time tells
+    assert started.revision == left.revision  # same key, same revision: only the creation time tells
     assert ctl._kept_state(started) is None

@@ -2,12 +2,14 @@ import json
 import logging
 
 from flagsvc.logs import JsonFormatter
-from flagsvc.operations import FlagOperations
-from flagsvc.store import MemoryStore
+from flagsvc.service.announce import ChangeAnnouncer
+from flagsvc.service.commands import FlagCommands
+from flagsvc.store.memory import MemoryStore
 
 
 def test_flag_changes_log_one_json_line_with_their_fields(caplog):
-    operations = FlagOperations(MemoryStore(), clock=lambda: 1000.0)
+    store = MemoryStore()
+    operations = FlagCommands(store, ChangeAnnouncer(store), clock=lambda: 1000.0)
     operations.create("new_checkout", {}, actor="ops")
     with caplog.at_level(logging.INFO, logger="flagsvc.flags"):
         operations.rollback("new_checkout", actor="ops", reason="errors up")

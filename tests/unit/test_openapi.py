@@ -9,7 +9,7 @@ import pytest
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
-from flagsvc.api import ops
+from flagsvc.api import health
 from flagsvc.api.openapi import document
 from tests.support import ADMIN, SDK
 
@@ -77,7 +77,7 @@ def test_path_parameters_match_the_routes(app, spec):
 def test_security_matches_the_guard(app, spec):
     for (path, method), rule in _routes(app).items():
         security = spec["paths"][path][method]["security"]
-        if rule.endpoint in ops.PUBLIC_ENDPOINTS:
+        if rule.endpoint in health.PUBLIC_ENDPOINTS:
             assert security == [], path
             assert "401" not in spec["paths"][path][method]["responses"]
         elif rule.endpoint.startswith("sdk."):
@@ -88,7 +88,7 @@ def test_security_matches_the_guard(app, spec):
     schemes = spec["components"]["securitySchemes"]
     assert schemes["adminToken"] == schemes["sdkKey"] | {"description": schemes["adminToken"]["description"]}
     assert schemes["sdkKey"]["type"] == "http" and schemes["sdkKey"]["scheme"] == "bearer"
-    assert set(ops.PUBLIC_ENDPOINTS) == {"ops.healthz", "ops.readyz", "ops.metrics", "ops.openapi"}
+    assert set(health.PUBLIC_ENDPOINTS) == {"health.healthz", "health.readyz", "health.metrics", "health.openapi"}
 
 
 def test_every_error_response_uses_the_shared_error_shape(spec):

@@ -14,20 +14,41 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from flagsvc.controller import RolloutController
 from flagsvc.domain import flag as flags
 from flagsvc.domain.errors import IllegalTransition, InvalidFlag
 from flagsvc.domain.flag import Action, State
-from flagsvc.operations import FlagOperations
-from flagsvc.store import MemoryStore, RedisStore
+from flagsvc.service.announce import ChangeAnnouncer
+from flagsvc.service.commands import FlagCommands
+from flagsvc.service.controller import RolloutController
+from flagsvc.store.memory import MemoryStore
+from flagsvc.store.redis_store import RedisStore
 
 KEY = "checkout"
 RESETS = {Action.ROLLBACK, Action.SET_PERCENT, Action.START}
 
 
+class NoState:
+    def to_dict(self) -> dict:
+        return {}
+
+    def carry_to(self, stage_index: int) -> None:
+        return None
+
+    def next_stage(self) -> None:
+        return None
+
+
 class FixedVerdict:
     def __init__(self, decision: str) -> None:
-        self.decision, self.reason, self.evidence, self.state = decision, f"judged {decision}", {}, None
+        self.decision, self.reason, self.evidence, self.state = decision, f"judged {decision}", {}, NoState()
+
+
+def make_controller(store, owner: str) -> RolloutController:
+    return RolloutController(store, None, None, ChangeAnnouncer(store), owner=owner)
+
+
+def make_commands(store) -> FlagCommands:
+    return FlagCommands(store, ChangeAnnouncer(store), clock=lambda: 0.0)
 
 
 class Rollouts(RuleBasedStateMachine):
@@ -37,16 +58,19 @@ class Rollouts(RuleBasedStateMachine):
         super().__init__()
         self.store = MemoryStore() if self.store_kind == "memory" else RedisStore(
             fakeredis.FakeRedis(decode_responses=True), "sm:")
-        self.ops = FlagOperations(self.store, clock=lambda: 0.0)
+        self.ops = make_commands(self.store)
         self.ops.create(KEY, {"stages": [1, 5, 25, 50, 100]}, actor="ops")
         self.applied = 1  # the create
-        self.controllers = [RolloutController(self.store, None, None, owner=f"c{i}") for i in range(2)]
+        self.controllers = [make_controller(self.store, f"c{i}") for i in range(2)]
         self.pending: list[tuple[int, object, str] | None] = [None, None]
         self.last_stage = 0
 
     def _operator(self, action, *args) -> None:
         try:
-            getattr(self.ops, action)(KEY, *args, actor="ops")
+            if action == "set_percent":
+                self.ops.set_percent(KEY, *args, actor="ops")
+            else:
+                self.ops.transition(KEY, action, actor="ops")
             self.applied += 1
         except (IllegalTransition, InvalidFlag):
             pass
@@ -125,10 +149,10 @@ TestRolloutsOnRedisStore.settings = settings(max_examples=25, stateful_step_coun
 
 def test_a_rollback_wins_over_a_late_advance():
     store = MemoryStore()
-    ops = FlagOperations(store, clock=lambda: 0.0)
+    ops = make_commands(store)
     ops.create(KEY, {}, actor="ops")
     ops.start(KEY, actor="ops")
-    controller = RolloutController(store, None, None, owner="c")
+    controller = make_controller(store, "c")
     token = store.acquire_lease("c", 60)
     seen = store.get(KEY)  # the controller looks ...
     ops.rollback(KEY, actor="ops", reason="errors")  # ... an operator pulls the kill switch ...

@@ -3,7 +3,8 @@
 Several server processes or replicas may run a controller; a Redis lease elects one leader, and its fencing token
 goes with every write it makes, so a leader that lost the lease (paused, partitioned) has its writes refused. A
 verdict is applied as a compare-and-set on the revision it was made for: an operator's change in between wins.
-The judge is pure (domain.judge); the controller only moves data between it and the store.
+The judge is pure (domain.judge); the controller only moves data between it and the store, and announces what
+it applied through the same `ChangeAnnouncer` as operators.
 """
 
 from __future__ import annotations
@@ -16,13 +17,19 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
+from flagsvc import metrics
 from flagsvc.domain import flag as flags
+from flagsvc.domain.analysis import AnalysisSettings
 from flagsvc.domain.errors import FlagNotFound, IllegalTransition, LeadershipLost, RevisionConflict
 from flagsvc.domain.flag import Action, Flag, State
+from flagsvc.domain.judge import CanaryJudge
+from flagsvc.domain.judge_record import JudgeRecord, VerdictDoc
+from flagsvc.domain.judge_state import JudgeState
 from flagsvc.domain.outcomes import ArmTotals
-from flagsvc.store.base import Store
+from flagsvc.service.announce import ChangeAnnouncer
+from flagsvc.store.roles import RolloutStore
 
 log = logging.getLogger("flagsvc.controller")
 ACTOR = "controller"
@@ -31,24 +38,43 @@ SAME_ROLLOUT = frozenset({Action.PAUSE, Action.RESUME, Action.PROMOTE})
 MAX_CARRY_REVISIONS = 20
 
 
-class JudgeVerdict(Protocol):
-    decision: str
-    reason: str
-    evidence: Mapping[str, Any]
-    state: Any  # has to_dict()
+class JudgeStateLike(Protocol):
+    """What the controller needs of a judge's state: a JSON form, and what a later revision of the same rollout
+    carries on with (None: start afresh)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def carry_to(self, stage_index: int) -> JudgeStateLike | None: ...
+
+    def next_stage(self) -> JudgeStateLike | None: ...
 
 
-class Judge(Protocol):
-    def judge(self, state: Any, stable: ArmTotals, canary: ArmTotals, *, percent: float, stage_index: int,
-              stage_count: int, seconds_at_stage: float, bake_seconds: float) -> JudgeVerdict: ...
+S = TypeVar("S", bound=JudgeStateLike)
 
 
-JudgeFactory = Callable[[Flag], Judge]
-StateLoader = Callable[[Mapping[str, Any]], Any]
+class JudgeVerdict(Protocol[S]):
+    @property
+    def decision(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def evidence(self) -> Mapping[str, Any]: ...
+
+    @property
+    def state(self) -> S: ...
+
+
+class Judge(Protocol[S]):
+    def judge(self, state: S | None, stable: ArmTotals, canary: ArmTotals, *, percent: float, stage_index: int,
+              stage_count: int, seconds_at_stage: float, bake_seconds: float) -> JudgeVerdict[S]: ...
 
 
 @dataclass(frozen=True)
-class Decision:
+class RolloutDecision:
+    """What the controller concluded for one flag at one look, and whether it was applied."""
+
     key: str
     revision: int
     decision: str
@@ -60,17 +86,18 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-class RolloutController:
+class RolloutController(Generic[S]):
     def __init__(
-        self, store: Store, judge_for: JudgeFactory, load_state: StateLoader, *,
+        self, store: RolloutStore, judge_for: Callable[[Flag], Judge[S]],
+        load_state: Callable[[Mapping[str, Any]], S], announcer: ChangeAnnouncer, *,
         clock: Callable[[], float] = time.time, interval: float = 2.0, owner: str | None = None,
-        on_decision: Callable[[Decision], None] | None = None,
+        on_decision: Callable[[RolloutDecision], None] | None = None,
         on_leadership: Callable[[bool], None] | None = None,
-        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.judge_for = judge_for
         self.load_state = load_state
+        self.announcer = announcer
         self.clock = clock
         self.interval = interval
         self.lease_seconds = max(3 * interval, 1.0)
@@ -79,7 +106,6 @@ class RolloutController:
         self._owner_pid = os.getpid()
         self.on_decision = on_decision or (lambda decision: None)
         self.on_leadership = on_leadership or (lambda leads: None)
-        self.on_change = on_change or (lambda: None)
         self.token: int | None = None
 
     @property
@@ -94,7 +120,7 @@ class RolloutController:
     def is_leader(self) -> bool:
         return self.token is not None
 
-    def tick(self) -> list[Decision]:
+    def tick(self) -> list[RolloutDecision]:
         """One look at every rolling flag, if this controller leads; returns the verdicts reached."""
         token = self.store.acquire_lease(self.owner, self.lease_seconds)
         if token != self.token:
@@ -103,7 +129,7 @@ class RolloutController:
         self.token = token
         if token is None:
             return []
-        decisions = []
+        decisions: list[RolloutDecision] = []
         for flag in self.store.list_flags():
             if flag.state != State.ROLLING:
                 continue
@@ -115,7 +141,7 @@ class RolloutController:
                 break
         return decisions
 
-    def _judge_flag(self, flag: Flag, token: int) -> Decision:
+    def _judge_flag(self, flag: Flag, token: int) -> RolloutDecision:
         if not self.store.raise_fence(flag.key, token):
             raise LeadershipLost("fenced")
         state = self._kept_state(flag)
@@ -126,36 +152,35 @@ class RolloutController:
             stage_count=len(flag.stages), seconds_at_stage=max(now - flag.stage_started_at, 0.0),
             bake_seconds=float(flag.bake_seconds),
         )
-        record = {"decision": verdict.decision, "reason": verdict.reason, "evidence": dict(verdict.evidence),
-                  "at": now, "revision": flag.revision}
+        record: VerdictDoc = {"decision": verdict.decision, "reason": verdict.reason,
+                              "evidence": dict(verdict.evidence), "at": now, "revision": flag.revision}
         applied = True
         if verdict.decision == "hold":
-            self.store.save_judgement(flag.key, {"revision": flag.revision, "created_at": flag.created_at,
-                                                 "state": verdict.state.to_dict(),
-                                                 "verdict": record})
+            self.store.save_judgement(flag.key, JudgeRecord(flag.revision, flag.created_at, record,
+                                                            verdict.state.to_dict()))
         else:
             applied = self._apply(flag, verdict, token, now, record)
-        decision = Decision(flag.key, flag.revision, verdict.decision, verdict.reason, applied)
+        decision = RolloutDecision(flag.key, flag.revision, verdict.decision, verdict.reason, applied)
         self.on_decision(decision)
         return decision
 
-    def _kept_state(self, flag: Flag) -> Any:
+    def _kept_state(self, flag: Flag) -> S | None:
         kept = self.store.load_judgement(flag.key)
-        if not kept or not kept.get("state") or not isinstance(kept.get("revision"), int):
+        if kept is None or not kept.state:
             return None
-        if kept.get("created_at") != flag.created_at:  # left by a deleted flag of the same key
+        if kept.created_at != flag.created_at:  # left by a deleted flag of the same key
             return None
-        if kept["revision"] != flag.revision and not self._same_rollout_since(flag, kept["revision"]):
+        if kept.revision != flag.revision and not self._same_rollout_since(flag, kept.revision):
             return None
         try:
-            state = self.load_state(kept["state"])
+            state = self.load_state(kept.state)
         except ValueError as e:  # written by another version: start this stage's test afresh
             log.warning("flag %s: judge state not usable (%s); starting afresh", flag.key, e)
             return None
-        if kept["revision"] != flag.revision:
+        if kept.revision != flag.revision:
             log.info("flag %s: revision %s continues the rollout judged at revision %s", flag.key, flag.revision,
-                     kept["revision"])
-            return state.carry_to(flag.stage_index) if hasattr(state, "carry_to") else None
+                     kept.revision)
+            return state.carry_to(flag.stage_index)  # type: ignore[return-value]  # a state carries its own type
         return state
 
     def _same_rollout_since(self, flag: Flag, revision: int) -> bool:
@@ -172,7 +197,7 @@ class RolloutController:
         return ([entry.revision for entry in since] == list(range(flag.revision, revision, -1))
                 and all(entry.action in SAME_ROLLOUT for entry in since))
 
-    def _apply(self, flag: Flag, verdict: JudgeVerdict, token: int, now: float, record: dict[str, Any]) -> bool:
+    def _apply(self, flag: Flag, verdict: JudgeVerdict[S], token: int, now: float, record: VerdictDoc) -> bool:
         move = flags.advance if verdict.decision == "advance" else flags.rollback
         try:
             after, entry = move(flag, now=now, actor=ACTOR, reason=verdict.reason, evidence=dict(verdict.evidence))
@@ -182,13 +207,10 @@ class RolloutController:
             log.info("flag %s: %s at revision %s not applied: %s", flag.key, verdict.decision, flag.revision, e)
             return False
         # A judge that tests across stages hands over what the next stage's revision carries on with.
-        carried = verdict.state.next_stage() if verdict.decision == "advance" and hasattr(
-            verdict.state, "next_stage") else None
-        self.store.save_judgement(flag.key, {"revision": after.revision, "created_at": after.created_at,
-                                             "verdict": record,
-                                             "state": carried.to_dict() if carried is not None else None})
-        self.store.bump_config_version()
-        self.on_change()
+        carried = verdict.state.next_stage() if verdict.decision == "advance" else None
+        self.store.save_judgement(flag.key, JudgeRecord(after.revision, after.created_at, record,
+                                                        carried.to_dict() if carried is not None else None))
+        self.announcer.announce()
         log.info("flag %s: %s to %s%% (%s): %s", flag.key, entry.action.value, after.percent, after.state.value,
                  verdict.reason, extra={"flag": flag.key, "action": entry.action.value, "actor": ACTOR,
                                         "state": after.state.value, "percent": after.percent,
@@ -217,21 +239,16 @@ class RolloutController:
             self.on_leadership(False)
 
 
-def build_controller(store: Store, *, clock: Callable[[], float] = time.time, interval: float = 2.0,
-                     owner: str | None = None, on_change: Callable[[], None] | None = None) -> RolloutController:
-    """The controller with the canary judge each flag's analysis settings call for."""
-    from flagsvc.domain.analysis import AnalysisSettings
-    from flagsvc.domain.judge import CanaryJudge
-    from flagsvc.domain.judge_state import JudgeState
+def build_controller(store: RolloutStore, announcer: ChangeAnnouncer, *, clock: Callable[[], float] = time.time,
+                     interval: float = 2.0, owner: str | None = None) -> RolloutController[JudgeState]:
+    """The controller with the canary judge each flag's analysis settings call for, counted in the metrics."""
 
-    def judge_for(flag: Flag) -> Judge:
+    def judge_for(flag: Flag) -> Judge[JudgeState]:
         return CanaryJudge(AnalysisSettings.from_dict(flag.analysis))
 
-    from flagsvc import metrics
-
-    def count(decision: Decision) -> None:
+    def count(decision: RolloutDecision) -> None:
         metrics.DECISIONS.labels(decision.decision, str(decision.applied).lower()).inc()
 
-    return RolloutController(store, judge_for, JudgeState.from_dict, clock=clock, interval=interval, owner=owner,
-                             on_decision=count, on_leadership=lambda leads: metrics.LEADER.set(1 if leads else 0),
-                             on_change=on_change)
+    return RolloutController(store, judge_for, JudgeState.from_dict, announcer, clock=clock, interval=interval,
+                             owner=owner, on_decision=count,
+                             on_leadership=lambda leads: metrics.LEADER.set(1 if leads else 0))

@@ -1,4 +1,4 @@
-"""The SDK config snapshot (docs/protocol.md): built from the store, cached per config version.
+"""The SDK config snapshot as served (docs/protocol.md): built from the flags, cached per config version.
 
 Serving `If-None-Match` must be cheap (one Redis round trip), so the serialized body is cached for as long as
 the config version is unchanged. A writer bumps the version only *after* its change is stored, so a snapshot
@@ -16,11 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from flagsvc_client.protocol.shapes import SnapshotDoc, SnapshotFlag
+
 from flagsvc.domain.flag import Flag
-from flagsvc.store.base import ConfigVersion, Store
+from flagsvc.store.roles import ChangeBus, ConfigVersion, FlagRepository
 
 
-def sdk_view(flag: Flag) -> dict[str, object]:
+def sdk_view(flag: Flag) -> SnapshotFlag:
     """What an SDK needs to evaluate a flag, and nothing more."""
     return {
         "key": flag.key,
@@ -34,7 +36,10 @@ def sdk_view(flag: Flag) -> dict[str, object]:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class ServedSnapshot:
+    """One snapshot, serialized once for every SDK that asks (the SDK's own parsed form is flagsvc_client's
+    Snapshot)."""
+
     version: ConfigVersion
     body: bytes
     digest: str
@@ -46,15 +51,17 @@ class Snapshot:
 
 
 class SnapshotSource:
-    def __init__(self, store: Store, clock: Callable[[], float] = time.monotonic, max_age: float = 1.0) -> None:
-        self.store = store
+    def __init__(self, flags: FlagRepository, versions: ChangeBus, clock: Callable[[], float] = time.monotonic,
+                 max_age: float = 1.0) -> None:
+        self._flags = flags
+        self._versions = versions
         self.clock = clock
         self.max_age = max_age
-        self._cached: Snapshot | None = None
+        self._cached: ServedSnapshot | None = None
         self._rebuild_lock = threading.Lock()
 
-    def current(self) -> Snapshot:
-        version = self.store.config_version()
+    def current(self) -> ServedSnapshot:
+        version = self._versions.config_version()
         cached = self._cached
         if cached and cached.version == version and self.clock() - cached.built_at < self.max_age:
             return cached
@@ -64,14 +71,13 @@ class SnapshotSource:
                 return cached
             return self._rebuild(version, cached)
 
-    def _rebuild(self, version: ConfigVersion, cached: Snapshot | None) -> Snapshot:
-        flags = {f.key: sdk_view(f) for f in self.store.list_flags()}
+    def _rebuild(self, version: ConfigVersion, cached: ServedSnapshot | None) -> ServedSnapshot:
+        flags = {f.key: sdk_view(f) for f in self._flags.list_flags()}
         digest = hashlib.sha256(json.dumps(flags, sort_keys=True).encode()).hexdigest()
         if cached and cached.version == version and cached.digest != digest:
-            version = self.store.bump_config_version()  # a change landed without its announcement
-        body = json.dumps(
-            {"epoch": version.epoch, "version": version.version, "flags": flags}, separators=(",", ":")
-        ).encode()
-        snapshot = Snapshot(version, body, digest, self.clock())
+            version = self._versions.bump_config_version()  # a change landed without its announcement
+        document: SnapshotDoc = {"epoch": version.epoch, "version": version.version, "flags": flags}
+        body = json.dumps(document, separators=(",", ":")).encode()
+        snapshot = ServedSnapshot(version, body, digest, self.clock())
         self._cached = snapshot
         return snapshot

@@ -1,17 +1,16 @@
-"""Service endpoints, open without a token: liveness, readiness, metrics."""
+"""Health endpoints, open without a token: liveness, readiness, metrics, and the OpenAPI document."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from flagsvc import metrics as prometheus
+from flagsvc.api.context import services
 from flagsvc.api.errors import error_response
-from flagsvc.api.services import services
 
-bp = Blueprint("ops", __name__)
+bp = Blueprint("health", __name__)
 
-PUBLIC_ENDPOINTS = frozenset({"ops.healthz", "ops.readyz", "ops.metrics", "ops.openapi"})
+PUBLIC_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "health.metrics", "health.openapi"})
 
 
 @bp.get("/healthz")
@@ -21,14 +20,14 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    if not services().operations.store.ping():
+    if not services().status.store_reachable():
         return error_response("unavailable", "the flag store (Redis) is unreachable")
     return jsonify({"status": "ready"})
 
 
 @bp.get("/metrics")
 def metrics():
-    return Response(prometheus.render(services().operations.store), mimetype=CONTENT_TYPE_LATEST)
+    return Response(services().status.metrics(), mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/openapi.json")

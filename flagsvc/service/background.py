@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
-from flagsvc.changes import ChangeFeed
-from flagsvc.controller import RolloutController
+from flagsvc.service.change_feed import ChangeFeed
+from flagsvc.service.controller import RolloutController
 
 log = logging.getLogger("flagsvc.background")
 
 
 class BackgroundWork:
-    def __init__(self, controller: RolloutController | None, changes: ChangeFeed) -> None:
+    def __init__(self, controller: RolloutController[Any] | None, changes: ChangeFeed) -> None:
         self.controller = controller
         self.changes = changes
         self._stop = threading.Event()

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from flagsvc.snapshot import Snapshot, SnapshotSource
+from flagsvc.service.snapshots import ServedSnapshot, SnapshotSource
 
 log = logging.getLogger("flagsvc.changes")
 
@@ -34,7 +34,7 @@ class ChangeFeed:
         self._snapshots = snapshots
         self._max_age = max_age
         # The snapshot and when it was built, as one reference: a reader never pairs one with the other's time.
-        self._kept: tuple[Snapshot, float] | None = None
+        self._kept: tuple[ServedSnapshot, float] | None = None
         self._healthy = False
         self._refresh_lock = threading.Lock()
         self._retry = retry_seconds
@@ -63,7 +63,7 @@ class ChangeFeed:
             self._thread = threading.Thread(target=self._run, name="flagsvc-change-feed", daemon=True)
             self._thread.start()
 
-    def latest(self) -> Snapshot:
+    def latest(self) -> ServedSnapshot:
         """The current snapshot: from memory while the subscription is up and fresh, else from the store."""
         snapshot = self.latest_in_memory()
         if snapshot is not None:
@@ -72,7 +72,7 @@ class ChangeFeed:
             snapshot = self.latest_in_memory()  # rebuilt by the reader we waited for?
             return snapshot if snapshot is not None else self._refresh()
 
-    def latest_in_memory(self) -> Snapshot | None:
+    def latest_in_memory(self) -> ServedSnapshot | None:
         """The current snapshot if memory holds a fresh one, else None; never touches the store."""
         kept = self._kept
         if kept is not None and time.monotonic() - kept[1] < self._limit():
@@ -83,7 +83,7 @@ class ChangeFeed:
         # Without a live subscription, changes from other processes go unheard: keep the snapshot only briefly.
         return self._max_age if self._healthy else min(self._max_age, UNSUBSCRIBED_MAX_AGE)
 
-    def _refresh(self) -> Snapshot:
+    def _refresh(self) -> ServedSnapshot:
         snapshot = self._snapshots.current()
         self._kept = (snapshot, time.monotonic())
         return snapshot

@@ -1,0 +1,62 @@
+"""The application tier: what the server does, behind one door.
+
+`build_services(settings, store, clock)` assembles it once, for the HTTP app, the CLI, the demo and the tests:
+operator commands (`commands`), outcome ingestion (`ingestion`), the SDK snapshot and the change feed that fans
+it out (`snapshots`, `change_feed`), and the rollout controller with its background runner (`controller`,
+`background`). Operators and the controller announce their changes through one `ChangeAnnouncer`. Each piece is
+handed only the store roles it uses (`flagsvc.store.roles`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flagsvc.config import Settings
+from flagsvc.service.announce import ChangeAnnouncer
+from flagsvc.service.background import BackgroundWork
+from flagsvc.service.change_feed import ChangeFeed
+from flagsvc.service.commands import TRANSITIONS, FlagCommands
+from flagsvc.service.controller import build_controller
+from flagsvc.service.ingestion import OutcomeIngestion
+from flagsvc.service.snapshots import ServedSnapshot, SnapshotSource
+from flagsvc.service.status import ServerStatus
+from flagsvc.store.roles import Store
+
+__all__ = ["TRANSITIONS", "ServedSnapshot", "Services", "build_services"]
+
+
+@dataclass(frozen=True)
+class Services:
+    commands: FlagCommands
+    ingestion: OutcomeIngestion
+    snapshots: SnapshotSource
+    changes: ChangeFeed
+    status: ServerStatus
+    background: BackgroundWork  # started by whoever runs the app, after forking; stopped on shutdown
+
+
+def build_services(settings: Settings, store: Store | None = None, clock: Callable[[], float] = time.time, *,
+                   controller: bool = True) -> Services:
+    """Everything the server does, on `store` (by default the Redis at settings.redis_url). Without
+    `controller`, nothing judges rollouts in this process (tests drive a controller of their own)."""
+    if store is None:
+        if not settings.redis_url:
+            raise ValueError("no store: give a store or settings.redis_url")
+        from flagsvc.store.redis_store import RedisStore
+
+        store = RedisStore.from_url(settings.redis_url, settings.namespace)
+    snapshots = SnapshotSource(store, store)
+    changes = ChangeFeed(store.listen_changes, snapshots)
+    announcer = ChangeAnnouncer(store, changes.changed_here)
+    rollout = build_controller(store, announcer, clock=clock, interval=settings.controller_interval) \
+        if controller else None
+    return Services(
+        commands=FlagCommands(store, announcer, clock),
+        ingestion=OutcomeIngestion(store, store, store),
+        snapshots=snapshots,
+        changes=changes,
+        status=ServerStatus(store, store),
+        background=BackgroundWork(rollout, changes),
+    )

@@ -1,0 +1,149 @@
+"""What storage does for flagsvc, as small roles, and the value types they trade in.
+
+Each consumer asks for the role it uses and nothing more: operator commands a `FlagRepository`, outcome ingestion
+an `OutcomeRepository`, the controller the roles of a rollout (`RolloutStore`), the change feed a `ChangeBus`.
+Every store (memory, Redis) implements them all; `Store` names that whole. `tests/contract/` holds one suite per
+role and runs each against every store.
+
+Each store keeps a flag and its history together, and changes a flag only by compare-and-set on its revision:
+`replace` applies the new flag and its history entry atomically, or not at all. Stores take a clock for what
+expires (the controller lease), so tests move time instead of waiting for it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
+
+from flagsvc.domain.flag import Flag, HistoryEntry
+from flagsvc.domain.judge_record import JudgeRecord
+from flagsvc.domain.outcomes import ArmTotals
+
+HISTORY_CAP = 1_000
+IngestResult = Literal["accepted", "duplicate", "stale", "unknown"]
+Clock = Callable[[], float]
+
+
+class OutcomeEntry(NamedTuple):
+    """One flag's part of an outcome batch: the revision the SDK measured, and its counters (see
+    domain.outcomes.counter_fields)."""
+
+    revision: int
+    increments: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ConfigVersion:
+    """Where the whole configuration stands: `version` grows on every change within one `epoch` (dataset)."""
+
+    epoch: str
+    version: int
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.epoch}-{self.version}"'
+
+
+@runtime_checkable
+class FlagRepository(Protocol):
+    """Flags and their history."""
+
+    def get(self, key: str) -> Flag | None:
+        """The flag, or None."""
+
+    def list_flags(self) -> list[Flag]:
+        """Every flag, ordered by key."""
+
+    def create(self, flag: Flag, entry: HistoryEntry) -> None:
+        """Store a new flag with its first history entry; FlagExists when the key is taken."""
+
+    def replace(self, flag: Flag, entry: HistoryEntry, *, expected_revision: int, fence: int | None = None) -> None:
+        """Compare-and-set: RevisionConflict unless the stored revision is `expected_revision`,
+        FlagNotFound when there is no such flag. A controller passes its fencing token as `fence`:
+        LeadershipLost when a newer leader fenced the flag (see `Leadership.raise_fence`)."""
+
+    def delete(self, key: str) -> bool:
+        """Remove a flag with its history, outcomes and judge record; False when there was none."""
+
+    def history(self, key: str, limit: int = 100) -> list[HistoryEntry]:
+        """Newest first, at most `limit` (the store keeps the last HISTORY_CAP)."""
+
+
+@runtime_checkable
+class OutcomeRepository(Protocol):
+    """The per-revision outcome aggregates SDKs report."""
+
+    def add_outcomes(self, batch_id: str, entries: Mapping[str, OutcomeEntry]) -> dict[str, IngestResult]:
+        """Add one batch's counters to each flag's aggregates: per flag atomically and once per (flag, batch_id),
+        and only when the entry's revision is the flag's current one. Flags are independent of each other (a
+        retried batch adds only what was not added yet), so a store may send them all in one round trip."""
+
+    def outcome_totals(self, key: str, revision: int) -> dict[str, ArmTotals]:
+        """The aggregates of one revision, per arm."""
+
+    def ingest_counts(self, key: str) -> dict[str, int]:
+        """How many batches were accepted, duplicate or stale for this flag."""
+
+    def count_unknown(self, n: int) -> None:
+        """Count batch entries for flags that do not exist."""
+
+
+@runtime_checkable
+class Leadership(Protocol):
+    """One controller leader among every process and replica, with fencing tokens."""
+
+    def acquire_lease(self, owner: str, ttl_seconds: float) -> int | None:
+        """Take or renew the controller lease: the fencing token while `owner` leads, else None."""
+
+    def release_lease(self, owner: str) -> None:
+        """Give the lease up at once (a clean shutdown), if `owner` holds it."""
+
+    def raise_fence(self, key: str, token: int) -> bool:
+        """Mark the flag as acted on by the leader with `token`; False when a newer token is there."""
+
+
+@runtime_checkable
+class JudgeRecords(Protocol):
+    """What the judge keeps between looks at a flag, and its last verdict."""
+
+    def save_judgement(self, key: str, record: JudgeRecord) -> None:
+        """Keep the record for the flag (it carries the revision it belongs to)."""
+
+    def load_judgement(self, key: str) -> JudgeRecord | None:
+        """What save_judgement kept, or None (also when what is kept cannot be read)."""
+
+
+@runtime_checkable
+class ChangeBus(Protocol):
+    """The configuration's version, and the announcement of every change to every process."""
+
+    def config_version(self) -> ConfigVersion:
+        """The current version of the whole configuration."""
+
+    def bump_config_version(self) -> ConfigVersion:
+        """Announce a change: +1 on the version, and tell subscribers."""
+
+    def listen_changes(self, on_change: Callable[[], None], stop: threading.Event) -> None:
+        """Block, calling `on_change` once subscribed and after every announced config change (from any
+        process), until `stop`."""
+
+
+@runtime_checkable
+class StoreHealth(Protocol):
+    # The exceptions that mean "the storage did not answer": the API turns them into a 503, nothing changed.
+    outage_errors: tuple[type[Exception], ...]
+
+    def ping(self) -> bool:
+        """True when the backing storage answers."""
+
+
+@runtime_checkable
+class RolloutStore(FlagRepository, OutcomeRepository, Leadership, JudgeRecords, Protocol):
+    """What the rollout controller reads and writes."""
+
+
+@runtime_checkable
+class Store(RolloutStore, ChangeBus, StoreHealth, Protocol):
+    """Every role: what a storage implementation provides, and what the application is assembled from."""

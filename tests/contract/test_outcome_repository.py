@@ -1,0 +1,67 @@
+"""The OutcomeRepository role, on every store: batches add up once, per flag, for the current revision."""
+
+from __future__ import annotations
+
+from flagsvc.domain import flag as flags
+from flagsvc.store.roles import OutcomeEntry, OutcomeRepository, Store
+
+
+def new(key="new_checkout", **settings):
+    return flags.new_flag(key, settings, now=1.0, actor="ops")
+
+
+def test_every_store_plays_the_role(any_store):
+    assert isinstance(any_store, OutcomeRepository)
+
+
+def add_one(store: Store, key: str, revision: int, batch_id: str, increments: dict[str, int]) -> str:
+    return store.add_outcomes(batch_id, {key: OutcomeEntry(revision, increments)})[key]
+
+
+def test_outcomes_add_up_once_per_batch_for_the_current_revision(any_store):
+    flag, entry = new()
+    any_store.create(flag, entry)
+    increments = {"stable:count": 90, "stable:errors": 2, "stable:error_users": 1, "canary:count": 10,
+                  "canary:lat:233": 4, "canary:lat:240": 6}
+    assert add_one(any_store, flag.key, 1, "batch-0001", increments) == "accepted"
+    assert add_one(any_store, flag.key, 1, "batch-0001", increments) == "duplicate"
+    assert add_one(any_store, flag.key, 1, "batch-0002", {"canary:count": 5, "canary:errors": 1}) == "accepted"
+    assert add_one(any_store, flag.key, 7, "batch-0003", increments) == "stale"
+    assert add_one(any_store, "ghost", 1, "batch-0004", increments) == "unknown"
+    totals = any_store.outcome_totals(flag.key, 1)
+    assert (totals["stable"].count, totals["stable"].errors, totals["stable"].error_users) == (90, 2, 1)
+    assert (totals["canary"].count, totals["canary"].errors) == (15, 1)
+    assert totals["canary"].latency.buckets == {233: 4, 240: 6}
+    assert any_store.ingest_counts(flag.key) == {"accepted": 2, "duplicate": 1, "stale": 1}
+
+    started, start_entry = flags.start(flag, now=2, actor="ops")  # a new revision starts from nothing
+    any_store.replace(started, start_entry, expected_revision=1)
+    assert any_store.outcome_totals(flag.key, 2)["canary"].count == 0
+    assert add_one(any_store, flag.key, 1, "batch-0005", increments) == "stale"
+    assert add_one(any_store, flag.key, 2, "batch-0006", {"canary:count": 3}) == "accepted"
+    assert any_store.outcome_totals(flag.key, 2)["canary"].count == 3
+    assert any_store.outcome_totals(flag.key, 2)["stable"].count == 0
+
+    any_store.delete(flag.key)
+    any_store.create(flag, entry)  # a new flag of the same name inherits nothing
+    assert any_store.outcome_totals(flag.key, 1)["stable"].count == 0
+
+
+def test_one_batch_many_flags_each_on_its_own(any_store):
+    for key in ("a", "b"):
+        flag, entry = new(key)
+        any_store.create(flag, entry)
+    batch = {"a": OutcomeEntry(1, {"canary:count": 4}), "b": OutcomeEntry(9, {"canary:count": 5}),
+             "ghost": OutcomeEntry(1, {"canary:count": 6})}
+    assert any_store.add_outcomes("batch-0001", batch) == {"a": "accepted", "b": "stale", "ghost": "unknown"}
+    # the same batch again, with one more flag: only what was not added before is added
+    flag, entry = new("c")
+    any_store.create(flag, entry)
+    again = {**batch, "c": OutcomeEntry(1, {"stable:count": 7})}
+    assert any_store.add_outcomes("batch-0001", again) == {"a": "duplicate", "b": "stale", "ghost": "unknown",
+                                                           "c": "accepted"}
+    assert any_store.outcome_totals("a", 1)["canary"].count == 4
+    assert any_store.outcome_totals("c", 1)["stable"].count == 7
+    assert any_store.ingest_counts("a") == {"accepted": 1, "duplicate": 1, "stale": 0}
+    assert any_store.ingest_counts("b") == {"accepted": 0, "duplicate": 0, "stale": 2}
+    assert any_store.add_outcomes("batch-0002", {}) == {}
