@@ -1,4 +1,4 @@
-"""A flag's canary-analysis settings (BRIEF §6): what the judge tests for and how much risk it may take.
+"""A flag's canary-analysis settings: what the judge tests for and how much risk it may take.
 
 Plain Python, no Flask or marshmallow: `validate_analysis` checks untrusted input (the API's PATCH body), and
 `AnalysisSettings.from_dict` turns stored or validated input into the frozen value the judge is built with.
@@ -8,7 +8,7 @@ docs/judge.md explains each setting and the defaults.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -84,7 +84,7 @@ def validate_analysis(data: Any) -> dict[str, list[str]]:
     for name in data:
         if name not in FIELD_NAMES:
             problems[str(name)] = [f"unknown setting (known: {', '.join(FIELD_NAMES)})"]
-    checks = {
+    checks: dict[str, Callable[[Any], list[str]]] = {
         "alpha": lambda v: _range(v, 0, 0.2, low_open=True, high_open=False, text="must be above 0 and at most 0.2"),
         "beta": lambda v: _range(v, 0, 0.5, low_open=True, high_open=False, text="must be above 0 and at most 0.5"),
         "error_ratio": lambda v: _range(

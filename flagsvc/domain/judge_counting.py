@@ -1,0 +1,330 @@
+"""The canary judge's statistics for one look: the clamped inputs (`Look`), how the data that arrived since the
+last look is counted into the sequential tests (new `JudgeState`s), the stage's slow-latency threshold, and the
+guardrail, rejection and acceptance checks, each answering with a small frozen finding.
+
+Numbers and facts only; what they mean in words, and the evidence dict, are in `judge_reasons`. The tests
+themselves (likelihood ratios, alpha budget, sample ratio) are in `sequential`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from flagsvc.domain.analysis import AnalysisSettings
+from flagsvc.domain.judge_state import JudgeState, RolloutTest, Seen
+from flagsvc.domain.outcomes import ArmTotals
+from flagsvc.domain.sequential import (
+    BIG_WEIGHT,
+    AlphaBudget,
+    big_ratio,
+    guardrail_log_evidence,
+    log_mixture,
+    rate_ratio_llr,
+    stage_ratio,
+)
+
+__all__ = [
+    "MIN_TIMED_FOR_THRESHOLD",
+    "Acceptance",
+    "Arm",
+    "GuardrailTrip",
+    "Look",
+    "Rejection",
+    "Status",
+    "Thresholds",
+    "acceptance",
+    "begin",
+    "count_new_data",
+    "guardrail_trip",
+    "rejection",
+    "rollout_errors_statistic",
+    "skip_to_now",
+    "went_backwards",
+]
+
+SLOW_QUANTILE = 0.95  # a request is "slow" above stable's p95: 5 % of stable's requests, whatever the shape
+MIN_TIMED_FOR_THRESHOLD = 200  # stable latencies needed before the p95 that defines "slow" is fixed for the stage
+MIN_SLOW_RATIO, MAX_SLOW_RATIO = 1.05, 50.0
+P99_GUARDRAIL_SHARE = 0.01  # "p99 above the limit" = more than 1 % of requests above it
+
+# Where a metric's stage test stands on the way to an advance.
+Status = Literal["accepted", "no events", "not reported", "pending"]
+
+
+# --- inputs -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm's cumulative totals, clamped to be consistent (the judge never raises on odd input)."""
+
+    requests: int
+    errors: int
+    error_users: int
+    timed: int
+    totals: ArmTotals
+
+    @classmethod
+    def read(cls, totals: ArmTotals) -> Arm:
+        requests = max(int(totals.count), 0)
+        errors = min(max(int(totals.errors), 0), requests)
+        users = min(max(int(totals.error_users), 0), errors)
+        return cls(requests, errors, users, max(int(totals.latency.count), 0), totals)
+
+    def slow(self, slow_ms: float) -> int:
+        return self.totals.latency.count_above(slow_ms)
+
+    def is_behind(self, seen: Seen) -> bool:
+        return (
+            self.requests < seen.requests or self.errors < seen.errors or self.error_users < seen.error_users
+            or self.timed < seen.timed
+        )
+
+    def seen(self, slow_ms: float | None) -> Seen:
+        """These totals as the next look's starting point; latencies only once "slow" means something."""
+        if slow_ms is None:
+            return Seen(self.requests, self.errors, self.error_users)
+        return Seen(self.requests, self.errors, self.error_users, self.timed, self.slow(slow_ms))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The budget of a rollout with so many judged stages, as the log thresholds the tests are held to."""
+
+    budget: AlphaBudget
+    accept: float
+    rollout_errors: float
+    rollout_latency: float
+    stage_errors: float
+    stage_latency: float
+    guardrail: float
+
+    @classmethod
+    def of(cls, settings: AnalysisSettings, judged_stages: int) -> Thresholds:
+        b = AlphaBudget.split(settings.alpha, judged_stages)
+        return cls(
+            b, math.log(settings.beta), _log_inverse(b.rollout_errors), _log_inverse(b.rollout_latency),
+            _log_inverse(b.stage_errors), _log_inverse(b.stage_latency), _log_inverse(b.guardrail),
+        )
+
+
+@dataclass(frozen=True)
+class Look:
+    """The inputs of one call of the judge, clamped: a NaN or infinite percent or time reads as 0."""
+
+    settings: AnalysisSettings
+    limits: Thresholds
+    stable: Arm
+    canary: Arm
+    percent: float
+    stage_index: int
+    seconds: float
+    bake: float
+    errors_ratio: float  # the error-rate ratio this stage's test is at
+
+    @classmethod
+    def read(
+        cls, settings: AnalysisSettings, limits: Thresholds, stable: ArmTotals, canary: ArmTotals, *,
+        percent: float, stage_index: int, seconds_at_stage: float, bake_seconds: float,
+    ) -> Look:
+        percent = float(percent) if math.isfinite(percent) else 0.0
+        return cls(
+            settings, limits, Arm.read(stable), Arm.read(canary), percent, max(int(stage_index), 0),
+            float(seconds_at_stage) if math.isfinite(seconds_at_stage) else 0.0,
+            float(bake_seconds) if math.isfinite(bake_seconds) else 0.0,
+            stage_ratio(settings.error_ratio, percent),
+        )
+
+
+def _log_inverse(alpha: float) -> float:
+    return math.log(1 / alpha) if alpha > 0 else math.inf
+
+
+# --- counting ---------------------------------------------------------------------------------------------
+
+
+def begin(state: JudgeState | None, look: Look) -> JudgeState:
+    """The state this look starts from: the caller's if it belongs to this stage, else a fresh one."""
+    if state is None or state.stage_index != look.stage_index:
+        state = JudgeState.start(look.stage_index)
+    return replace(state, looks=state.looks + 1)
+
+
+def went_backwards(state: JudgeState, look: Look) -> bool:
+    """Totals below what was already seen: the aggregates restarted under this state (a replayed revision)."""
+    return look.stable.is_behind(state.stable) or look.canary.is_behind(state.canary)
+
+
+def skip_to_now(state: JudgeState, look: Look) -> JudgeState:
+    """Take the current totals as seen without counting them."""
+    return replace(state, stable=look.stable.seen(state.slow_ms), canary=look.canary.seen(state.slow_ms))
+
+
+def count_new_data(state: JudgeState, look: Look) -> JudgeState:
+    """Add what arrived since the last look to the error and latency tests."""
+    return _count_latency(_count_errors(state, look), look)
+
+
+def _error_events(d_errors: int, d_users: int) -> int:
+    """Errors of one look counted once per erroring user: a burst from one user is one event. An SDK that does
+    not count users reports 0 of them; its errors count one by one."""
+    return min(d_users, d_errors) if d_users > 0 else d_errors
+
+
+def _count_errors(state: JudgeState, look: Look) -> JudgeState:
+    s, c, seen_s, seen_c = look.stable, look.canary, state.stable, state.canary
+    n_c, n_s = c.requests - seen_c.requests, s.requests - seen_s.requests
+    x_c = _error_events(c.errors - seen_c.errors, c.error_users - seen_c.error_users)
+    x_s = _error_events(s.errors - seen_s.errors, s.error_users - seen_s.error_users)
+    errors = state.errors.add(rate_ratio_llr(x_c, x_s, n_c, n_s, look.errors_ratio), x_c, x_s, n_c, n_s)
+    rollout = state.rollout
+    if rollout is not None and x_c + x_s > 0:
+        ratio = look.settings.error_ratio
+        rollout = RolloutTest(
+            rollout.errors + rate_ratio_llr(x_c, x_s, n_c, n_s, ratio),
+            rollout.errors_big + rate_ratio_llr(x_c, x_s, n_c, n_s, big_ratio(ratio)),
+            rollout.latency,
+        )
+    return replace(
+        state, errors=errors, rollout=rollout,
+        stable=Seen(s.requests, s.errors, s.error_users, seen_s.timed, seen_s.slow),
+        canary=Seen(c.requests, c.errors, c.error_users, seen_c.timed, seen_c.slow),
+    )
+
+
+def _count_latency(state: JudgeState, look: Look) -> JudgeState:
+    if state.slow_ms is None:
+        return _fix_slow_threshold(state, look) if look.stable.timed >= MIN_TIMED_FOR_THRESHOLD else state
+    s, c, seen_s, seen_c = look.stable, look.canary, state.stable, state.canary
+    slow_c, slow_s = c.slow(state.slow_ms), s.slow(state.slow_ms)
+    n_c, n_s = max(c.timed - seen_c.timed, 0), max(s.timed - seen_s.timed, 0)
+    x_c, x_s = min(max(slow_c - seen_c.slow, 0), n_c), min(max(slow_s - seen_s.slow, 0), n_s)
+    ratio = state.slow_ratio or look.settings.latency_ratio
+    latency = state.latency.add(
+        rate_ratio_llr(x_c, x_s, n_c, n_s, stage_ratio(ratio, look.percent)), x_c, x_s, n_c, n_s
+    )
+    rollout = state.rollout
+    if rollout is not None and x_c + x_s > 0:
+        rollout = RolloutTest(
+            rollout.errors, rollout.errors_big, rollout.latency + rate_ratio_llr(x_c, x_s, n_c, n_s, ratio)
+        )
+    return replace(
+        state, latency=latency, rollout=rollout,
+        stable=Seen(seen_s.requests, seen_s.errors, seen_s.error_users, s.timed, slow_s),
+        canary=Seen(seen_c.requests, seen_c.errors, seen_c.error_users, c.timed, slow_c),
+    )
+
+
+def _fix_slow_threshold(state: JudgeState, look: Look) -> JudgeState:
+    """Fix "slow" for the stage from stable's p95 so far; only later requests are counted against it, which
+    keeps the threshold independent of the data it judges. The slow-count ratio that stands for a p95
+    regression of latency_ratio is read from stable's own shape: were every latency latency_ratio times
+    longer, the share above the threshold would be stable's share above threshold / latency_ratio."""
+    s, c, latency_ratio = look.stable, look.canary, look.settings.latency_ratio
+    sketch = s.totals.latency
+    slow_ms = sketch.quantile(SLOW_QUANTILE)
+    if slow_ms is None:
+        return state
+    above = sketch.count_above(slow_ms)
+    above_shifted = sketch.count_above(slow_ms / latency_ratio)
+    ratio = above_shifted / above if above > 0 else latency_ratio
+    seen_s, seen_c = state.stable, state.canary
+    return replace(
+        state, slow_ms=slow_ms, slow_ratio=min(max(ratio, MIN_SLOW_RATIO), MAX_SLOW_RATIO),
+        stable=Seen(seen_s.requests, seen_s.errors, seen_s.error_users, s.timed, s.slow(slow_ms)),
+        canary=Seen(seen_c.requests, seen_c.errors, seen_c.error_users, c.timed, c.slow(slow_ms)),
+    )
+
+
+# --- checks -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GuardrailTrip:
+    """An absolute limit the canary is shown to break: `events` of `exposure` (errors of requests, or timed
+    requests above max_p99_ms), with the evidence that crossed the threshold."""
+
+    name: Literal["max_error_rate", "max_p99_ms"]
+    limit: float
+    events: int
+    exposure: int
+    evidence: float
+    threshold: float
+
+
+def guardrail_trip(look: Look) -> GuardrailTrip | None:
+    """The first guardrail tripped, error rate before p99. Cumulative counts, so data skipped by a restart or a
+    sample-ratio mismatch still counts here: a guardrail compares the canary with a limit, not with stable."""
+    c, threshold = look.canary, look.limits.guardrail
+    rate_limit, p99_limit = look.settings.max_error_rate, look.settings.max_p99_ms
+    if rate_limit is not None and c.errors:
+        evidence = guardrail_log_evidence(c.errors, c.requests, rate_limit)
+        if evidence >= threshold:
+            return GuardrailTrip("max_error_rate", rate_limit, c.errors, c.requests, evidence, threshold)
+    if p99_limit is not None and c.timed:
+        over = c.totals.latency.count_above(p99_limit)
+        evidence = guardrail_log_evidence(over, c.timed, P99_GUARDRAIL_SHARE)
+        if evidence >= threshold:
+            return GuardrailTrip("max_p99_ms", p99_limit, over, c.timed, evidence, threshold)
+    return None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A sequential test that crossed its rollback threshold."""
+
+    metric: Literal["errors", "latency"]
+    test: Literal["rollout", "stage"]
+    statistic: float
+    threshold: float
+
+
+def rollout_errors_statistic(rollout: RolloutTest) -> float:
+    """The rollout error test: a mixture of the two alternatives, each a test supermartingale."""
+    return log_mixture([rollout.errors, rollout.errors_big], [1 - BIG_WEIGHT, BIG_WEIGHT])
+
+
+def rejection(state: JudgeState, look: Look) -> Rejection | None:
+    """The first test past its threshold: the rollout test's (errors, then latency), then the stage's own. Only
+    later stages have one: the first stage is what the rollout test starts on, and the budget pays for it there."""
+    limits = look.limits
+    checks: list[Rejection] = []
+    if state.rollout is not None:
+        checks.append(Rejection("errors", "rollout", rollout_errors_statistic(state.rollout), limits.rollout_errors))
+        checks.append(Rejection("latency", "rollout", state.rollout.latency, limits.rollout_latency))
+    if look.stage_index > 0:
+        checks.append(Rejection("errors", "stage", state.errors.llr, limits.stage_errors))
+        checks.append(Rejection("latency", "stage", state.latency.llr, limits.stage_latency))
+    return next((check for check in checks if check.statistic >= check.threshold), None)
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """Where each metric's stage test stands on the way to an advance."""
+
+    errors: Status
+    latency: Status
+
+    @property
+    def pending(self) -> bool:
+        return "pending" in (self.errors, self.latency)
+
+
+def acceptance(state: JudgeState, look: Look) -> Acceptance:
+    accept_at = look.limits.accept
+    errors: Status = "accepted" if state.errors.llr <= accept_at else _pending_unless_quiet(state, "errors")
+    latency: Status
+    if state.slow_ms is None:
+        latency = "not reported" if look.stable.timed == 0 and look.canary.timed == 0 else "pending"
+    elif state.latency.llr <= accept_at:
+        latency = "accepted"
+    else:
+        latency = _pending_unless_quiet(state, "latency")
+    return Acceptance(errors, latency)
+
+
+def _pending_unless_quiet(state: JudgeState, metric: Literal["errors", "latency"]) -> Status:
+    test = state.errors if metric == "errors" else state.latency
+    return "no events" if test.canary_events == 0 and test.stable_events == 0 else "pending"
