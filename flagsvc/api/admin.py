@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import TypedDict
 
 from flask import Blueprint, g, jsonify, request, url_for
 
@@ -10,15 +11,30 @@ from flagsvc.api import schemas
 from flagsvc.api.body import json_body
 from flagsvc.api.context import services
 from flagsvc.api.errors import ApiError
+from flagsvc.domain.flag import FlagDoc, HistoryEntryDoc
 from flagsvc.service import TRANSITIONS
 
 bp = Blueprint("admin", __name__, url_prefix="/api/v1")
+
+
+class FlagListDoc(TypedDict):
+    """Every flag, ordered by key."""
+
+    flags: list[FlagDoc]
+
+
+class FlagHistoryDoc(TypedDict):
+    """A flag's changes, newest first."""
+
+    key: str
+    history: list[HistoryEntryDoc]
 LIMIT_PATTERN = re.compile(r"^[0-9]{1,4}\Z")
 
 
 @bp.get("/flags")
 def list_flags():
-    return jsonify({"flags": [f.to_dict() for f in services().commands.list()]})
+    body: FlagListDoc = {"flags": [f.to_dict() for f in services().commands.list_flags()]}
+    return jsonify(body)
 
 
 @bp.post("/flags")
@@ -71,7 +87,8 @@ def history(key: str):
     if not LIMIT_PATTERN.match(limit) or not 1 <= int(limit) <= 1000:  # ASCII digits only: int("²") raises
         raise ApiError("bad_request", "limit must be an integer from 1 to 1000", {"limit": ["must be 1 to 1000"]})
     entries = services().commands.history(key, int(limit))
-    return jsonify({"key": key, "history": [e.to_dict() for e in entries]})
+    body: FlagHistoryDoc = {"key": key, "history": [e.to_dict() for e in entries]}
+    return jsonify(body)
 
 
 @bp.get("/flags/<key>/stats")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from flask import Flask, Response, jsonify
 from marshmallow import ValidationError
@@ -32,6 +32,20 @@ STATUS_BY_CODE = {
 CODE_BY_HTTP_STATUS = {status: code for code, status in STATUS_BY_CODE.items() if code != "validation_error"}
 
 
+class ErrorDetailDoc(TypedDict):
+    """What went wrong: a stable code, a sentence for people, and the problems of each named field."""
+
+    code: str
+    message: str
+    fields: dict[str, list[str]]
+
+
+class ErrorDoc(TypedDict):
+    """Every error, whatever the endpoint."""
+
+    error: ErrorDetailDoc
+
+
 class ApiError(Exception):
     def __init__(self, code: str, message: str, fields: Mapping[str, list[str]] | None = None) -> None:
         super().__init__(message)
@@ -41,8 +55,10 @@ class ApiError(Exception):
         self.status = STATUS_BY_CODE[code]
 
 
-def error_response(code: str, message: str, fields: Mapping[str, Any] | None = None, status: int | None = None):
-    response = jsonify({"error": {"code": code, "message": message, "fields": dict(fields or {})}})
+def error_response(code: str, message: str, fields: Mapping[str, Any] | None = None,
+                   status: int | None = None) -> Response:
+    body: ErrorDoc = {"error": {"code": code, "message": message, "fields": dict(fields or {})}}
+    response = jsonify(body)
     response.status_code = status or STATUS_BY_CODE[code]
     if response.status_code == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="flagsvc"'

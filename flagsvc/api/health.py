@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -10,19 +12,26 @@ from flagsvc.api.errors import error_response
 
 bp = Blueprint("health", __name__)
 
+
+class StatusDoc(TypedDict):
+    status: str
+
+
 PUBLIC_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "health.metrics", "health.openapi"})
 
 
 @bp.get("/healthz")
 def healthz():
-    return jsonify({"status": "ok"})
+    body: StatusDoc = {"status": "ok"}
+    return jsonify(body)
 
 
 @bp.get("/readyz")
 def readyz():
     if not services().status.store_reachable():
         return error_response("unavailable", "the flag store (Redis) is unreachable")
-    return jsonify({"status": "ready"})
+    body: StatusDoc = {"status": "ready"}
+    return jsonify(body)
 
 
 @bp.get("/metrics")

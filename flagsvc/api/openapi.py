@@ -1,8 +1,8 @@
 """The OpenAPI 3 document of the HTTP API, served at `GET /openapi.json`.
 
 Request bodies come from the marshmallow schemas the views load them with (`schemas.py`); response bodies from
-the schemas below, which describe what the views send. `tests/unit/test_openapi.py` fails when a route of the
-app is missing here (or is documented but gone).
+the typed definitions of what the views send (`typed_schema.py` reads them). `tests/unit/test_openapi.py` fails
+when a route of the app is missing here (or is documented but gone).
 """
 
 from __future__ import annotations
@@ -13,126 +13,43 @@ from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import Schema, fields, validate
+from flagsvc_client.protocol.shapes import FlagStats, OutcomeReceipt, SnapshotDoc
 
 from flagsvc.api import schemas
-from flagsvc.api.errors import STATUS_BY_CODE
-from flagsvc.domain.flag import KEY_PATTERN, Action, State
+from flagsvc.api.admin import FlagHistoryDoc, FlagListDoc
+from flagsvc.api.errors import STATUS_BY_CODE, ErrorDoc
+from flagsvc.api.health import StatusDoc
+from flagsvc.api.typed_schema import object_schema
+from flagsvc.domain.flag import KEY_PATTERN, FlagDoc, HistoryEntryDoc
 from flagsvc.service import TRANSITIONS
 
-STATES = [s.value for s in State]
+# Response bodies: named after their typed definitions (the `Doc` suffix dropped), so the document and the code
+# that sends them cannot drift apart.
+RESPONSES: tuple[type, ...] = (
+    ErrorDoc, FlagDoc, FlagListDoc, HistoryEntryDoc, FlagHistoryDoc, FlagStats, SnapshotDoc, OutcomeReceipt,
+    StatusDoc,
+)
 
 
-def _nullable_state() -> fields.Field:
-    return fields.String(required=True, allow_none=True, validate=validate.OneOf(STATES))
+def _component(typed: type) -> str:
+    return typed.__name__.removesuffix("Doc")
 
 
-# --- response bodies --------------------------------------------------------------------------------------
+def _ref(typed: type) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{_component(typed)}"}
 
 
-class ErrorDetailSchema(Schema):
-    code = fields.String(required=True, validate=validate.OneOf([*STATUS_BY_CODE, "internal_error"]))
-    message = fields.String(required=True)
-    fields_ = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), required=True, data_key="fields")
-
-
-class ErrorSchema(Schema):
-    error = fields.Nested(ErrorDetailSchema, required=True)
-
-
-class FlagSchema(Schema):
-    key = fields.String(required=True)
-    description = fields.String(required=True)
-    salt = fields.String(required=True)
-    stages = fields.List(fields.Float(), required=True)
-    bake_seconds = fields.Integer(required=True)
-    analysis = fields.Dict(keys=fields.String(), required=True)
-    allow = fields.List(fields.String(), required=True)
-    deny = fields.List(fields.String(), required=True)
-    state = fields.String(required=True, validate=validate.OneOf(STATES))
-    percent = fields.Float(required=True)
-    stage_index = fields.Integer(required=True)
-    revision = fields.Integer(required=True)
-    created_at = fields.Float(required=True)
-    updated_at = fields.Float(required=True)
-    stage_started_at = fields.Float(required=True)
-    reason = fields.String(required=True)
-
-
-class FlagListSchema(Schema):
-    flags = fields.List(fields.Nested(FlagSchema), required=True)
-
-
-class HistoryEntrySchema(Schema):
-    at = fields.Float(required=True)
-    actor = fields.String(required=True)
-    action = fields.String(required=True, validate=validate.OneOf([a.value for a in Action]))
-    revision = fields.Integer(required=True)
-    from_state = _nullable_state()
-    to_state = _nullable_state()
-    from_percent = fields.Float(required=True, allow_none=True)
-    to_percent = fields.Float(required=True, allow_none=True)
-    reason = fields.String(required=True)
-    evidence = fields.Dict(keys=fields.String(), required=True, allow_none=True)
-
-
-class HistorySchema(Schema):
-    key = fields.String(required=True)
-    history = fields.List(fields.Nested(HistoryEntrySchema), required=True)
-
-
-class ArmStatsSchema(Schema):
-    count = fields.Integer(required=True)
-    errors = fields.Integer(required=True)
-    error_users = fields.Integer(required=True)
-    error_rate = fields.Float(required=True, allow_none=True)
-    p50_ms = fields.Float(required=True, allow_none=True)
-    p95_ms = fields.Float(required=True, allow_none=True)
-    p99_ms = fields.Float(required=True, allow_none=True)
-
-
-class StatsSchema(Schema):
-    key = fields.String(required=True)
-    revision = fields.Integer(required=True)
-    state = fields.String(required=True, validate=validate.OneOf(STATES))
-    percent = fields.Float(required=True)
-    arms = fields.Dict(keys=fields.String(), values=fields.Nested(ArmStatsSchema), required=True)
-    ingest = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
-    verdict = fields.Dict(keys=fields.String(), required=True, allow_none=True)
-
-
-class SdkFlagSchema(Schema):
-    key = fields.String(required=True)
-    state = fields.String(required=True)  # clients must accept states they do not know (docs/protocol.md)
-    percent = fields.Float(required=True)
-    revision = fields.Integer(required=True)
-    salt = fields.String(required=True)
-    allow = fields.List(fields.String(), required=True)
-    deny = fields.List(fields.String(), required=True)
-
-
-class SnapshotSchema(Schema):
-    epoch = fields.String(required=True)
-    version = fields.Integer(required=True)
-    flags = fields.Dict(keys=fields.String(), values=fields.Nested(SdkFlagSchema), required=True)
-
-
-class OutcomeResultSchema(Schema):
-    batch_id = fields.String(required=True)
-    accepted = fields.Integer(required=True)
-    stale = fields.Integer(required=True)
-    unknown = fields.Integer(required=True)
-    duplicate = fields.Boolean(required=True)
-
-
-class StatusSchema(Schema):
-    status = fields.String(required=True)
+def _error_schema() -> dict[str, Any]:
+    schema = object_schema(ErrorDoc)
+    detail = schema["properties"]["error"]
+    detail["properties"]["code"]["enum"] = [*STATUS_BY_CODE, "internal_error"]
+    return schema
 
 
 # --- operations -------------------------------------------------------------------------------------------
 
-ADMIN = [{"adminToken": []}]
-SDK = [{"sdkKey": []}, {"adminToken": []}]
+ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
+SDK: list[dict[str, list[str]]] = [{"sdkKey": []}, {"adminToken": []}]
 OPEN: list[dict[str, list[str]]] = []
 
 ERROR_TEXT = {
@@ -164,32 +81,32 @@ SSE_EVENT = {"type": "object", "required": ["event", "id", "data"], "properties"
 # (path, method, summary, security, request schema (or None), body required, success status, success schema,
 #  parameters, 4xx/5xx statuses)
 OPERATIONS: list[tuple[str, str, str, list, Any, bool, int, Any, list, tuple[int, ...]]] = [
-    ("/api/v1/flags", "get", "List every flag", ADMIN, None, False, 200, FlagListSchema, [], (401, 403, 503)),
-    ("/api/v1/flags", "post", "Create a flag (state off)", ADMIN, schemas.FlagCreateSchema, True, 201, FlagSchema,
+    ("/api/v1/flags", "get", "List every flag", ADMIN, None, False, 200, FlagListDoc, [], (401, 403, 503)),
+    ("/api/v1/flags", "post", "Create a flag (state off)", ADMIN, schemas.FlagCreateSchema, True, 201, FlagDoc,
      [], (400, 401, 403, 409, 413, 503)),
-    ("/api/v1/flags/{key}", "get", "One flag", ADMIN, None, False, 200, FlagSchema, [KEY_PARAM],
+    ("/api/v1/flags/{key}", "get", "One flag", ADMIN, None, False, 200, FlagDoc, [KEY_PARAM],
      (401, 403, 404, 503)),
     ("/api/v1/flags/{key}", "patch", "Change a flag's settings", ADMIN, schemas.FlagUpdateSchema, True, 200,
-     FlagSchema, [KEY_PARAM], (400, 401, 403, 404, 409, 413, 503)),
+     FlagDoc, [KEY_PARAM], (400, 401, 403, 404, 409, 413, 503)),
     ("/api/v1/flags/{key}", "delete", "Delete a flag", ADMIN, None, False, 204, None, [KEY_PARAM],
      (401, 403, 404, 503)),
     ("/api/v1/flags/{key}/{action}", "post", "A rollout transition: start, pause, resume, promote or rollback",
-     ADMIN, schemas.ReasonSchema, False, 200, FlagSchema, [KEY_PARAM, ACTION_PARAM],
+     ADMIN, schemas.ReasonSchema, False, 200, FlagDoc, [KEY_PARAM, ACTION_PARAM],
      (400, 401, 403, 404, 409, 413, 503)),
     ("/api/v1/flags/{key}/percent", "put", "Set the percent by hand (state manual)", ADMIN, schemas.PercentSchema,
-     True, 200, FlagSchema, [KEY_PARAM], (400, 401, 403, 404, 409, 413, 503)),
+     True, 200, FlagDoc, [KEY_PARAM], (400, 401, 403, 404, 409, 413, 503)),
     ("/api/v1/flags/{key}/history", "get", "Who did what, when, why (newest first)", ADMIN, None, False, 200,
-     HistorySchema, [KEY_PARAM, LIMIT_PARAM], (400, 401, 403, 404, 503)),
+     FlagHistoryDoc, [KEY_PARAM, LIMIT_PARAM], (400, 401, 403, 404, 503)),
     ("/api/v1/flags/{key}/stats", "get", "Live outcome totals of the current revision", ADMIN, None, False, 200,
-     StatsSchema, [KEY_PARAM], (401, 403, 404, 503)),
+     FlagStats, [KEY_PARAM], (401, 403, 404, 503)),
     ("/sdk/v1/flags", "get", "The SDK config snapshot (ETag; If-None-Match -> 304)", SDK, None, False, 200,
-     SnapshotSchema, [IF_NONE_MATCH], (401, 503)),
+     SnapshotDoc, [IF_NONE_MATCH], (401, 503)),
     ("/sdk/v1/stream", "get", "Server-Sent Events: the snapshot on connect and on every change", SDK, None, False,
      200, "text/event-stream", [], (401, 503)),
     ("/sdk/v1/outcomes", "post", "Report a batch of outcomes", SDK, schemas.OutcomeBatchSchema, True, 200,
-     OutcomeResultSchema, [], (400, 401, 413, 503)),
-    ("/healthz", "get", "Liveness", OPEN, None, False, 200, StatusSchema, [], ()),
-    ("/readyz", "get", "Readiness: the flag store answers", OPEN, None, False, 200, StatusSchema, [], (503,)),
+     OutcomeReceipt, [], (400, 401, 413, 503)),
+    ("/healthz", "get", "Liveness", OPEN, None, False, 200, StatusDoc, [], ()),
+    ("/readyz", "get", "Readiness: the flag store answers", OPEN, None, False, 200, StatusDoc, [], (503,)),
     ("/metrics", "get", "Prometheus metrics (the flags' gauges are read from the store)", OPEN, None, False, 200,
      "text/plain", [], (503,)),
     ("/openapi.json", "get", "This document", OPEN, None, False, 200, "application/json", [], ()),
@@ -205,7 +122,7 @@ def _operation(summary: str, security: list, request: Any, body_required: bool, 
         body = {"text/plain": {"type": "string"}, "application/json": {"type": "object"}}.get(success, SSE_EVENT)
         responses[str(status)] = {"description": "OK", "content": {success: {"schema": body}}}
     else:
-        responses[str(status)] = {"description": "OK", "content": {"application/json": {"schema": success}}}
+        responses[str(status)] = {"description": "OK", "content": {"application/json": {"schema": _ref(success)}}}
     if any(p is IF_NONE_MATCH for p in parameters):
         etag = {"ETag": {"description": '"<epoch>-<version>"', "schema": {"type": "string"}}}
         responses[str(status)]["headers"] = etag
@@ -249,7 +166,9 @@ def _document() -> dict[str, Any]:
     bearer = {"type": "http", "scheme": "bearer"}
     spec.components.security_scheme("adminToken", {**bearer, "description": "An operator's token: every endpoint"})
     spec.components.security_scheme("sdkKey", {**bearer, "description": "An SDK key: /sdk/v1/* only"})
-    spec.components.schema("Error", schema=ErrorSchema)
+    spec.components.schema("Error", component=_error_schema())
+    for typed in RESPONSES[1:]:
+        spec.components.schema(_component(typed), component=object_schema(typed))
     by_path: dict[str, dict[str, Any]] = {}
     for path, method, *rest in OPERATIONS:
         by_path.setdefault(path, {})[method] = _operation(*rest)

@@ -113,7 +113,7 @@ class SketchBuckets(fields.Field):
             if type(count) is not int or not 0 <= count <= MAX_COUNT:
                 errors.setdefault(str(index), {})["value"] = [f"must be an integer from 0 to {MAX_COUNT}"]
         if errors:
-            raise ValidationError(errors)  # type: ignore[arg-type]
+            raise ValidationError(errors)
         return value
 
 

@@ -74,6 +74,7 @@ def demo(seconds: float, rate: float) -> None:
 
     from flagsvc.api import create_app
     from flagsvc.config import Settings
+    from flagsvc.domain.flag import HistoryEntry
     from flagsvc.embedded import EmbeddedRedis
     from flagsvc.service import build_services
 
@@ -121,6 +122,7 @@ def demo(seconds: float, rate: float) -> None:
             server.shutdown()
         click.echo("\nWhat happened, from each flag's history:")
         for s in SCENARIOS:
+            entry: HistoryEntry
             for entry in reversed(commands.history(s.key)):
                 if entry.actor == "controller":
                     click.echo(f"  {s.key}: {entry.action.value} to {entry.to_percent:g}%: {entry.reason}")

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from itertools import pairwise
-from typing import Any
+from typing import Annotated, Any, TypedDict, cast
 
 from flagsvc.domain.analysis import AnalysisSettings, validate_analysis
 from flagsvc.domain.errors import IllegalTransition, InvalidFlag
@@ -56,6 +56,42 @@ class Action(StrEnum):
     DELETE = "delete"
 
 
+class FlagDoc(TypedDict):
+    """A flag as the API shows it: its settings, and where its rollout stands."""
+
+    key: str
+    description: str
+    salt: str
+    stages: list[float]
+    bake_seconds: int
+    analysis: dict[str, Any]
+    allow: list[str]
+    deny: list[str]
+    state: Annotated[str, State]
+    percent: float
+    stage_index: int
+    revision: int
+    created_at: float
+    updated_at: float
+    stage_started_at: float
+    reason: str
+
+
+class HistoryEntryDoc(TypedDict):
+    """One change of a flag: who, when, why, from what to what, and the judge's evidence for its own moves."""
+
+    at: float
+    actor: str
+    action: Annotated[str, Action]
+    revision: int
+    from_state: Annotated[str, State] | None
+    to_state: Annotated[str, State] | None
+    from_percent: float | None
+    to_percent: float | None
+    reason: str
+    evidence: dict[str, Any] | None
+
+
 @dataclass(frozen=True)
 class Flag:
     key: str
@@ -75,14 +111,14 @@ class Flag:
     stage_started_at: float = 0.0
     reason: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> FlagDoc:
         data = asdict(self)
         data["state"] = self.state.value
         data["stages"] = list(self.stages)
         data["allow"] = list(self.allow)
         data["deny"] = list(self.deny)
         data["analysis"] = dict(self.analysis)
-        return data
+        return cast(FlagDoc, data)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Flag:
@@ -123,13 +159,13 @@ class HistoryEntry:
     reason: str = ""
     evidence: Mapping[str, Any] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> HistoryEntryDoc:
         data = asdict(self)
         data["action"] = self.action.value
         data["from_state"] = self.from_state.value if self.from_state else None
         data["to_state"] = self.to_state.value if self.to_state else None
         data["evidence"] = dict(self.evidence) if self.evidence is not None else None
-        return data
+        return cast(HistoryEntryDoc, data)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HistoryEntry:

@@ -36,7 +36,7 @@ class FlagCommands:
         self._jitter = jitter
         self._sleep = sleep
 
-    def list(self) -> list[Flag]:
+    def list_flags(self) -> list[Flag]:
         return self._flags.list_flags()
 
     def get(self, key: str) -> Flag:

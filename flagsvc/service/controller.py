@@ -50,9 +50,10 @@ class JudgeStateLike(Protocol):
 
 
 S = TypeVar("S", bound=JudgeStateLike)
+S_co = TypeVar("S_co", bound=JudgeStateLike, covariant=True)
 
 
-class JudgeVerdict(Protocol[S]):
+class JudgeVerdict(Protocol[S_co]):
     @property
     def decision(self) -> str: ...
 
@@ -63,7 +64,7 @@ class JudgeVerdict(Protocol[S]):
     def evidence(self) -> Mapping[str, Any]: ...
 
     @property
-    def state(self) -> S: ...
+    def state(self) -> S_co: ...
 
 
 class Judge(Protocol[S]):

@@ -166,8 +166,11 @@ class MemoryStore:
         seen = self._version
         on_change()  # like a fresh subscription: whatever happened before it counts as a change
         while not stop.is_set():
+            def moved(seen: int = seen) -> bool:
+                return self._version != seen or stop.is_set()
+
             with self._changed:
-                self._changed.wait_for(lambda seen=seen: self._version != seen or stop.is_set(), timeout=1.0)
+                self._changed.wait_for(moved, timeout=1.0)
             if self._version != seen:
                 seen = self._version
                 on_change()

@@ -12,7 +12,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -69,7 +69,7 @@ class RedisStore:
         return Flag.from_dict(json.loads(doc)) if doc else None
 
     def list_flags(self) -> list[Flag]:
-        names = sorted(self.redis.smembers(self.keys.index))
+        names = sorted(cast(set[str], self.redis.smembers(self.keys.index)))
         if not names:
             return []
         with self.redis.pipeline(transaction=False) as pipe:
@@ -143,7 +143,7 @@ class RedisStore:
         # The epoch names this dataset; if Redis loses it (flushed, replaced), a new one is drawn and every SDK
         # learns that versions restarted.
         self.redis.set(self.keys.config_epoch, uuid.uuid4().hex[:12], nx=True)
-        return self.redis.get(self.keys.config_epoch)
+        return cast(str, self.redis.get(self.keys.config_epoch))
 
     def config_version(self) -> ConfigVersion:
         with self.redis.pipeline(transaction=False) as pipe:
@@ -155,7 +155,7 @@ class RedisStore:
         return ConfigVersion(epoch, int(version or 0))
 
     def bump_config_version(self) -> ConfigVersion:
-        epoch = self.redis.get(self.keys.config_epoch) or self._ensure_epoch()
+        epoch = cast(str | None, self.redis.get(self.keys.config_epoch)) or self._ensure_epoch()
         version = self.redis.incr(self.keys.config_version)
         self.redis.publish(self.keys.changes_channel, f"{epoch}-{version}")
         return ConfigVersion(epoch, int(version))
@@ -173,7 +173,7 @@ class RedisStore:
         return dict(zip(entries, pipe.execute(), strict=True))
 
     def outcome_totals(self, key: str, revision: int) -> dict[str, ArmTotals]:
-        fields = self.redis.hgetall(self.keys.outcomes(key))
+        fields = cast(dict[str, str], self.redis.hgetall(self.keys.outcomes(key)))
         if fields.get("revision") != str(revision):
             fields = {}
         return totals_from_fields(fields)

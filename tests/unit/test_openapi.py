@@ -94,8 +94,9 @@ def test_security_matches_the_guard(app, spec):
 def test_every_error_response_uses_the_shared_error_shape(spec):
     error = spec["components"]["schemas"]["Error"]
     assert error["required"] == ["error"]
-    detail = spec["components"]["schemas"]["ErrorDetail"]
+    detail = error["properties"]["error"]
     assert set(detail["properties"]) == set(detail["required"]) == {"code", "message", "fields"}
+    assert "not_found" in detail["properties"]["code"]["enum"]
     assert detail["properties"]["fields"]["additionalProperties"] == {"type": "array", "items": {"type": "string"}}
     for path, item in spec["paths"].items():
         for method, operation in item.items():
@@ -145,3 +146,30 @@ def test_documented_success_bodies_match_what_the_server_sends(client, spec):
     check30(client.get("/api/v1/flags/nope", headers=ADMIN), 404, "/api/v1/flags/{key}", "get")
     check30(client.post("/api/v1/flags", headers=ADMIN, json={"key": "x", "stages": [5, 1]}), 400,
             "/api/v1/flags", "post")
+
+
+def test_response_bodies_are_their_typed_definitions_key_for_key(client, spec):
+    """The documented bodies are read off the TypedDicts the views build; here the bodies really sent carry
+    exactly the keys those definitions (and so the document) name."""
+    from flagsvc.api.openapi import RESPONSES, _component
+
+    documented = {_component(typed): set(typed.__annotations__) for typed in RESPONSES}
+    client.post("/api/v1/flags", json={"key": "new_checkout"}, headers=ADMIN)
+    client.post("/api/v1/flags/new_checkout/start", headers=ADMIN)
+    flag = client.get("/api/v1/flags/new_checkout", headers=ADMIN).get_json()
+    assert set(flag) == documented["Flag"]
+    assert set(client.get("/api/v1/flags", headers=ADMIN).get_json()) == documented["FlagList"]
+    history = client.get("/api/v1/flags/new_checkout/history", headers=ADMIN).get_json()
+    assert set(history) == documented["FlagHistory"]
+    assert {frozenset(entry) for entry in history["history"]} == {frozenset(documented["HistoryEntry"])}
+    assert set(client.get("/api/v1/flags/new_checkout/stats", headers=ADMIN).get_json()) == documented["FlagStats"]
+    snapshot = client.get("/sdk/v1/flags", headers=SDK).get_json()
+    assert set(snapshot) == documented["Snapshot"]
+    sdk_flag = spec["components"]["schemas"]["Snapshot"]["properties"]["flags"]["additionalProperties"]
+    assert set(snapshot["flags"]["new_checkout"]) == set(sdk_flag["properties"]) == set(sdk_flag["required"])
+    receipt = client.post("/sdk/v1/outcomes", json={"batch_id": "batch-0001", "flags": {}}, headers=SDK).get_json()
+    assert set(receipt) == documented["OutcomeReceipt"]
+    assert set(client.get("/healthz").get_json()) == documented["Status"]
+    assert set(client.get("/api/v1/flags/nope", headers=ADMIN).get_json()) == documented["Error"]
+    for name, keys in documented.items():
+        assert set(spec["components"]["schemas"][name]["properties"]) == keys, name
