@@ -1,5 +1,5 @@
-"""The judge benchmark (issue 4, item 6): many simulated rollouts per scenario, our CanaryJudge beside a
-Flagger-style rule, with the issue's targets next to the figures.
+"""The judge benchmark: many simulated rollouts per scenario, our CanaryJudge beside a
+Flagger-style rule, with the targets next to the figures.
 
     python bench/judge.py [--trials N] [--seed S] [--quick] [--variants] [--workers W] [--only NAME ...]
 

@@ -7,7 +7,7 @@ import time in fresh interpreters, and a tracemalloc check that recording does n
 The baseline is the least any SDK can do: one dict lookup and the mmh3 call. Every timed callable is bound
 before its loop (`f = client.is_enabled`), the loop is unrolled 10x, the garbage collector is off while timing,
 and the functions are timed round-robin so machine noise hits them alike; the figure is the best round (the
-median is shown too). Targets (issue 3): is_enabled <= 1.5x the baseline, record <= 3x, import <= 50 ms.
+median is shown too). Targets: is_enabled <= 1.5x the baseline, record <= 3x, import <= 50 ms.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Serving benchmark (issue 6): requests/s and p99 of `GET /sdk/v1/flags` (200, and 304 with If-None-Match)
+"""Serving benchmark: requests/s and p99 of `GET /sdk/v1/flags` (200, and 304 with If-None-Match)
 with 50 flags, under `flagsvc serve --workers 1` and `--workers 2` (gunicorn gthread, embedded Redis).
 
     .venv/bin/python bench/serve.py [--quick] [--client auto|wrk|python] [--connections 16] [--workers 1,2]
