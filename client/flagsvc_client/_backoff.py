@@ -21,7 +21,7 @@ class Backoff:
         return self._attempt
 
     def next(self) -> float:
-        ceiling = min(self._maximum, self._initial * 2 ** min(self._attempt, 62))
+        ceiling: float = min(self._maximum, self._initial * 2 ** min(self._attempt, 62))  # int ** int is typed Any
         self._attempt += 1
         return self._random() * ceiling
 

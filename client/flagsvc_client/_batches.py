@@ -6,6 +6,10 @@ from __future__ import annotations
 from flagsvc_client._outcomes import SKETCH_SIZE, ArmTally
 from flagsvc_client.protocol.sketch import MIN_INDEX
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `shapes` imports `typing`, which `import flagsvc_client` must not pay for
+    from flagsvc_client.protocol.shapes import ArmOutcome, FlagOutcome
+
 MAX_BATCH_BYTES = 900_000  # under the server's 1 MiB body limit, with room for the envelope
 
 
@@ -20,7 +24,7 @@ def _collapse(latency: dict[int, int], max_buckets: int) -> dict[int, int]:
     return kept
 
 
-def _arm_wire(tally: ArmTally | None, max_buckets: int) -> dict[str, object]:
+def _arm_wire(tally: ArmTally | None, max_buckets: int) -> ArmOutcome:
     if tally is None:
         return {"count": 0, "errors": 0, "error_users": 0, "latency": {}}
     by_index = {MIN_INDEX + position: n for position, n in enumerate((tally.counts or ())[:SKETCH_SIZE]) if n}
@@ -33,7 +37,7 @@ def _arm_wire(tally: ArmTally | None, max_buckets: int) -> dict[str, object]:
     }
 
 
-def build_batches(tallies: list[ArmTally], max_flags: int, max_buckets: int) -> list[dict[str, object]]:
+def build_batches(tallies: list[ArmTally], max_flags: int, max_buckets: int) -> list[dict[str, FlagOutcome]]:
     """Wire `flags` maps (no batch_id yet). A window that saw a flag change revision yields a second batch
     for the other revision (the server counts outcomes of a superseded revision as stale)."""
     import json  # off the import path: only the flushing side needs it
@@ -42,20 +46,20 @@ def build_batches(tallies: list[ArmTally], max_flags: int, max_buckets: int) -> 
     for tally in tallies:
         flag, revision, arm = tally.key
         by_flag.setdefault(flag, {}).setdefault(revision, {})[arm] = tally
-    layers: list[list[tuple[str, dict[str, object]]]] = []
+    layers: list[list[tuple[str, FlagOutcome]]] = []
     for flag, revisions in by_flag.items():
         for depth, revision in enumerate(sorted(revisions, reverse=True)):
             arms = revisions[revision]
-            entry = {
+            entry: FlagOutcome = {
                 "revision": revision,
                 "arms": {arm: _arm_wire(arms.get(arm), max_buckets) for arm in ("stable", "canary")},
             }
             if depth == len(layers):
                 layers.append([])
             layers[depth].append((flag, entry))
-    batches: list[dict[str, object]] = []
+    batches: list[dict[str, FlagOutcome]] = []
     for layer in layers:
-        current: dict[str, object] = {}
+        current: dict[str, FlagOutcome] = {}
         size = 0
         for flag, entry in layer:
             entry_size = len(json.dumps({flag: entry}))

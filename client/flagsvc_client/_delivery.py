@@ -19,6 +19,7 @@ from flagsvc_client._transport import TransportError, auth_headers
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from flagsvc_client._transport import Transport
+    from flagsvc_client.protocol.shapes import FlagOutcome, OutcomeBatch
     from flagsvc_client.settings import ClientSettings
 
 OUTCOMES_PATH = "/sdk/v1/outcomes"
@@ -42,8 +43,8 @@ def _new_batch_id() -> str:
     return uuid.uuid4().hex
 
 
-def _count(flags: dict[str, object]) -> int:
-    return sum(arm["count"] for entry in flags.values() for arm in entry["arms"].values())  # type: ignore
+def _count(flags: dict[str, FlagOutcome]) -> int:
+    return sum(arm["count"] for entry in flags.values() for arm in entry["arms"].values())
 
 
 class OutcomeDelivery:
@@ -80,7 +81,7 @@ class OutcomeDelivery:
     def has_room(self) -> bool:
         return self._bytes < self._s.max_pending_bytes
 
-    def enqueue(self, flags_maps: list[dict[str, object]]) -> int:
+    def enqueue(self, flags_maps: list[dict[str, FlagOutcome]]) -> int:
         """Queue wire `flags` maps as batches; returns the sequence number of the last one queued."""
         import json  # off the import path: only the flushing side needs it
 
@@ -88,7 +89,8 @@ class OutcomeDelivery:
         with self._lock:
             for flags in flags_maps:
                 batch_id = self._new_batch_id()
-                body = json.dumps({"batch_id": batch_id, "flags": flags}, separators=(",", ":")).encode()
+                batch: OutcomeBatch = {"batch_id": batch_id, "flags": flags}
+                body = json.dumps(batch, separators=(",", ":")).encode()
                 self._seq += 1
                 self._queue.append(PendingBatch(self._seq, batch_id, body, _count(flags), now))
                 self._bytes += len(body)

@@ -17,16 +17,16 @@ if TYPE_CHECKING:
     Rule = Callable[[object], bool]
 
 
-def _value(counter: itertools.count) -> int:
+def _value(counter: itertools.count[int]) -> int:
     """How many times `next` was called: an itertools.count's repr is `count(N)`, N being the next value."""
     return int(repr(counter)[6:-1])
 
 
 class EvaluationCounts:
     def __init__(self) -> None:
-        self._counters: dict[tuple[str, str], itertools.count] = {}
+        self._counters: dict[tuple[str, str], itertools.count[int]] = {}
 
-    def counter(self, flag: str, arm: str) -> itertools.count:
+    def counter(self, flag: str, arm: str) -> itertools.count[int]:
         found = self._counters.get((flag, arm))
         if found is None:  # setdefault: of two threads creating it at once, both get the one that was kept
             found = self._counters.setdefault((flag, arm), itertools.count())
@@ -40,7 +40,7 @@ class EvaluationCounts:
                 for flag, rule in rules.items()}
 
     @staticmethod
-    def _counted(rule: Rule, canary: itertools.count, stable: itertools.count) -> Rule:
+    def _counted(rule: Rule, canary: itertools.count[int], stable: itertools.count[int]) -> Rule:
         def counted(user_id: object) -> bool:
             if rule(user_id):  # a rule that raises counts nothing: the caller answers its default
                 next(canary)

@@ -6,7 +6,7 @@ from __future__ import annotations
 class Frozen:
     """Subclasses declare `__slots__`; construction is by keyword, every slot required."""
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def __init__(self, **values: object) -> None:
         missing = set(self.__slots__) - set(values)
@@ -25,7 +25,7 @@ class Frozen:
         return tuple(getattr(self, name) for name in self.__slots__)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._values() == other._values()  # type: ignore[attr-defined]
+        return type(other) is type(self) and self._values() == other._values()
 
     def __hash__(self) -> int:
         return hash(self._values())

@@ -16,7 +16,15 @@ from collections.abc import Callable
 
 from flagsvc_client._log import LogOnce
 
-_clients: weakref.WeakSet = weakref.WeakSet()  # of objects with an `_after_fork_in_child()` method
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class ForkAware(Protocol):
+        def _after_fork_in_child(self) -> None: ...
+
+
+_clients: weakref.WeakSet[ForkAware] = weakref.WeakSet()
 
 
 def _reset_clients_in_child() -> None:
@@ -29,7 +37,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_clients_in_child)
 
 
-def watch_forks(client: object) -> None:
+def watch_forks(client: ForkAware) -> None:
     _clients.add(client)
 
 

@@ -26,7 +26,7 @@ Rule = Callable[[object], bool]
 def _killed_rule() -> Rule:
     def rule(user_id: object) -> bool:
         if type(user_id) is not str and type(user_id) is not int:
-            user_key(user_id)  # type: ignore[arg-type]  # a bad id is an error even here
+            user_key(user_id)  # a bad id is an error even here
         return False
 
     return rule
@@ -39,7 +39,7 @@ def _rollout_rule(prefix: str, threshold: int) -> Rule:
         elif type(user_id) is int:
             key = f"{prefix}{user_id}"
         else:
-            key = prefix + user_key(user_id)  # type: ignore[arg-type]
+            key = prefix + user_key(user_id)
         return _murmur3_32(key if key.isascii() else key.encode(), 0, False) % BUCKETS < threshold
 
     return rule
@@ -50,10 +50,10 @@ def _listed_rule(prefix: str, threshold: int, allow: frozenset[str], deny: froze
 
     def rule(user_id: object) -> bool:
         if type(user_id) is not str:
-            user_id = f"{user_id}" if type(user_id) is int else user_key(user_id)  # type: ignore[arg-type]
+            user_id = f"{user_id}" if type(user_id) is int else user_key(user_id)
         if user_id in listed:
             return user_id in allow  # allow wins over deny, as in the rule
-        key = prefix + user_id  # type: ignore[operator]
+        key = prefix + user_id
         return _murmur3_32(key if key.isascii() else key.encode(), 0, False) % BUCKETS < threshold
 
     return rule
@@ -70,7 +70,7 @@ def compile_rule(flag: FlagConfig) -> Rule:
 
 def explain(flag: FlagConfig, user_id: object) -> tuple[bool, str]:
     """(canary?, reason) by the same rule as the compiled closure; raises on a bad user id."""
-    key = user_key(user_id)  # type: ignore[arg-type]
+    key = user_key(user_id)
     if flag.killed:
         return False, "killed"
     if key in flag.allow:

@@ -27,11 +27,12 @@ class Event:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Event) and (self.event, self.data, self.id) == (other.event, other.data, other.id)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable (it defines __eq__); object types __hash__ as a method
 
 
 def parse_events(lines: Iterable[str]) -> Iterator[Event]:
     """Yield each event when its blank line arrives, and Event(HEARTBEAT, "", None) for each comment line."""
+    data: list[str]
     name, data, last_id, size = "", [], None, 0
     for line in lines:
         if not line:

@@ -6,6 +6,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from flagsvc_client._outcomes import ArmTally
     from flagsvc_client.client import FlagClient
 
 
@@ -14,6 +15,8 @@ class Track:
     was served with, even if the config changes meanwhile; it never raises into the application."""
 
     __slots__ = ("_client", "_flag", "_start", "_tally", "_user_id")
+
+    _tally: ArmTally | None  # the arm served, when the fast path served it
 
     def __init__(self, client: FlagClient, flag: str, user_id: str | int) -> None:
         self._client, self._flag, self._user_id, self._start, self._tally = client, flag, user_id, 0.0, None

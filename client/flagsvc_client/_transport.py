@@ -75,7 +75,7 @@ class _HttpEventStream:
         # the socket to the response and forgets it (conn.sock is None), but close() must still reach it.
         self._sock = sock
         self.status = response.status
-        self.headers = {k.lower(): v for k, v in response.getheaders()}
+        self.headers: Mapping[str, str] = {k.lower(): v for k, v in response.getheaders()}  # EventStream's type
 
     def lines(self) -> Iterator[str]:
         """Whole lines, however long (a snapshot is one `data:` line); beyond _MAX_LINE, the line is dropped."""
@@ -134,7 +134,7 @@ class HttpTransport:
         except OSError as exc:
             conn.close()
             raise TransportError(f"cannot connect: {exc!r}") from None
-        conn.sock.settimeout(timeout)  # type: ignore[union-attr]
+        conn.sock.settimeout(timeout)
         return conn
 
     def request(

@@ -118,7 +118,8 @@ class FlagClient:
             tally = canary if rule(user_id) else stable
             # the sketch bucket (sketch.bucket_index, clamped when folded; log raises on 0, < 0, NaN, inf)
             event = NO_LATENCY if latency_ms is None else ceil(log(latency_ms) * INV_LOG_GAMMA)
-            events = tally.events
+            # None for a retired tally; the append below failing on it is the hot path's only check, on purpose
+            events: list[int] = tally.events  # type: ignore[assignment]
             # one int per outcome, appended without a lock: _outcomes.py explains why that is exact
             if ok:
                 events.append(event)  # a retired tally has no list: AttributeError, nothing counted
@@ -164,13 +165,13 @@ class FlagClient:
         """`with client.track(flag, user_id) as canary:` times the block and records its outcome (_track.py)."""
         return Track(self, flag, user_id)
 
-    def _record_failed(self, flag: object, user_id: object, ok: object, latency_ms: object) -> None:
+    def _record_failed(self, flag: str, user_id: str | int, ok: bool, latency_ms: float | None) -> None:
         """The fast path raised before counting anything: a retired tally (first outcome of a flag in a while),
         a fork to restart from, or bad input. Redo it the careful way."""
         try:
             self._restart_if_forked()
             config = self._config
-            entry = config.entries.get(flag)  # type: ignore[call-overload]
+            entry = config.entries.get(flag)
             if entry is None:
                 self._log.warning(("record_unknown", flag), "outcome for unknown flag %r dropped", flag)
                 return

@@ -16,8 +16,7 @@ from flagsvc_client.protocol.limits import KILLED_STATES
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import Any
-
+    from typing import Any, TypeGuard
 
 
 class SnapshotError(ValueError):
@@ -42,6 +41,21 @@ class FlagConfig(Frozen):
     deny: frozenset[str]
     threshold: int
 
+    if TYPE_CHECKING:  # what Frozen.__init__ accepts for this class, spelled out for the type checker
+
+        def __init__(
+            self,
+            *,
+            key: str,
+            state: str,
+            percent: float,
+            revision: int,
+            salt: str,
+            allow: frozenset[str],
+            deny: frozenset[str],
+            threshold: int,
+        ) -> None: ...
+
     @property
     def killed(self) -> bool:
         return self.state in KILLED_STATES
@@ -55,7 +69,15 @@ class Snapshot(Frozen):
     epoch: str
     version: int
     flags: Mapping[str, FlagConfig]
+    # The document as received. Not typed as protocol.shapes.SnapshotDoc: a flag may omit key, salt, allow and
+    # deny, and list int user ids (parse_flag accepts both), which that shape does not allow.
     raw: Mapping[str, Any]
+
+    if TYPE_CHECKING:  # what Frozen.__init__ accepts for this class, spelled out for the type checker
+
+        def __init__(
+            self, *, epoch: str, version: int, flags: Mapping[str, FlagConfig], raw: Mapping[str, Any]
+        ) -> None: ...
 
     @property
     def etag(self) -> str:
@@ -66,11 +88,15 @@ class Snapshot(Frozen):
         return current is None or self.epoch != current.epoch or self.version > current.version
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return type(value) is int  # bool is not a count
 
 
-def _is_text(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
+    return type(value) in (int, float)  # bool is not a percentage
+
+
+def _is_text(value: object) -> TypeGuard[str]:
     if type(value) is not str:
         return False
     try:
@@ -107,7 +133,7 @@ def parse_flag(key: object, data: object) -> FlagConfig:
     salt = data.get("salt", key)
     if not _is_text(state):
         raise SnapshotError(f"flag {key!r}: state must be a string")
-    if type(percent) not in (int, float) or not 0 <= percent <= 100 or not math.isfinite(percent):
+    if not _is_number(percent) or not 0 <= percent <= 100 or not math.isfinite(percent):
         raise SnapshotError(f"flag {key!r}: percent must be a number from 0 to 100")
     if not _is_int(revision) or revision < 0:
         raise SnapshotError(f"flag {key!r}: revision must be a non-negative integer")

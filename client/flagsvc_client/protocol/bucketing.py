@@ -30,13 +30,14 @@ class InvalidUserId(TypeError):
     """A user id that is neither a str nor an int, or a str that is not valid Unicode (a lone surrogate)."""
 
 
-def user_key(user_id: str | int) -> str:
-    """The canonical string form of a user id: a str as is, an int (not a bool) in decimal."""
-    kind = type(user_id)
-    if kind is str:
-        return user_id  # type: ignore[return-value]
+def user_key(user_id: object) -> str:
+    """The canonical string form of a user id: a str as is, an int (not a bool) in decimal. Takes any object
+    because it is also the check: anything else raises InvalidUserId (callers pass whatever they were given)."""
+    if type(user_id) is str:
+        return user_id
     if isinstance(user_id, str):
         return str.__str__(user_id)
+    kind = type(user_id)
     if isinstance(user_id, int) and kind is not bool:
         return int.__repr__(user_id)
     raise InvalidUserId(f"user id must be str or int, not {kind.__name__}")
