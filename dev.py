@@ -2,8 +2,12 @@
 """One entry point for a fresh machine with only Python 3.11+.
 
     python3 dev.py serve [flagsvc serve options]   # the server, on an embedded Redis unless FLAGSVC_REDIS_URL
-    python3 dev.py test  [pytest options]          # ruff, then the whole test suite (real Redis included)
+    python3 dev.py test  [pytest options]          # ruff, mypy, then the whole test suite (real Redis included)
+    python3 dev.py test --fast [pytest options]    # ruff, mypy, then the suite without tests marked slow (<1 min)
     python3 dev.py run CMD [ARGS]                  # any command from the project's virtualenv (flagctl, ...)
+
+`test` stops at the first step that fails. `--fast` leaves out the tests marked `@pytest.mark.slow` (soaks, end to
+end runs, real `flagsvc serve` processes): the loop to run while working; the whole suite is what CI runs.
 
 The first call creates `.venv/` and installs both distributions (server and SDK) into it in editable mode; a
 later call reinstalls only when setup.cfg or client/setup.cfg changed. Nothing is installed outside `.venv/`.
@@ -71,10 +75,13 @@ def main(argv: list[str]) -> int:
             _replace_process([str(BIN / "flagsvc"), "serve", *rest])
         if command == "run":
             _replace_process(rest)
-        lint = _exec([str(BIN / "ruff"), "check", "."])
-        if lint != 0:
-            return lint
-        _replace_process([str(BIN / "python"), "-m", "pytest", *rest])
+        fast = "--fast" in rest
+        rest = [arg for arg in rest if arg != "--fast"]
+        for check in ([str(BIN / "ruff"), "check", "."], [str(BIN / "mypy")]):  # mypy: configured in pyproject.toml
+            code = _exec(check)
+            if code != 0:
+                return code
+        _replace_process([str(BIN / "python"), "-m", "pytest", *(["-m", "not slow"] if fast else []), *rest])
     except KeyboardInterrupt:
         return 130
     return 0

@@ -8,16 +8,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from flagsvc.embedded import EmbeddedRedis
-from tests.integration.test_serve import free_port
-from tests.unit.test_docker_files import DOCKER, exec_form, read_env_file
+from tests.support import wait_for
+from tests.support.docker_files import DOCKER, exec_form, read_env_file
+from tests.support.servers import free_port
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.slow]  # a real two-worker server, and a Python per health check
 
 BIN = Path(sys.executable).parent  # the virtualenv's bin: `flagsvc` and `python`, as on the image's PATH
 
@@ -49,21 +49,20 @@ def test_image_command_serves_and_the_healthcheck_follows_readiness(tmp_path):
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(image_command(port), env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/readyz"
+
+    def healthy() -> bool:
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text()  # exited: fail now, with its output
+        return healthcheck(url).returncode == 0
+
     try:
-        deadline = time.monotonic() + 30
-        while (check := healthcheck(url)).returncode != 0:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.monotonic() < deadline, check.stderr
-            time.sleep(0.2)
+        assert wait_for(healthy, 30), healthcheck(url).stderr
         lines = (tmp_path / "serve.log").read_text().splitlines()
         assert any(line.startswith("{") and json.loads(line).get("level") for line in lines), lines  # --log-format
 
         redis_server.stop()  # Redis gone: /readyz answers 503, the container turns unhealthy
-        deadline = time.monotonic() + 10
-        while (check := healthcheck(url)).returncode == 0:
-            assert time.monotonic() < deadline, "healthcheck still passes with Redis down"
-            time.sleep(0.2)
-        assert "503" in check.stderr
+        assert wait_for(lambda: not healthy(), 10), "healthcheck still passes with Redis down"
+        check = healthcheck(url)
+        assert check.returncode != 0 and "503" in check.stderr, check.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

@@ -16,6 +16,7 @@ import redis
 
 import flagsvc.embedded
 from flagsvc.embedded import EmbeddedRedis, EmbeddedRedisError, _is_server_for, find_redis_server
+from tests.support import wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -34,13 +35,6 @@ def redis_servers_under(root: Path) -> list[int]:
         except OSError:
             continue
     return found
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not (ok := condition()) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return ok
 
 
 @pytest.fixture(autouse=True)
@@ -114,7 +108,7 @@ def test_data_survives_sigkill_of_redis(tmp_path: Path, make_server: MakeServer)
     client(first).set("flag", "on")
     assert first.pid is not None
     os.kill(first.pid, signal.SIGKILL)
-    assert wait_until(lambda: not first.running)
+    assert wait_for(lambda: not first.running)
     second = make_server(tmp_path)
     second.start()
     assert client(second).get("flag") == "on"
@@ -173,7 +167,7 @@ def test_redis_dies_with_its_owner_even_on_sigkill(tmp_path: Path) -> None:
         "server = EmbeddedRedis(Path(sys.argv[1]))\n"
         "server.start()\n"
         "print(server.pid, flush=True)\n"
-        "time.sleep(60)\n"
+        "time.sleep(60)\n"  # the owner stays up until the test kills it (the subject, not synchronisation)
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     owner = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, env=env)
@@ -183,7 +177,7 @@ def test_redis_dies_with_its_owner_even_on_sigkill(tmp_path: Path) -> None:
         assert _is_server_for(redis_pid, tmp_path.resolve())
         owner.kill()
         owner.wait(5)
-        assert wait_until(lambda: not _is_server_for(redis_pid, tmp_path.resolve()))
+        assert wait_for(lambda: not _is_server_for(redis_pid, tmp_path.resolve()))
     finally:
         owner.kill()
         owner.wait(5)
@@ -225,7 +219,7 @@ def write_script(path: Path, body: str) -> Path:
     ("body", "message"),
     [
         ("echo 'boom: this is not redis' >&2; exit 3", "boom: this is not redis"),
-        ("exec sleep 30", "failed to start"),  # never answers: bounded by the timeout, then killed
+        ("exec sleep 30", "failed to start"),  # a hung binary that never answers: bounded by the timeout, killed
     ],
 )
 def test_bad_binary_fails_fast_with_its_output(tmp_path: Path, body: str, message: str) -> None:

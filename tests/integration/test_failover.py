@@ -9,10 +9,14 @@ import socket
 import threading
 import time
 
+import pytest
 import requests
 from flagsvc_client import FlagClient
 
-from tests.integration.test_serve import Server
+from tests.support import wait_for
+from tests.support.servers import Server
+
+pytestmark = pytest.mark.slow  # two real `flagsvc serve` processes and a SIGTERM (seconds)
 
 
 class Balancer:
@@ -95,7 +99,7 @@ def test_an_sdk_fails_over_to_the_other_replica(tmp_path, redis_url, namespace):
             except BaseException as e:  # the point is that nothing escapes
                 errors.append(e)
                 return
-            time.sleep(0.01)
+            time.sleep(0.01)  # the application's pace between requests (the subject), not synchronisation
 
     worker = threading.Thread(target=evaluate)
     try:
@@ -103,13 +107,17 @@ def test_an_sdk_fails_over_to_the_other_replica(tmp_path, redis_url, namespace):
         revision = client.evaluate("checkout", "u").revision
         assert balancer.connections and set(balancer.connections) == {first.port}
         worker.start()
-        time.sleep(0.5)
+        assert wait_for(lambda: evaluated >= 500), evaluated  # outcomes recorded before the failover
         assert client.flush(timeout=10)
 
         first.proc.send_signal(signal.SIGTERM)
         assert first.proc.wait(15) == 0
         first.log.close()
-        time.sleep(0.5)  # the application goes on recording while the SDK reconnects
+        # the application goes on recording while the SDK reconnects: until it is on the other replica, and
+        # has recorded more outcomes since the first one went away
+        during = evaluated
+        assert wait_for(lambda: second.port in balancer.connections and evaluated >= during + 500, 10), (
+            balancer.connections, during, evaluated)
         stop.set()
         worker.join(10)
         # everything recorded, before and during the failover, is delivered (to the survivor) and counted once
@@ -123,10 +131,7 @@ def test_an_sdk_fails_over_to_the_other_replica(tmp_path, redis_url, namespace):
         # the next change, made on the surviving replica, reaches the SDK through its new stream
         requests.put(f"{second.url}/api/v1/flags/checkout/percent", json={"percent": 75},
                      headers=admin).raise_for_status()
-        deadline = time.monotonic() + 10
-        while client.evaluate("checkout", "u").revision == revision and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert client.evaluate("checkout", "u").revision > revision
+        assert wait_for(lambda: client.evaluate("checkout", "u").revision > revision, 10)
         assert balancer.connections[-1] == second.port
         assert client.status == "ready"
         assert client.stats["config_mode"] == "stream"

@@ -73,6 +73,7 @@ def app_under_test(real_app):
 schema = schemathesis.openapi.from_dict(document(), config=schemathesis.Config.from_dict(CONFIG))
 
 
+@pytest.mark.slow  # the campaign: ~25 operations x tokens, up to a second or two each (~18 s in all)
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_errors_and_every_answer_is_documented(case, app_under_test, token):

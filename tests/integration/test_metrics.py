@@ -8,10 +8,13 @@ import re
 import signal
 from pathlib import Path
 
+import pytest
 import requests
 
-from tests.integration.test_serve import Server
 from tests.support import wait_for
+from tests.support.servers import Server
+
+pytestmark = pytest.mark.slow  # each test starts a real two-worker `flagsvc serve` (seconds)
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:
@@ -69,7 +72,7 @@ def test_a_killed_workers_live_gauges_leave_the_scrape(tmp_path):
     it dead, so its open streams and its leadership stop being reported."""
     server = Server(tmp_path / "data", "--workers", "2")
     try:
-        wait_for(lambda: len(_workers(server)) == 2, 20)  # ready means one worker answers
+        assert wait_for(lambda: len(_workers(server)) == 2, 20), _workers(server)  # ready: one worker answers
         streams = [requests.get(f"{server.url}/sdk/v1/stream", headers=server.admin, stream=True, timeout=10)
                    for _ in range(3)]
         assert all(s.status_code == 200 for s in streams)
@@ -78,7 +81,7 @@ def test_a_killed_workers_live_gauges_leave_the_scrape(tmp_path):
         assert len(old) == 2
         for pid in old:
             os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: len(set(_workers(server)) - set(old)) == 2, 20)
+        assert wait_for(lambda: len(set(_workers(server)) - set(old)) == 2, 20), (old, _workers(server))
         text = requests.get(f"{server.url}/metrics", timeout=10).text
         assert metric(text, "flagsvc_sse_clients") == 0.0
         for s in streams:

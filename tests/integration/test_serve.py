@@ -3,77 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
+from tests.support import wait_for
+from tests.support.servers import Server, alive, redis_pid
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        base = {k: v for k, v in os.environ.items() if not k.startswith("FLAGSVC_")}
-        env = {**base, "FLAGSVC_DATA_DIR": str(data_dir), **(env or {})}
-        self.log = (data_dir.parent / f"serve-{self.port}.log").open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flagsvc", "serve", "--port", str(self.port), "--threads", "8", *extra],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.output()
-            try:
-                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("server did not become ready:\n" + self.output())
-        if "FLAGSVC_ADMIN_TOKENS" in env:
-            self.admin = {"Authorization": "Bearer " + env["FLAGSVC_ADMIN_TOKENS"].split("=", 1)[1]}
-        else:
-            tokens = json.loads((data_dir / "tokens.json").read_text())
-            self.admin = {"Authorization": "Bearer " + next(iter(tokens["admin_tokens"].values()))}
-
-    def output(self) -> str:
-        self.log.flush()
-        return Path(self.log.name).read_text()
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        self.proc.send_signal(sig)
-        code = self.proc.wait(20)
-        self.log.close()
-        return code
-
-
-def redis_pid(data_dir: Path) -> int | None:
-    try:
-        return int((data_dir / "redis.pid").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/status").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+# Each test starts one or two real `flagsvc serve` processes (seconds each): not in the fast loop.
+pytestmark = pytest.mark.slow
 
 
 def test_state_survives_restarts_and_a_crash(tmp_path):
@@ -88,8 +30,7 @@ def test_state_survives_restarts_and_a_crash(tmp_path):
     assert embedded_pid and alive(embedded_pid)
 
     assert server.stop(signal.SIGTERM) == 0  # clean shutdown: exit 0, embedded Redis stopped with it
-    time.sleep(0.2)
-    assert not alive(embedded_pid)
+    assert wait_for(lambda: not alive(embedded_pid)), f"embedded redis-server {embedded_pid} outlived the server"
 
     server = Server(data_dir)  # same data dir, same tokens
     after = requests.get(f"{server.url}/api/v1/flags/new_checkout", headers=server.admin).json()
@@ -106,15 +47,20 @@ def test_state_survives_restarts_and_a_crash(tmp_path):
 
 def test_two_workers_one_leader_and_a_clean_stop(tmp_path):
     data_dir = tmp_path / "data"
-    server = Server(data_dir, "--workers", "2")
+    interval = 0.2  # the controller ticks (tries for the lease) this often; its lease lasts 1 s
+    server = Server(data_dir, "--workers", "2", env={"FLAGSVC_CONTROLLER_INTERVAL": str(interval)})
     requests.post(f"{server.url}/api/v1/flags", json={"key": "a"}, headers=server.admin).raise_for_status()
-    time.sleep(2.5)  # a controller interval or so: both workers have tried for the lease
+    assert wait_for(lambda: server.output().count("Booting worker with pid") == 2, 20), server.output()
+    assert wait_for(lambda: "leads (token" in server.output(), 10), server.output()
+    # The subject, not synchronisation: nothing announces that a follower tried and lost, so "only one leader"
+    # is checked over a window of several intervals in which both workers' controllers try for the lease.
+    time.sleep(5 * interval)
     leaders = [line for line in server.output().splitlines() if "leads (token" in line]
     assert len(leaders) == 1, server.output()
     embedded_pid = redis_pid(data_dir)
+    assert embedded_pid and alive(embedded_pid)
     assert server.stop() == 0
-    time.sleep(0.2)
-    assert not alive(embedded_pid)
+    assert wait_for(lambda: not alive(embedded_pid)), f"embedded redis-server {embedded_pid} outlived the server"
 
 
 def test_sigterm_under_load_finishes_requests_and_hands_over_leadership(tmp_path, redis_url, namespace):
@@ -125,7 +71,7 @@ def test_sigterm_under_load_finishes_requests_and_hands_over_leadership(tmp_path
            "FLAGSVC_ADMIN_TOKENS": "ops=admin-token-123", "FLAGSVC_SDK_KEYS": "web=sdk-key-12345",
            "FLAGSVC_CONTROLLER_INTERVAL": "2"}
     first = Server(tmp_path / "a", env=env)
-    time.sleep(0.5)
+    assert wait_for(lambda: "leads (token" in first.output(), 10), first.output()  # the first one leads
     second = Server(tmp_path / "b", env=env)
     requests.post(f"{first.url}/api/v1/flags", json={"key": "a"}, headers=first.admin).raise_for_status()
     assert "leads (token" in first.output() and "leads (token" not in second.output()
@@ -151,7 +97,7 @@ def test_sigterm_under_load_finishes_requests_and_hands_over_leadership(tmp_path
     threads = [threading.Thread(target=load) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    assert wait_for(lambda: answered >= 20), "no load reached the server"  # requests in flight when SIGTERM lands
     stopped_at = time.monotonic()
     first.proc.send_signal(signal.SIGTERM)
     assert first.proc.wait(15) == 0
@@ -161,12 +107,11 @@ def test_sigterm_under_load_finishes_requests_and_hands_over_leadership(tmp_path
         t.join(5)
     assert failures == [] and answered > 0
     assert took < 8, took
-    remaining = b"".join(stream.iter_content(chunk_size=None))  # the stream ended instead of hanging
-    assert isinstance(remaining, bytes)
-    deadline = time.monotonic() + 4  # well under the 6 s lease: handed over, not expired
-    while "leads (token" not in second.output() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert "leads (token" in second.output(), second.output()
+    # the stream ended instead of hanging (a hang raises the 10 s read timeout), having sent the snapshot first
+    remaining = b"".join(stream.iter_content(chunk_size=None))
+    assert remaining.startswith(b"event: snapshot\n"), remaining[:200]
+    # well under the 6 s lease: handed over, not expired
+    assert wait_for(lambda: "leads (token" in second.output(), 4), second.output()
     assert second.stop() == 0
 
 

@@ -1,4 +1,4 @@
-"""Fixtures for the SDK tests (the fakes themselves live in sdk_fakes.py, importable from the tests)."""
+"""Fixtures for the SDK tests (the fakes themselves live in tests/support/sdk_fakes.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flagsvc_client import FlagClient
 
-from tests.sdk.sdk_fakes import FakeClock, FakeTransport
+from tests.support.sdk_fakes import FakeClock, FakeTransport
 
 
 @pytest.fixture

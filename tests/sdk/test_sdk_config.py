@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flagsvc_client._transport import Response, TransportError
 
-from tests.sdk.sdk_fakes import FakeStream, flag, ok_json, snapshot, sse
+from tests.support.sdk_fakes import FakeStream, flag, ok_json, snapshot, sse
 
 STREAM, FLAGS = "/sdk/v1/stream", "/sdk/v1/flags"
 

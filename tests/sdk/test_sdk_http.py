@@ -15,8 +15,8 @@ from flagsvc_client import FlagClient
 from flagsvc_client._transport import HttpTransport, TransportError
 from flagsvc_client.protocol import bucketing
 
-from tests.sdk.sdk_fake_server import FakeFlagServer
 from tests.support import wait_for
+from tests.support.sdk_fake_server import FakeFlagServer
 
 
 def flag(percent: float) -> dict:
@@ -120,6 +120,7 @@ def test_close_interrupts_a_blocked_stream_read(server, connection_close):
     assert not any(t.is_alive() for t in client._threads if t.name == "flagsvc-config")
 
 
+@pytest.mark.slow  # building, sending and parsing 20,000 flags: ~2 s
 def test_a_snapshot_longer_than_a_read_chunk_arrives_whole(server):
     server.flags = {
         f"flag-{i:05d}": {**flag(50.0), "key": f"flag-{i:05d}", "salt": f"flag-{i:05d}", "allow": [f"vip-{i}"]}
@@ -127,7 +128,13 @@ def test_a_snapshot_longer_than_a_read_chunk_arrives_whole(server):
     }  # ~2.5 MB of JSON on one `data:` line
     client = FlagClient(f"http://127.0.0.1:{server.port}", sdk_key="sdk-test", background=False)
     server.heartbeat = 0.05
-    threading.Thread(target=lambda: (time.sleep(0.3), server.end_streams()), daemon=True).start()
+
+    def end_once_applied() -> None:  # the stream stays open until the whole snapshot was read and installed
+        wait_for(lambda: client.stats["snapshots_applied"] == 1, 10)  # on timeout, the assertions below fail
+        server.end_streams()
+
+    threading.Thread(target=end_once_applied, daemon=True).start()
     client._config_step()  # reads the stream until the server ends it
+    assert client.stats["snapshots_applied"] == 1
     assert client.evaluate("flag-19999", "vip-19999").reason == "allow_list"
     assert len(client._config.snapshot.flags) == 20_000

@@ -11,7 +11,7 @@ from flagsvc_client.snapshot import parse_snapshot
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.sdk.sdk_fakes import flag, snapshot
+from tests.support.sdk_fakes import flag, snapshot
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple], float]:

@@ -16,7 +16,7 @@ from flagsvc_client.protocol import bucketing
 from flagsvc_client.protocol.sketch import _INV_LOG_GAMMA, MAX_INDEX, MIN_INDEX, LatencySketch, bucket_index
 from flagsvc_client.snapshot import parse_snapshot
 
-from tests.sdk.sdk_fakes import flag, snapshot
+from tests.support.sdk_fakes import flag, snapshot
 
 OUTCOMES = "/sdk/v1/outcomes"
 ACK = Response(200, {}, b'{"accepted": 1}')

@@ -11,7 +11,7 @@ from flagsvc_client._cache import initial_snapshots, read_snapshot_file, write_s
 from flagsvc_client._stream import HEARTBEAT, Event, parse_events
 from flagsvc_client.snapshot import SnapshotError, loads_snapshot, parse_snapshot
 
-from tests.sdk.sdk_fakes import flag, snapshot
+from tests.support.sdk_fakes import flag, snapshot
 
 
 def test_a_valid_snapshot_parses_with_precomputed_thresholds():

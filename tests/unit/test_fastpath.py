@@ -21,7 +21,7 @@ def fast(app) -> NotModifiedFastPath:
 
 def _fresh_etag(fast: NotModifiedFastPath) -> str:
     fast.changes.ensure_started()
-    wait_for(lambda: fast.changes.generation >= 1)  # subscribed: snapshots then last 1 s, not 0.1
+    assert wait_for(lambda: fast.changes.generation >= 1)  # subscribed: snapshots then last 1 s, not 0.1
     etag = fast.changes.latest().etag
     assert fast.changes.latest_in_memory() is not None
     return etag

@@ -414,6 +414,7 @@ def binomial_upper(n: int, p: float, tail: float) -> int:
     return k
 
 
+@pytest.mark.slow  # hundreds of simulated rollouts: ~2 s per case
 @pytest.mark.parametrize(("look", "rate", "rollouts"), [(2.0, 5_000, 200), (0.5, 20_000, 100)])
 def test_false_rollbacks_stay_within_alpha_however_often_the_judge_looks(
     look: float, rate: float, rollouts: int
@@ -453,6 +454,7 @@ looks_args = st.fixed_dictionaries({
 })
 
 
+@pytest.mark.slow  # 200 examples: ~2 s
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(analysis_settings, st.lists(st.tuples(arm_totals, arm_totals), min_size=1, max_size=4), looks_args)
 def test_the_judge_never_raises_and_its_output_is_json(

@@ -1,4 +1,9 @@
-"""Constants and small helpers the tests share (fixtures live in conftest.py)."""
+"""Constants and small helpers the tests share (fixtures live in conftest.py).
+
+Test modules import helpers only from this package, never from one another: `tests.support.servers` (a real
+`flagsvc serve` process), `tests.support.sdk_fakes` and `tests.support.sdk_fake_server` (the SDK's fakes),
+`tests.support.docker_files` (reading docker/).
+"""
 
 import contextlib
 import threading
@@ -20,7 +25,8 @@ TEST_SETTINGS = Settings(admin_tokens={"ops": ADMIN_TOKEN}, sdk_keys={"web": SDK
 def serving(app) -> Iterator[str]:
     """Serve `app` over real HTTP (a threaded WSGI server on a free port) for the block; yields its URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits up to one interval (0.5 s by default) for serve_forever to notice.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
@@ -32,7 +38,8 @@ def serving(app) -> Iterator[str]:
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> bool:
-    """Poll `condition` until it holds or `timeout` passes; its last answer."""
+    """Poll `condition` until it holds or `timeout` passes; its last answer. Assert on it:
+    `assert wait_for(lambda: ...), "what did not happen"` (a wait that is not asserted hides the failure)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
