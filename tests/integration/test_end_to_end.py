@@ -43,8 +43,8 @@ def test_healthy_completes_broken_is_zeroed_idle_never_advances(real_redis, name
     try:
         assert client.wait_until_ready(timeout=5)
         traffic.start()
-        wait_for(lambda: operations.get("healthy").state == State.COMPLETE
-                 and operations.get("broken").state != State.ROLLING, timeout=60)
+        assert wait_for(lambda: operations.get("healthy").state == State.COMPLETE
+                        and operations.get("broken").state != State.ROLLING, timeout=60)
     finally:
         stop.set()
         traffic.join(2)

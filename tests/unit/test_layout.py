@@ -14,17 +14,16 @@ def _layout_block() -> str:
 
 
 def _missing(block: str) -> list[str]:
+    """Modules not named in the block; a package (its __init__.py) is named by its folder."""
     missing = []
     for root in (ROOT / "flagsvc", ROOT / "client" / "flagsvc_client"):
         for path in sorted(root.rglob("*.py")):
-            if path.name == "__init__.py" and path.parent != root:
-                name = path.parent.name + "/"  # a package is named by its folder
-            else:
-                name = path.name
-            if name not in block and path.name != "__init__.py":
+            package = path.name == "__init__.py"
+            if package and path.parent == root:
+                continue
+            name = path.parent.name + "/" if package else path.name
+            if name not in block:
                 missing.append(str(path.relative_to(ROOT)))
-            elif path.name == "__init__.py" and path.parent != root and name not in block:
-                missing.append(str(path.parent.relative_to(ROOT)) + "/")
     return missing
 
 

@@ -143,7 +143,7 @@ class RolloutsOnRedisStore(Rollouts):
 
 TestRollouts = Rollouts.TestCase
 TestRollouts.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
-TestRolloutsOnRedisStore = RolloutsOnRedisStore.TestCase
+TestRolloutsOnRedisStore = pytest.mark.slow(RolloutsOnRedisStore.TestCase)
 TestRolloutsOnRedisStore.settings = settings(max_examples=25, stateful_step_count=30, deadline=None)
 
 
