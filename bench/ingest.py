@@ -18,6 +18,7 @@ import json
 import os
 import random
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -50,7 +51,9 @@ def make_batches(flags: dict[str, int], n: int, per_batch: int, seed: int) -> li
                 arms[arm] = {"count": count, "errors": errors, "error_users": min(errors, rng.randint(0, errors + 1)),
                              "latency": sketch(rng, center, 50, count)}
             body[k] = {"revision": flags[k], "arms": arms}
-        out.append(json.dumps({"batch_id": uuid.uuid4().hex, "flags": body}).encode())
+        now = time.time()  # a window that ends now: the run is far shorter than the oldest window accepted
+        out.append(json.dumps({"batch_id": uuid.uuid4().hex, "reporter": f"bench-{seed:08d}",
+                               "window": {"start": now - 5.0, "end": now}, "flags": body}).encode())
     return out
 
 
@@ -73,7 +76,8 @@ def main() -> None:
     rows = []
     ext = {"redis_pool": 100, "appendfsync": a.appendfsync} if a.appendfsync else {}
     print(f"redis: {'embedded mode (appendfsync always)' if not ext else 'external URL, appendfsync ' + a.appendfsync}")
-    with BenchServer(workers=a.workers, threads=64, **ext) as srv:
+    # The per-key rate limit is off: this measures what ingestion costs, not how much one key may send.
+    with BenchServer(workers=a.workers, threads=64, env={"FLAGSVC_OUTCOME_BATCHES_PER_SECOND": "0"}, **ext) as srv:
         keys = srv.create_flags(5, prefix="ingest")
         flags = {k: srv.admin("GET", f"/api/v1/flags/{k}")["revision"] for k in keys}
         sample = make_batches(flags, 1, a.flags_per_batch, 0)[0]

@@ -53,6 +53,10 @@ class Settings:
     sdk_keys: Mapping[str, str] = field(default_factory=dict)
     max_body_bytes: int = 1024 * 1024
     controller_interval: float = 2.0
+    # Outcomes a second one SDK instance can have recorded: a batch claiming more for its window is refused.
+    max_reporter_rate: float = 100_000.0
+    # Outcome batches a second from one SDK key, per server process (bursts of twice that); 0: no limit.
+    outcome_batches_per_second: float = 200.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -60,12 +64,18 @@ class Settings:
         try:
             interval = float(env.get("FLAGSVC_CONTROLLER_INTERVAL", "2"))
             max_body = int(env.get("FLAGSVC_MAX_BODY_BYTES", str(1024 * 1024)))
+            reporter_rate = float(env.get("FLAGSVC_MAX_REPORTER_RATE", "100000"))
+            batch_rate = float(env.get("FLAGSVC_OUTCOME_BATCHES_PER_SECOND", "200"))
         except ValueError as e:
             raise ConfigError(f"bad number in the environment: {e}") from None
         if not math.isfinite(interval) or not 0.05 <= interval <= 3600:
             raise ConfigError(f"FLAGSVC_CONTROLLER_INTERVAL must be seconds from 0.05 to 3600, not {interval}")
         if max_body < 1024:
             raise ConfigError(f"FLAGSVC_MAX_BODY_BYTES must be at least 1024, not {max_body}")
+        if not math.isfinite(reporter_rate) or not 1 <= reporter_rate <= 1e9:
+            raise ConfigError(f"FLAGSVC_MAX_REPORTER_RATE must be outcomes a second from 1 to 1e9, not {reporter_rate}")
+        if not math.isfinite(batch_rate) or not 0 <= batch_rate <= 1e6:
+            raise ConfigError(f"FLAGSVC_OUTCOME_BATCHES_PER_SECOND must be from 0 (no limit) to 1e6, not {batch_rate}")
         admin_tokens = parse_tokens(env.get("FLAGSVC_ADMIN_TOKENS", ""), "admin")
         sdk_keys = parse_tokens(env.get("FLAGSVC_SDK_KEYS", ""), "sdk")
         check_distinct_secrets(admin_tokens, sdk_keys)
@@ -77,4 +87,6 @@ class Settings:
             sdk_keys=sdk_keys,
             max_body_bytes=max_body,
             controller_interval=interval,
+            max_reporter_rate=reporter_rate,
+            outcome_batches_per_second=batch_rate,
         )

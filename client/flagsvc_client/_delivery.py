@@ -19,7 +19,7 @@ from flagsvc_client._transport import TransportError, auth_headers
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from flagsvc_client._transport import Transport
-    from flagsvc_client.protocol.shapes import FlagOutcome, OutcomeBatch
+    from flagsvc_client.protocol.shapes import BatchWindow, FlagOutcome, OutcomeBatch
     from flagsvc_client.settings import ClientSettings
 
 OUTCOMES_PATH = "/sdk/v1/outcomes"
@@ -81,15 +81,17 @@ class OutcomeDelivery:
     def has_room(self) -> bool:
         return self._bytes < self._s.max_pending_bytes
 
-    def enqueue(self, flags_maps: list[dict[str, FlagOutcome]]) -> int:
-        """Queue wire `flags` maps as batches; returns the sequence number of the last one queued."""
+    def enqueue(self, flags_maps: list[dict[str, FlagOutcome]], reporter: str, window: tuple[float, float]) -> int:
+        """Queue wire `flags` maps as batches from `reporter` covering the wall-clock `window` (start, end);
+        returns the sequence number of the last one queued."""
         import json  # off the import path: only the flushing side needs it
 
         now = self._clock()
+        span: BatchWindow = {"start": round(window[0], 3), "end": round(window[1], 3)}
         with self._lock:
             for flags in flags_maps:
                 batch_id = self._new_batch_id()
-                batch: OutcomeBatch = {"batch_id": batch_id, "flags": flags}
+                batch: OutcomeBatch = {"batch_id": batch_id, "reporter": reporter, "window": span, "flags": flags}
                 body = json.dumps(batch, separators=(",", ":")).encode()
                 self._seq += 1
                 self._queue.append(PendingBatch(self._seq, batch_id, body, _count(flags), now))

@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from flagsvc_client.settings import ClientSettings
 
 
+def _new_reporter_id() -> str:
+    import uuid  # off the import path
+
+    return uuid.uuid4().hex
+
+
 class OutcomeReporter:
     def __init__(
         self,
@@ -30,6 +36,7 @@ class OutcomeReporter:
         clock: Callable[[], float],
         random: Callable[[], float],
         log: LogOnce,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._s = settings
         self._clock = clock
@@ -42,6 +49,11 @@ class OutcomeReporter:
         self.delivery = OutcomeDelivery(settings, transport, clock, random, log)
         self._early = False
         self._next_cut = clock() + settings.flush_interval
+        # Who reports, and since when (wall clock: the server checks a window against its own time). A new
+        # reporter after a fork, since the reporter is built anew in the child.
+        self._wall_clock = wall_clock
+        self.reporter_id = _new_reporter_id()
+        self._window_start = wall_clock()
 
     def _request_early_flush(self) -> None:
         self._early = True
@@ -65,9 +77,12 @@ class OutcomeReporter:
             return False
         with self._cut_lock:
             tallies = self.window.cut()
+            start, end = self._window_start, max(self._wall_clock(), self._window_start)
+            self._window_start = end
             if tallies:
                 s = self._s
-                self.delivery.enqueue(build_batches(tallies, s.max_flags_per_batch, s.max_buckets_per_arm))
+                self.delivery.enqueue(build_batches(tallies, s.max_flags_per_batch, s.max_buckets_per_arm),
+                                      self.reporter_id, (start, end))
         return True
 
     def flush(self, timeout: float) -> bool:

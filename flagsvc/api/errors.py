@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
@@ -12,7 +13,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import RequestRedirect
 
 from flagsvc import metrics
-from flagsvc.domain.errors import FlagError
+from flagsvc.domain.errors import FlagError, RateLimited
 
 log = logging.getLogger("flagsvc.api")
 
@@ -27,6 +28,8 @@ STATUS_BY_CODE = {
     "precondition_failed": 412,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
+    "implausible_batch": 422,
+    "rate_limited": 429,
     "unavailable": 503,
 }
 CODE_BY_HTTP_STATUS = {status: code for code, status in STATUS_BY_CODE.items() if code != "validation_error"}
@@ -87,7 +90,10 @@ def register_error_handlers(app: Flask, outage_errors: tuple[type[Exception], ..
     @app.errorhandler(FlagError)
     def _flag_error(error: FlagError):
         message = f"{error.message}: {_summary(error.fields)}" if error.fields else error.message
-        return error_response(error.code, message, error.fields)
+        response = error_response(error.code, message, error.fields)
+        if isinstance(error, RateLimited):
+            response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+        return response
 
     @app.errorhandler(ValidationError)
     def _validation_error(error: ValidationError):

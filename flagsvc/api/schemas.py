@@ -124,19 +124,12 @@ class ArmOutcomeSchema(Schema):
     latency = SketchBuckets()
 
     @validates_schema
-    def consistent(self, data: dict[str, Any], **kwargs: Any) -> None:
-        problems: dict[str, list[str]] = {}
-        if data["errors"] > data["count"]:
-            problems["errors"] = ["cannot exceed count"]
-        if data.get("error_users", 0) > data["errors"]:
-            problems["error_users"] = ["cannot exceed errors"]
+    def bucket_range(self, data: dict[str, Any], **kwargs: Any) -> None:
+        # Counts that contradict each other (more errors than requests...) are not a type error but an
+        # implausible batch: domain.plausibility refuses those, with a 422.
         latency = data.get("latency") or {}
-        if sum(latency.values()) > data["count"]:
-            problems["latency"] = ["holds more latencies than count"]
-        elif any(not sketch.MIN_INDEX <= int(index) <= sketch.MAX_INDEX for index in latency):
-            problems["latency"] = [f"bucket indexes run from {sketch.MIN_INDEX} to {sketch.MAX_INDEX}"]
-        if problems:
-            raise ValidationError(problems)
+        if any(not sketch.MIN_INDEX <= int(index) <= sketch.MAX_INDEX for index in latency):
+            raise ValidationError({"latency": [f"bucket indexes run from {sketch.MIN_INDEX} to {sketch.MAX_INDEX}"]})
 
 
 class FlagOutcomeSchema(Schema):
@@ -148,9 +141,17 @@ class FlagOutcomeSchema(Schema):
     )
 
 
+class WindowSchema(Schema):
+    start = StrictNumber(required=True, validate=validate.Range(0, 1e11))
+    end = StrictNumber(required=True, validate=validate.Range(0, 1e11))
+
+
 class OutcomeBatchSchema(Schema):
     batch_id = fields.String(required=True, validate=validate.Regexp(limits.BATCH_ID_PATTERN,
                                                                      error="8 to 64 of A-Z a-z 0-9 _ -"))
+    reporter = fields.String(required=True, validate=validate.Regexp(limits.REPORTER_PATTERN,
+                                                                      error="8 to 64 of A-Z a-z 0-9 _ -"))
+    window = fields.Nested(WindowSchema, required=True)
     flags = fields.Dict(
         keys=fields.String(validate=validate.Length(1, limits.MAX_FLAG_KEY_LENGTH)),
         values=fields.Nested(FlagOutcomeSchema),

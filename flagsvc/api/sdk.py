@@ -6,7 +6,7 @@ import time
 from typing import cast
 
 from flagsvc_client.protocol.shapes import OutcomeBatch
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from flagsvc import metrics
 from flagsvc.api import schemas
@@ -83,4 +83,4 @@ def stream():
 @bp.post("/outcomes")
 def outcomes():
     batch = cast(OutcomeBatch, json_body(schemas.outcome_batch))  # the schema checked every field of the shape
-    return jsonify(services().ingestion.add_batch(batch))
+    return jsonify(services().ingestion.add_batch(batch, sender=g.principal.name))

@@ -50,3 +50,19 @@ class FlagExists(FlagError):
     def __init__(self, key: str) -> None:
         super().__init__(f"a flag named {key!r} exists already", {"key": ["already exists"]})
         self.key = key
+
+
+class ImplausibleBatch(FlagError):
+    """An outcome batch no SDK instance could have sent: refused whole, nothing counted."""
+
+    code = "implausible_batch"
+
+
+class RateLimited(FlagError):
+    """Too many requests of one kind from one principal; `retry_after` seconds until the next is taken."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,31 +1,51 @@
 """Outcome ingestion: SDK outcome batches into the aggregates, and a flag's live stats out of them.
 
-A batch is validated whole before anything is written (the API's schema); then each flag's entry is added
-atomically and once (the store). Entries for unknown flags or for a revision that is no longer current are
-dropped and counted: they describe a rollout step that is over.
+A batch is validated whole before anything is written: its types by the API's schema, its plausibility here
+(`domain.plausibility`: counts its reporter could have served in its window), and each SDK key's rate of batches
+(`RateLimiter`). Then each flag's entry is added atomically and once (the store), with the reporter that sent it.
+Entries for unknown flags or for a revision that is no longer current are dropped and counted: they describe a
+rollout step that is over.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
 
 from flagsvc_client.protocol.shapes import FlagStats, OutcomeBatch, OutcomeReceipt
 
 from flagsvc import metrics
-from flagsvc.domain.errors import FlagNotFound
+from flagsvc.domain.errors import FlagNotFound, ImplausibleBatch, RateLimited
 from flagsvc.domain.flag import KEY_PATTERN
 from flagsvc.domain.outcomes import counter_fields
+from flagsvc.domain.plausibility import PlausibilityLimits, batch_problems
+from flagsvc.service.rate_limit import RateLimiter
 from flagsvc.store.roles import FlagRepository, JudgeRecords, OutcomeEntry, OutcomeRepository
 
 
 class OutcomeIngestion:
-    def __init__(self, outcomes: OutcomeRepository, flags: FlagRepository, judge_records: JudgeRecords) -> None:
+    def __init__(self, outcomes: OutcomeRepository, flags: FlagRepository, judge_records: JudgeRecords, *,
+                 limits: PlausibilityLimits | None = None, limiter: RateLimiter | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self._outcomes = outcomes
         self._flags = flags
         self._judge_records = judge_records
+        self._limits = limits or PlausibilityLimits()
+        self._limiter = limiter or RateLimiter(rate=0, burst=1)  # rate 0: unlimited
+        self._clock = clock
 
-    def add_batch(self, batch: OutcomeBatch) -> OutcomeReceipt:
-        """A batch the API's schema validated whole."""
+    def add_batch(self, batch: OutcomeBatch, sender: str = "") -> OutcomeReceipt:
+        """A batch the API's schema validated whole, from the SDK key named `sender`: RateLimited past the key's
+        rate, ImplausibleBatch (nothing counted) when no SDK instance could have sent it."""
+        wait = self._limiter.take(sender)
+        if wait > 0:
+            metrics.OUTCOME_BATCHES.labels("rate_limited").inc()
+            raise RateLimited(f"too many outcome batches from {sender!r}; retry in {wait:.2f} s", retry_after=wait)
+        problems = batch_problems(batch, self._clock(), self._limits)
+        if problems:
+            metrics.OUTCOME_BATCHES.labels("implausible").inc()
+            raise ImplausibleBatch("the batch is not plausible, nothing was counted", problems)
         results: Counter[str] = Counter()
         entries: dict[str, OutcomeEntry] = {}
         for key, entry in batch["flags"].items():
@@ -36,7 +56,7 @@ class OutcomeIngestion:
             if not increments:
                 results["empty"] += 1
                 continue
-            entries[key] = OutcomeEntry(entry["revision"], increments)
+            entries[key] = OutcomeEntry(entry["revision"], increments, batch["reporter"])
         for key, result in (self._outcomes.add_outcomes(batch["batch_id"], entries).items() if entries else ()):
             results[result] += 1
             metrics.OUTCOME_BATCHES.labels(result).inc()

@@ -14,8 +14,13 @@ Keys (type; what it holds; who writes it; expiry):
   ``<arm>:count``, ``<arm>:errors``, ``<arm>:error_users``, ``<arm>:lat:<sketch bucket>``; the outcomes script,
   which starts it afresh on the first batch of a new revision; expires OUTCOMES_TTL after the last batch;
   deleted with the flag.
+- ``<ns>reporters:{<key>}`` (hash): the current revision's requests and errors per reporter (SDK instance) and
+  arm, ``<reporter>|<arm>:count`` and ``<reporter>|<arm>:errors``; the outcomes script, reset with the aggregates;
+  same expiry; deleted with the flag.
 - ``<ns>batch:{<key>}:<batch_id>`` (string): marks a batch as applied to this flag; the outcomes script;
-  expires after BATCH_MARKER_TTL, the longest an SDK retries a batch.
+  expires after BATCH_MARKER_TTL, longer than any batch is accepted for (its window must have ended less than
+  PlausibilityLimits.max_batch_age ago), so a retry always finds its marker. Batches are rate-limited per SDK
+  key, so the markers alive at once are bounded: rate x BATCH_MARKER_TTL x flags per batch.
 - ``<ns>ingest:{<key>}`` (hash): ``accepted``, ``duplicate``, ``stale`` batch counts; the outcomes script.
 - ``<ns>ingest:unknown`` (string): batch entries for flags that do not exist; the API.
 - ``<ns>judge:{<key>}`` (string): the judge record (its state and last verdict for the flag's current revision), JSON;
@@ -29,6 +34,8 @@ Keys (type; what it holds; who writes it; expiry):
 - ``<ns>config:version`` (string): the config version, +1 after every change; API and controller.
 - ``<ns>config:epoch`` (string): a random id of this dataset, set once with SET NX by the first server.
 - ``<ns>config:changes`` (pub/sub channel): ``<epoch>-<version>``, published after every change.
+- ``<ns>config:reset`` (string): the open notice that the dataset was reset and flags vanished (JSON, see
+  flagsvc/service/dataset.py); the first server to notice, SET NX; removed on restore or acknowledgement.
 
 The listing index lives outside the flags' hash slots, so it cannot change atomically with a flag. It is
 written so that a crash between the two steps leaves at worst an index entry without a flag, which listing
@@ -41,7 +48,7 @@ from dataclasses import dataclass
 
 DEFAULT_NAMESPACE = "flagsvc:"
 OUTCOMES_TTL = 30 * 24 * 3600
-BATCH_MARKER_TTL = 24 * 3600
+BATCH_MARKER_TTL = 3600
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,9 @@ class Keys:
 
     def batch_marker(self, key: str, batch_id: str) -> str:
         return f"{self.namespace}batch:{{{key}}}:{batch_id}"
+
+    def reporters(self, key: str) -> str:
+        return f"{self.namespace}reporters:{{{key}}}"
 
     def ingest_counters(self, key: str) -> str:
         return f"{self.namespace}ingest:{{{key}}}"
@@ -93,3 +103,7 @@ class Keys:
     @property
     def changes_channel(self) -> str:
         return f"{self.namespace}config:changes"
+
+    @property
+    def dataset_notice(self) -> str:
+        return f"{self.namespace}config:reset"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -12,14 +13,23 @@ from flagsvc.domain.errors import FlagExists, FlagNotFound, LeadershipLost, Revi
 from flagsvc.domain.flag import Flag, HistoryEntry
 from flagsvc.domain.judge_record import JudgeRecord
 from flagsvc.domain.outcomes import ArmTotals, totals_from_fields
-from flagsvc.store.roles import HISTORY_CAP, Clock, ConfigVersion, IngestResult, OutcomeEntry
+from flagsvc.store.keys import BATCH_MARKER_TTL
+from flagsvc.store.roles import (
+    HISTORY_CAP,
+    Clock,
+    ConfigVersion,
+    IngestResult,
+    OutcomeEntry,
+    ReporterTotals,
+    reporter_totals_from_fields,
+)
 
 
 class MemoryStore:
     outage_errors: tuple[type[Exception], ...] = ()  # memory always answers
 
     def __init__(self, clock: Clock = time.monotonic) -> None:
-        """`clock` (seconds) times the controller lease."""
+        """`clock` (seconds) times what expires: the controller lease and the batch markers."""
         self._clock = clock
         self._lock = threading.Lock()
         self._changed = threading.Condition()
@@ -28,7 +38,8 @@ class MemoryStore:
         self._epoch = uuid.uuid4().hex[:12]
         self._version = 0
         self._outcomes: dict[str, tuple[int, dict[str, int]]] = {}  # one revision's aggregates per flag
-        self._batches: set[tuple[str, str]] = set()
+        self._by_reporter: dict[str, dict[str, int]] = {}  # the same revision's, "<reporter>|<arm>:count|errors"
+        self._batches: dict[tuple[str, str], float] = {}  # (flag, batch_id) -> remembered until (by the clock)
         self._ingest: dict[str, dict[str, int]] = {}
         self._unknown = 0
         self._fences: dict[str, int] = {}
@@ -102,9 +113,10 @@ class MemoryStore:
             self._history.pop(key, None)
             self._ingest.pop(key, None)
             self._outcomes.pop(key, None)
+            self._by_reporter.pop(key, None)
             self._fences.pop(key, None)
             self._judgements.pop(key, None)
-            self._batches = {b for b in self._batches if b[0] != key}
+            self._batches = {b: until for b, until in self._batches.items() if b[0] != key}
             return self._flags.pop(key, None) is not None
 
     def history(self, key: str, limit: int = 100) -> list[HistoryEntry]:
@@ -123,10 +135,11 @@ class MemoryStore:
         return version
 
     def add_outcomes(self, batch_id: str, entries: Mapping[str, OutcomeEntry]) -> dict[str, IngestResult]:
-        return {key: self._add_outcomes(key, entry.revision, batch_id, entry.increments)
+        return {key: self._add_outcomes(key, entry.revision, batch_id, entry.increments, entry.reporter)
                 for key, entry in entries.items()}
 
-    def _add_outcomes(self, key: str, revision: int, batch_id: str, increments: dict[str, int]) -> IngestResult:
+    def _add_outcomes(self, key: str, revision: int, batch_id: str, increments: dict[str, int],
+                      reporter: str) -> IngestResult:
         with self._lock:
             flag = self._flags.get(key)
             if flag is None:
@@ -135,19 +148,37 @@ class MemoryStore:
             result: IngestResult
             if flag.revision != revision:
                 result = "stale"
-            elif (key, batch_id) in self._batches:
+            elif self._batches.get((key, batch_id), -math.inf) > self._clock():
                 result = "duplicate"
             else:
-                self._batches.add((key, batch_id))
+                self._remember_batch(key, batch_id)
                 kept_revision, totals = self._outcomes.get(key, (revision, {}))
                 if kept_revision != revision:
                     totals = {}
+                    self._by_reporter[key] = {}
                 self._outcomes[key] = (revision, totals)
+                by_reporter = self._by_reporter.setdefault(key, {})
                 for name, n in increments.items():
                     totals[name] = totals.get(name, 0) + n
+                    if reporter and name.endswith((":count", ":errors")):
+                        field = f"{reporter}|{name}"
+                        by_reporter[field] = by_reporter.get(field, 0) + n
                 result = "accepted"
             counters[result] += 1
             return result
+
+    def _remember_batch(self, key: str, batch_id: str) -> None:
+        """Markers expire like Redis's (BATCH_MARKER_TTL by the store's clock), so their memory is bounded."""
+        now = self._clock()
+        if len(self._batches) >= 10_000:
+            self._batches = {marker: until for marker, until in self._batches.items() if until > now}
+        self._batches[(key, batch_id)] = now + BATCH_MARKER_TTL
+
+    def reporter_totals(self, key: str, revision: int) -> dict[str, dict[str, ReporterTotals]]:
+        with self._lock:
+            kept_revision, _ = self._outcomes.get(key, (None, {}))
+            fields = dict(self._by_reporter.get(key, {})) if kept_revision == revision else {}
+        return reporter_totals_from_fields(fields)
 
     def outcome_totals(self, key: str, revision: int) -> dict[str, ArmTotals]:
         with self._lock:
@@ -177,3 +208,16 @@ class MemoryStore:
 
     def ping(self) -> bool:
         return True
+
+    _dataset_notice: str | None = None  # the instance's own once kept (added after __init__'s attributes)
+
+    def dataset_notice(self) -> str | None:
+        return self._dataset_notice
+
+    def keep_dataset_notice(self, notice: str | None, *, only_if_absent: bool = False) -> bool:
+        with self._lock:
+            kept = self._dataset_notice
+            if only_if_absent and kept is not None:
+                return False
+            self._dataset_notice = notice
+            return notice is not None or kept is not None

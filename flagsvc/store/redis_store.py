@@ -21,7 +21,15 @@ from flagsvc.domain.flag import Flag, HistoryEntry
 from flagsvc.domain.judge_record import JudgeRecord
 from flagsvc.domain.outcomes import ArmTotals, totals_from_fields
 from flagsvc.store.keys import BATCH_MARKER_TTL, DEFAULT_NAMESPACE, OUTCOMES_TTL, Keys
-from flagsvc.store.roles import HISTORY_CAP, Clock, ConfigVersion, IngestResult, OutcomeEntry
+from flagsvc.store.roles import (
+    HISTORY_CAP,
+    Clock,
+    ConfigVersion,
+    IngestResult,
+    OutcomeEntry,
+    ReporterTotals,
+    reporter_totals_from_fields,
+)
 
 log = logging.getLogger("flagsvc.store")
 
@@ -104,7 +112,8 @@ class RedisStore:
 
     def delete(self, key: str) -> bool:
         existed = self._delete(keys=[self.keys.flag(key), self.keys.history(key), self.keys.outcomes(key),
-                                     self.keys.ingest_counters(key), self.keys.judgement(key)])
+                                     self.keys.ingest_counters(key), self.keys.judgement(key),
+                                     self.keys.reporters(key)])
         self.redis.srem(self.keys.index, key)
         if self.redis.exists(self.keys.flag(key)):  # re-created alongside: its entry must stay (keys.py)
             self.redis.sadd(self.keys.index, key)
@@ -164,11 +173,11 @@ class RedisStore:
         """One script per flag (its keys share the flag's hash slot), all of them in one pipelined round trip:
         with `appendfsync always` that is also one fsync for the batch instead of one per flag."""
         pipe = self.redis.pipeline(transaction=False)
-        for key, (revision, increments) in entries.items():
+        for key, (revision, increments, reporter) in entries.items():
             self._add_outcomes(
                 keys=[self.keys.flag(key), self.keys.batch_marker(key, batch_id), self.keys.outcomes(key),
-                      self.keys.ingest_counters(key)],
-                args=[revision, BATCH_MARKER_TTL, OUTCOMES_TTL, json.dumps(increments)], client=pipe,
+                      self.keys.ingest_counters(key), self.keys.reporters(key)],
+                args=[revision, BATCH_MARKER_TTL, OUTCOMES_TTL, json.dumps(increments), reporter], client=pipe,
             )
         return dict(zip(entries, pipe.execute(), strict=True))
 
@@ -177,6 +186,13 @@ class RedisStore:
         if fields.get("revision") != str(revision):
             fields = {}
         return totals_from_fields(fields)
+
+    def reporter_totals(self, key: str, revision: int) -> dict[str, dict[str, ReporterTotals]]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.keys.outcomes(key), "revision")
+            pipe.hgetall(self.keys.reporters(key))
+            kept, fields = pipe.execute()
+        return reporter_totals_from_fields(fields if kept == str(revision) else {})
 
     def ingest_counts(self, key: str) -> dict[str, int]:
         counts = self.redis.hgetall(self.keys.ingest_counters(key))
@@ -201,3 +217,11 @@ class RedisStore:
             return bool(self.redis.ping())
         except redis.RedisError:
             return False
+
+    def dataset_notice(self) -> str | None:
+        return cast(str | None, self.redis.get(self.keys.dataset_notice))
+
+    def keep_dataset_notice(self, notice: str | None, *, only_if_absent: bool = False) -> bool:
+        if notice is None:
+            return bool(self.redis.delete(self.keys.dataset_notice))
+        return bool(self.redis.set(self.keys.dataset_notice, notice, nx=only_if_absent))

@@ -27,11 +27,31 @@ Clock = Callable[[], float]
 
 
 class OutcomeEntry(NamedTuple):
-    """One flag's part of an outcome batch: the revision the SDK measured, and its counters (see
-    domain.outcomes.counter_fields)."""
+    """One flag's part of an outcome batch: the revision the SDK measured, its counters (see
+    domain.outcomes.counter_fields), and the SDK instance that reported them."""
 
     revision: int
     increments: dict[str, int]
+    reporter: str = ""
+
+
+class ReporterTotals(NamedTuple):
+    """What one reporter (SDK instance) sent for one arm of one revision."""
+
+    requests: int = 0
+    errors: int = 0
+
+
+def reporter_totals_from_fields(fields: Mapping[str, str | int]) -> dict[str, dict[str, ReporterTotals]]:
+    """Flat `<reporter>|<arm>:count|errors` counters -> {reporter: {arm: ReporterTotals}}."""
+    raw: dict[str, dict[str, dict[str, int]]] = {}
+    for name, value in fields.items():
+        reporter, _, rest = name.rpartition("|")
+        arm, _, counter = rest.partition(":")
+        if reporter and counter in ("count", "errors"):
+            raw.setdefault(reporter, {}).setdefault(arm, {})[counter] = int(value)
+    return {reporter: {arm: ReporterTotals(c.get("count", 0), c.get("errors", 0)) for arm, c in arms.items()}
+            for reporter, arms in raw.items()}
 
 
 @dataclass(frozen=True)
@@ -82,6 +102,10 @@ class OutcomeRepository(Protocol):
 
     def outcome_totals(self, key: str, revision: int) -> dict[str, ArmTotals]:
         """The aggregates of one revision, per arm."""
+
+    def reporter_totals(self, key: str, revision: int) -> dict[str, dict[str, ReporterTotals]]:
+        """Per reporter, per arm, what the accepted batches of one revision added (the judge weighs reporters
+        against each other with it)."""
 
     def ingest_counts(self, key: str) -> dict[str, int]:
         """How many batches were accepted, duplicate or stale for this flag."""
@@ -137,6 +161,14 @@ class StoreHealth(Protocol):
 
     def ping(self) -> bool:
         """True when the backing storage answers."""
+
+    def dataset_notice(self) -> str | None:
+        """The open notice that this dataset was reset and flags vanished (a document the application tier
+        writes, flagsvc.service.dataset), or None."""
+
+    def keep_dataset_notice(self, notice: str | None, *, only_if_absent: bool = False) -> bool:
+        """Keep `notice` for every process to read (None: remove it); with `only_if_absent`, only when no notice
+        is kept. True when something was written or removed."""
 
 
 @runtime_checkable

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flagsvc.domain import flag as flags
-from flagsvc.store.roles import OutcomeEntry, OutcomeRepository, Store
+from flagsvc.store.roles import OutcomeEntry, OutcomeRepository, ReporterTotals, Store
 
 
 def new(key="new_checkout", **settings):
@@ -65,3 +65,37 @@ def test_one_batch_many_flags_each_on_its_own(any_store):
     assert any_store.ingest_counts("a") == {"accepted": 1, "duplicate": 1, "stale": 0}
     assert any_store.ingest_counts("b") == {"accepted": 0, "duplicate": 0, "stale": 2}
     assert any_store.add_outcomes("batch-0002", {}) == {}
+
+
+def test_outcomes_are_also_kept_per_reporter_for_the_current_revision(any_store):
+    flag, entry = new()
+    any_store.create(flag, entry)
+    any_store.add_outcomes("batch-0001", {flag.key: OutcomeEntry(1, {"stable:count": 90, "stable:errors": 2,
+                                                                    "stable:error_users": 1, "canary:count": 10,
+                                                                    "canary:lat:233": 4}, "instance-a")})
+    any_store.add_outcomes("batch-0002", {flag.key: OutcomeEntry(1, {"canary:count": 5, "canary:errors": 5},
+                                                                 "instance-b")})
+    any_store.add_outcomes("batch-0002", {flag.key: OutcomeEntry(1, {"canary:count": 5}, "instance-b")})  # a retry
+    any_store.add_outcomes("batch-0003", {flag.key: OutcomeEntry(1, {"canary:count": 1}, "")})  # no reporter named
+    assert any_store.reporter_totals(flag.key, 1) == {
+        "instance-a": {"stable": ReporterTotals(90, 2), "canary": ReporterTotals(10, 0)},
+        "instance-b": {"canary": ReporterTotals(5, 5)},
+    }
+    assert any_store.reporter_totals(flag.key, 2) == {}  # another revision: nothing
+    started, start_entry = flags.start(flag, now=2, actor="ops")
+    any_store.replace(started, start_entry, expected_revision=1)
+    any_store.add_outcomes("batch-0004", {flag.key: OutcomeEntry(2, {"stable:count": 3}, "instance-a")})
+    assert any_store.reporter_totals(flag.key, 2) == {"instance-a": {"stable": ReporterTotals(3, 0)}}
+    any_store.delete(flag.key)
+    assert any_store.reporter_totals(flag.key, 2) == {}
+
+
+def test_batch_markers_outlive_every_retry_the_server_accepts(any_store, manual_clock):
+    from flagsvc.store.keys import BATCH_MARKER_TTL
+
+    flag, entry = new()
+    any_store.create(flag, entry)
+    assert add_one(any_store, flag.key, 1, "batch-0001", {"stable:count": 1}) == "accepted"
+    manual_clock.advance(BATCH_MARKER_TTL - 1)
+    assert add_one(any_store, flag.key, 1, "batch-0001", {"stable:count": 1}) == "duplicate"
+    assert BATCH_MARKER_TTL > 3000 + 300  # longer than a batch is accepted for: PlausibilityLimits.max_batch_age

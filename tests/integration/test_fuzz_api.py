@@ -130,6 +130,8 @@ NUMBER_FIELDS = [
     ("patch", "/api/v1/flags/a", "/api/v1/flags/{key}", lambda n: {"analysis": {"alpha": n}}),
     ("put", "/api/v1/flags/a/percent", "/api/v1/flags/{key}/percent", lambda n: {"percent": n}),
     ("post", "/sdk/v1/outcomes", "/sdk/v1/outcomes", lambda n: {"batch_id": "fuzz-batch", "flags": {}, "sent_at": n}),
+    ("post", "/sdk/v1/outcomes", "/sdk/v1/outcomes",
+     lambda n: {"batch_id": "fuzz-batch", "reporter": "fuzz-reporter", "window": {"start": n, "end": n}, "flags": {}}),
 ]
 
 

@@ -12,6 +12,7 @@ from openapi_spec_validator import validate
 from flagsvc.api import health
 from flagsvc.api.openapi import document
 from tests.support import ADMIN, SDK
+from tests.support.outcomes import envelope
 
 IMPLICIT_METHODS = {"HEAD", "OPTIONS"}  # Flask adds them to every rule; they are not operations of their own
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -167,7 +168,7 @@ def test_response_bodies_are_their_typed_definitions_key_for_key(client, spec):
     assert set(snapshot) == documented["Snapshot"]
     sdk_flag = spec["components"]["schemas"]["Snapshot"]["properties"]["flags"]["additionalProperties"]
     assert set(snapshot["flags"]["new_checkout"]) == set(sdk_flag["properties"]) == set(sdk_flag["required"])
-    receipt = client.post("/sdk/v1/outcomes", json={"batch_id": "batch-0001", "flags": {}}, headers=SDK).get_json()
+    receipt = client.post("/sdk/v1/outcomes", json=envelope({}), headers=SDK).get_json()
     assert set(receipt) == documented["OutcomeReceipt"]
     assert set(client.get("/healthz").get_json()) == documented["Status"]
     assert set(client.get("/api/v1/flags/nope", headers=ADMIN).get_json()) == documented["Error"]

@@ -9,9 +9,19 @@ def test_every_key_string_exactly():
     assert keys.config_version == "flagsvc:config:version"
     assert keys.config_epoch == "flagsvc:config:epoch"
     assert keys.changes_channel == "flagsvc:config:changes"
+    assert keys.outcomes("new_checkout") == "flagsvc:outcomes:{new_checkout}"
+    assert keys.reporters("new_checkout") == "flagsvc:reporters:{new_checkout}"
+    assert keys.batch_marker("new_checkout", "b-1") == "flagsvc:batch:{new_checkout}:b-1"
+    assert keys.ingest_counters("new_checkout") == "flagsvc:ingest:{new_checkout}"
+    assert keys.judgement("new_checkout") == "flagsvc:judge:{new_checkout}"
+    assert keys.controller_lease == "flagsvc:controller:lease"
+    assert keys.controller_fence == "flagsvc:controller:fence"
+    assert keys.ingest_unknown == "flagsvc:ingest:unknown"
 
 
 def test_keys_of_one_flag_share_a_hash_tag():
     keys = Keys("staging:")
-    tags = {k[k.index("{"): k.index("}") + 1] for k in (keys.flag("a.b"), keys.history("a.b"))}
+    tags = {k[k.index("{"): k.index("}") + 1] for k in (keys.flag("a.b"), keys.history("a.b"), keys.outcomes("a.b"),
+                                                       keys.reporters("a.b"), keys.batch_marker("a.b", "x"),
+                                                       keys.ingest_counters("a.b"), keys.judgement("a.b"))}
     assert tags == {"{a.b}"}

@@ -12,4 +12,5 @@ MAX_COUNT = 10**9  # any one counter of one arm in one batch
 MAX_BATCH_FLAGS = 1_000  # flags in one batch
 MAX_FLAG_KEY_LENGTH = 128
 BATCH_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}\Z"
+REPORTER_PATTERN = r"^[A-Za-z0-9_-]{8,64}\Z"  # an SDK instance's id, new in every process
 SNAPSHOT_EVENT = "snapshot"  # the Server-Sent Event that carries a snapshot on /sdk/v1/stream

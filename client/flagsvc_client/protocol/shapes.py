@@ -49,10 +49,21 @@ class FlagOutcome(TypedDict):
     arms: dict[str, ArmOutcome]
 
 
+class BatchWindow(TypedDict):
+    """The wall-clock span (Unix seconds) in which a batch's outcomes were recorded."""
+
+    start: float
+    end: float
+
+
 class OutcomeBatch(TypedDict):
-    """POST /sdk/v1/outcomes. `batch_id` stays the same across retries, so a batch is counted once."""
+    """POST /sdk/v1/outcomes. `batch_id` stays the same across retries, so a batch is counted once. `reporter`
+    names the SDK instance (a random id, new in every process), `window` when its outcomes were recorded: the
+    server refuses counts that no instance could have served in that time."""
 
     batch_id: str
+    reporter: str
+    window: BatchWindow
     flags: dict[str, FlagOutcome]
     sent_at: NotRequired[float]
     sdk: NotRequired[str]
