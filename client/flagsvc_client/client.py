@@ -14,7 +14,8 @@ import time
 from math import ceil, log
 
 from flagsvc_client import _cache
-from flagsvc_client._config import ConfigSync
+from flagsvc_client._arm_watch import watch_arms
+from flagsvc_client._config import Carryover, ConfigSync
 from flagsvc_client._evaluations import EvaluationCounts
 from flagsvc_client._lifecycle import spawn_loop, watch_forks
 from flagsvc_client._log import LogOnce
@@ -58,6 +59,7 @@ class FlagClient:
         self._clock, self._random = clock, random
         self._transport = None if s.offline else transport or HttpTransport(s.url or "", s.connect_timeout)
         self._log = LogOnce()
+        self._carryover = Carryover()
         self._evaluations: EvaluationCounts | None = None
         self._install(CompiledConfig(None))
         self._confirmed_at: float | None = None
@@ -85,6 +87,7 @@ class FlagClient:
             args = (self.settings, self._transport, self._clock, self._random, self._log)
             self._reporter = OutcomeReporter(*args)
             self._window = self._reporter.window
+            watch_arms(self._window, self._log, lambda: self._config.snapshot)  # one-armed outcomes warn, at cuts
             self._sync = ConfigSync(
                 *args, apply=self._apply_from_server, confirm=self._confirm, current_etag=self._current_etag
             )
@@ -198,6 +201,8 @@ class FlagClient:
                 return Status.READY
             confirmed = self._confirmed_at
             fresh = confirmed is not None and self._clock() - confirmed <= self.settings.stale_after
+            if fresh and self._carryover.flags:
+                return Status.CARRIED_OVER
             return Status.READY if fresh else Status.STALE
         except Exception:
             return Status.NOT_READY
@@ -219,6 +224,7 @@ class FlagClient:
                 "status": self.status,
                 "config_mode": self._sync.mode if self._sync else "offline",
                 "config_version": None if snapshot is None else f"{snapshot.epoch}-{snapshot.version}",
+                "carried_over": sorted(self._carryover.flags),
                 **self._snapshot_stats,
                 **(self._reporter.stats if self._reporter else {}),
             }
@@ -255,7 +261,7 @@ class FlagClient:
         with self._apply_lock:
             if not snapshot.replaces(self._config.snapshot):
                 return False
-            config = CompiledConfig(snapshot)
+            config = CompiledConfig(self._carryover.merge(self._config.snapshot, snapshot))
             self._install(config)
             self._snapshot_stats["snapshots_applied"] += 1
             return True
@@ -315,23 +321,46 @@ class FlagClient:
             return False
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the threads and flush what was recorded (up to `timeout`). Evaluation keeps answering."""
+        """Flush what was recorded, waiting at most `timeout` seconds for the server (0: not at all), then stop
+        the threads. Evaluation keeps answering from the last config; `record` does nothing. Twice is harmless.
+        The SDK calls it at interpreter exit itself, with `exit_flush_timeout` (_lifecycle.py)."""
         if self._closed:
             return
         try:
             self._closed = True
+            deadline = time.monotonic() + max(0.0, timeout)
             self._stop.set()
             self._wake_config.set()
             if self._reporter is not None:
                 self._reporter.wake.set()
             if self._sync is not None:
                 self._sync.interrupt()
-            self.flush(timeout)
+            if timeout > 0 and self._reporter is not None:
+                self._flush_within(timeout)
             self._window.discard()  # later outcomes have nowhere to go
             for thread in self._threads:
-                thread.join(0.5)
+                thread.join(max(0.0, min(0.5, deadline - time.monotonic())))
         except Exception as exc:
             self._log.warning("close", "close failed: %r", exc)
+
+    def _flush_within(self, timeout: float) -> None:
+        """flush(timeout), with the caller back within `timeout` even when one request outlasts it (a server
+        that accepts connections and never answers holds one for request_timeout): the flush runs on a daemon
+        thread, which the interpreter drops at exit if it is still waiting then."""
+        flusher = threading.Thread(target=self.flush, args=(timeout,), name="flagsvc-close", daemon=True)
+        try:
+            flusher.start()
+        except RuntimeError:  # no new threads at this point of interpreter shutdown (some Pythons): flush here
+            self.flush(timeout)
+            return
+        flusher.join(timeout)
+
+    def _close_at_exit(self, started: float) -> None:
+        """The exit hook (_lifecycle.py): close within `exit_flush_timeout` of `started`, so that all clients
+        together wait no longer than the longest timeout among them."""
+        timeout = self.settings.exit_flush_timeout
+        if timeout > 0 and not self._closed:
+            self.close(max(0.0, started + timeout - time.monotonic()))
 
     def __enter__(self) -> FlagClient:
         return self

@@ -54,6 +54,9 @@ class ClientSettings:
     """Distinct erroring users remembered per arm and window; reaching it flushes early."""
     max_flags_per_batch: int = 1000
     max_buckets_per_arm: int = 1000
+    exit_flush_timeout: float = 3.0
+    """At interpreter exit, each live client is closed: its outcomes flushed, waiting at most this long for the
+    server (all clients together wait at most the longest of theirs). 0: no flush at exit."""
 
     # start-up
     bootstrap: Mapping[str, Any] | str | None = None
@@ -107,7 +110,11 @@ class ClientSettings:
             if kind in ("float", "int"):
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise ValueError(f"{name} must be a finite number, not {value!r}")
-                if not 0 < value < math.inf:  # also refuses NaN, and ints too large for a float without raising
+                # the comparisons also refuse NaN, and ints too large for a float without raising
+                if name in _ZERO_ALLOWED:
+                    if not 0 <= value < math.inf:
+                        raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+                elif not 0 < value < math.inf:
                     raise ValueError(f"{name} must be a finite number > 0, not {value!r}")
         if self.url is not None and not (isinstance(self.url, str) and self.url.startswith(("http://", "https://"))):
             raise ValueError(f"url must start with http:// or https://, not {self.url!r}")
@@ -121,5 +128,6 @@ class ClientSettings:
             raise ValueError("backoff_max must be at least backoff_initial")
 
 
+_ZERO_ALLOWED = frozenset({"exit_flush_timeout"})  # 0 turns it off
 FIELDS: dict[str, str] = dict(ClientSettings.__annotations__)  # name -> type, in declaration order
 _DEFAULTS: dict[str, object] = {name: getattr(ClientSettings, name) for name in FIELDS}
