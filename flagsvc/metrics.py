@@ -75,3 +75,9 @@ def render(flags: FlagRepository) -> bytes:
     gauges = CollectorRegistry()
     gauges.register(FlagStateCollector(flags))
     return generate_latest(processes) + generate_latest(gauges)
+
+# Dataset resets (flagsvc/service/dataset.py): counted once per reset by the server that noticed it first.
+DATASET_RESETS = Counter("flagsvc_dataset_resets_total", "Resets of the flag dataset that made flags vanish")
+DATASET_FLAGS_MISSING = Gauge("flagsvc_dataset_flags_missing",
+                              "Flags that vanished at the last dataset reset and do not exist again yet",
+                              multiprocess_mode="livemax")

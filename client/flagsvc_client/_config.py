@@ -15,16 +15,15 @@ import contextlib
 from collections.abc import Callable
 
 from flagsvc_client._backoff import Backoff
-from flagsvc_client._log import LogOnce
+from flagsvc_client._log import LOGGER_NAME, LogOnce
 from flagsvc_client._stream import HEARTBEAT, parse_events
 from flagsvc_client._transport import TransportError, auth_headers
-from flagsvc_client.snapshot import SnapshotError, loads_snapshot
+from flagsvc_client.snapshot import Snapshot, SnapshotError, loads_snapshot
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from flagsvc_client._transport import EventStream, Transport
     from flagsvc_client.settings import ClientSettings
-    from flagsvc_client.snapshot import Snapshot
 
 STREAM_PATH = "/sdk/v1/stream"
 FLAGS_PATH = "/sdk/v1/flags"
@@ -178,3 +177,58 @@ class ConfigSync:
     def _server_error(self, reason: str) -> float:
         self._log.warning("server_error", "config request failed: %s", reason)
         return self._backoff.next()
+
+
+class Carryover:
+    """Flags kept from the previous epoch's last snapshot while the server's new epoch lacks them.
+
+    A new epoch means the server's dataset was reset (docs/protocol.md). If it came back without flags this
+    client was evaluating, answering the default for everyone would flip every canary user back at once: the
+    client keeps answering those flags from the last snapshot it held, until the new epoch has them again (a
+    flag the new epoch has is always taken from it). `merge` runs when a snapshot is applied, never on the hot
+    path: `is_enabled` sees one compiled config as before.
+    """
+
+    __slots__ = ("_logged", "flags")
+
+    def __init__(self) -> None:
+        self.flags: frozenset[str] = frozenset()  # the keys answered from a previous epoch
+        self._logged: set[str] = set()  # epochs already reported: once each, however many snapshots follow
+
+    def merge(self, held: Snapshot | None, incoming: Snapshot) -> Snapshot:
+        """`incoming`, plus the flags of `held` to carry over (the merged snapshot keeps incoming's epoch,
+        version and raw document: the cache file stores what the server sent)."""
+        if held is None:
+            self.flags = frozenset()
+            return incoming
+        if incoming.epoch == held.epoch:
+            keep = frozenset(k for k in self.flags if k not in incoming.flags)
+        else:
+            keep = frozenset(k for k in held.flags if k not in incoming.flags)
+            if keep and incoming.epoch not in self._logged:
+                self._logged.add(incoming.epoch)
+                _log_error(
+                    "flagsvc: the server's config was reset (epoch %s -> %s) and lacks %d flag(s) this client was "
+                    "evaluating: %s. Answering them from the last snapshot until the server has them again "
+                    "(status 'carried_over'; see docs/recovery.md)",
+                    held.epoch, incoming.epoch, len(keep), ", ".join(sorted(keep)),
+                )
+        if self.flags and not keep:
+            _log_error("flagsvc: the server has every flag again; nothing is carried over from the reset (%s)",
+                       ", ".join(sorted(self.flags)), level=20)
+        self.flags = keep
+        if not keep:
+            return incoming
+        flags = {key: held.flags[key] for key in keep}
+        flags.update(incoming.flags)
+        return Snapshot(epoch=incoming.epoch, version=incoming.version, flags=flags, raw=incoming.raw)
+
+
+def _log_error(message: str, *args: object, level: int = 40) -> None:
+    """Loudly (ERROR), and not through LogOnce: its `error` attaches a traceback there is none of here."""
+    try:
+        import logging
+
+        logging.getLogger(LOGGER_NAME).log(level, message, *args)
+    except Exception:  # a broken handler must not break applying a snapshot
+        pass

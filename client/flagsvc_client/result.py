@@ -22,6 +22,9 @@ class Status:
     NOT_READY = "not_ready"  # no config: every evaluation answers the default
     READY = "ready"  # a config the server confirmed within `stale_after` (or offline with a config)
     STALE = "stale"  # a config (last from the server, bootstrap or cache) the server has not confirmed lately
+    # confirmed lately, but the server's dataset was reset and lacks flags this client answers from its last
+    # snapshot of the previous epoch (`stats["carried_over"]` names them; docs/recovery.md)
+    CARRIED_OVER = "carried_over"
 
 
 class Evaluation(Frozen):

@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from flagsvc.api.context import services
 from flagsvc.api.errors import error_response
+from flagsvc.service.dataset import describe
 
 bp = Blueprint("health", __name__)
 
@@ -30,6 +31,10 @@ def healthz():
 def readyz():
     if not services().status.store_reachable():
         return error_response("unavailable", "the flag store (Redis) is unreachable")
+    dataset = services().dataset
+    notice = dataset.notice()
+    if notice is not None:  # until restored or acknowledged (docs/recovery.md)
+        return error_response("unavailable", describe(notice, dataset.missing(notice)))
     body: StatusDoc = {"status": "ready"}
     return jsonify(body)
 

@@ -17,17 +17,19 @@ from flagsvc_client.protocol.shapes import FlagStats, OutcomeReceipt, SnapshotDo
 
 from flagsvc.api import schemas
 from flagsvc.api.admin import FlagHistoryDoc, FlagListDoc
+from flagsvc.api.backup import DatasetStatusDoc, ExportDocumentSchema
 from flagsvc.api.errors import STATUS_BY_CODE, ErrorDoc
 from flagsvc.api.health import StatusDoc
 from flagsvc.api.typed_schema import object_schema
 from flagsvc.domain.flag import KEY_PATTERN, FlagDoc, HistoryEntryDoc
 from flagsvc.service import TRANSITIONS
+from flagsvc.service.backup import ExportDoc, ImportResultDoc
 
 # Response bodies: named after their typed definitions (the `Doc` suffix dropped), so the document and the code
 # that sends them cannot drift apart.
 RESPONSES: tuple[type, ...] = (
     ErrorDoc, FlagDoc, FlagListDoc, HistoryEntryDoc, FlagHistoryDoc, FlagStats, SnapshotDoc, OutcomeReceipt,
-    StatusDoc,
+    StatusDoc, ExportDoc, ImportResultDoc, DatasetStatusDoc,
 )
 
 
@@ -67,6 +69,12 @@ ACTION_PARAM = {"name": "action", "in": "path", "required": True,
                 "schema": {"type": "string", "enum": list(TRANSITIONS)}}
 LIMIT_PARAM = {"name": "limit", "in": "query", "required": False, "description": "Newest entries first, 1 to 1000",
                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}
+HISTORY_PARAM = {"name": "history", "in": "query", "required": False,
+                 "description": "Also export each flag's newest history entries, 0 to 1000",
+                 "schema": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 0}}
+REPLACE_PARAM = {"name": "replace", "in": "query", "required": False,
+                 "description": "Overwrite flags that exist (by default they are left alone)",
+                 "schema": {"type": "boolean", "default": False}}
 IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False,
                  "description": "The ETag of the snapshot held; 304 if it is still current",
                  "schema": {"type": "string"}}
@@ -99,6 +107,14 @@ OPERATIONS: list[tuple[str, str, str, list, Any, bool, int, Any, list, tuple[int
      FlagHistoryDoc, [KEY_PARAM, LIMIT_PARAM], (400, 401, 403, 404, 503)),
     ("/api/v1/flags/{key}/stats", "get", "Live outcome totals of the current revision", ADMIN, None, False, 200,
      FlagStats, [KEY_PARAM], (401, 403, 404, 503)),
+    ("/api/v1/export", "get", "Export every flag with its rollout state (and recent history)", ADMIN, None, False,
+     200, ExportDoc, [HISTORY_PARAM], (400, 401, 403, 503)),
+    ("/api/v1/import", "post", "Restore flags from an export: missing ones created as exported; all checked first",
+     ADMIN, ExportDocumentSchema, True, 200, ImportResultDoc, [REPLACE_PARAM], (400, 401, 403, 409, 413, 503)),
+    ("/api/v1/dataset", "get", "Whether a dataset reset is open, and which flags are still missing", ADMIN, None,
+     False, 200, DatasetStatusDoc, [], (401, 403, 503)),
+    ("/api/v1/dataset/acknowledge", "post", "Accept a dataset reset's losses: /readyz answers 200 again", ADMIN,
+     None, False, 200, DatasetStatusDoc, [], (401, 403, 503)),
     ("/sdk/v1/flags", "get", "The SDK config snapshot (ETag; If-None-Match -> 304)", SDK, None, False, 200,
      SnapshotDoc, [IF_NONE_MATCH], (401, 503)),
     ("/sdk/v1/stream", "get", "Server-Sent Events: the snapshot on connect and on every change", SDK, None, False,
@@ -106,7 +122,8 @@ OPERATIONS: list[tuple[str, str, str, list, Any, bool, int, Any, list, tuple[int
     ("/sdk/v1/outcomes", "post", "Report a batch of outcomes", SDK, schemas.OutcomeBatchSchema, True, 200,
      OutcomeReceipt, [], (400, 401, 413, 503)),
     ("/healthz", "get", "Liveness", OPEN, None, False, 200, StatusDoc, [], ()),
-    ("/readyz", "get", "Readiness: the flag store answers", OPEN, None, False, 200, StatusDoc, [], (503,)),
+    ("/readyz", "get", "Readiness: the flag store answers, no dataset reset is open", OPEN,
+     None, False, 200, StatusDoc, [], (503,)),
     ("/metrics", "get", "Prometheus metrics (the flags' gauges are read from the store)", OPEN, None, False, 200,
      "text/plain", [], (503,)),
     ("/openapi.json", "get", "This document", OPEN, None, False, 200, "application/json", [], ()),

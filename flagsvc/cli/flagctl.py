@@ -10,9 +10,11 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -369,3 +371,68 @@ def _watch_line(flag: dict[str, Any], stats: dict[str, Any]) -> str:
     )
     bar = render.progress_bar(flag["percent"])
     return f"{bar} {render.percent(flag['percent']):>6} {flag['state']:<8} {stage} | {arms}{judged}"
+
+
+# --- backup and recovery (docs/recovery.md) ------------------------------------------------------------------
+
+
+@main.command("export")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, writable=True))
+@click.option("--history", default=0, show_default=True, type=click.IntRange(0, 1000),
+              help="Also export each flag's newest history entries.")
+@click.pass_obj
+@_handle_errors
+def export_flags(api: ApiClient, file: str | None, history: int) -> None:
+    """Export every flag with its rollout state to FILE (default: standard output), for `flagctl import`."""
+    document = api.get(f"/api/v1/export?history={history}")
+    text = json.dumps(document, indent=1) + "\n"
+    if file is None or file == "-":
+        click.echo(text, nl=False)
+        return
+    tmp = f"{file}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, file)
+    click.echo(f"exported {len(document['flags'])} flag(s) (epoch {document['epoch']}, version "
+               f"{document['version']}) to {file}", err=True)
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--replace", is_flag=True, help="Overwrite flags that exist (by default they are left alone).")
+@json_option
+@click.pass_obj
+@_handle_errors
+def import_flags(api: ApiClient, file: str, replace: bool, as_json: bool) -> None:
+    """Restore the flags of an export (FILE, or - for standard input): missing flags are created as exported,
+    with their state and percent, so their rollouts go on. The whole file is checked first; nothing is applied
+    if any flag is invalid.
+
+    \b
+    After a wipe of Redis:  flagctl import .flagsvc/backups/flags-latest.json
+    """
+    try:
+        raw = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+        document = json.loads(raw)
+    except (OSError, ValueError) as e:
+        raise click.UsageError(f"cannot read an export from {file}: {e}") from None
+    if not isinstance(document, dict):
+        raise click.UsageError(f"{file} is not an export (a JSON object)")
+    result = api.post(f"/api/v1/import?replace={'true' if replace else 'false'}", document)
+    _emit(result, as_json, lambda r: "\n".join(
+        f"{label}: {', '.join(r[name]) or 'none'}"
+        for name, label in (("created", "created"), ("replaced", "replaced"), ("unchanged", "left alone"))))
+
+
+@main.command("dataset")
+@click.option("--ack", is_flag=True, help="Accept the flags a dataset reset lost: /readyz answers 200 again.")
+@json_option
+@click.pass_obj
+@_handle_errors
+def dataset(api: ApiClient, ack: bool, as_json: bool) -> None:
+    """Whether the flag dataset was reset and which flags are still missing (exit 1 while a reset is open,
+    unless --ack closes it)."""
+    result = api.post("/api/v1/dataset/acknowledge") if ack else api.get("/api/v1/dataset")
+    _emit(result, as_json, lambda r: str(r["message"]))
+    if not ack and result["status"] != "ok":
+        sys.exit(1)

@@ -54,6 +54,7 @@ class Action(StrEnum):
     ROLLBACK = "rollback"
     SET_PERCENT = "set_percent"
     DELETE = "delete"
+    IMPORT = "import"  # restored from an export (flagsvc.service.backup)
 
 
 class FlagDoc(TypedDict):

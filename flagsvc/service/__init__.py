@@ -12,13 +12,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from flagsvc.config import Settings
 from flagsvc.service.announce import ChangeAnnouncer
-from flagsvc.service.background import BackgroundWork
+from flagsvc.service.background import BackgroundWork, Periodic
+from flagsvc.service.backup import ConfigBackup
+from flagsvc.service.backup_files import BackupFiles
 from flagsvc.service.change_feed import ChangeFeed
 from flagsvc.service.commands import TRANSITIONS, FlagCommands
 from flagsvc.service.controller import build_controller
+from flagsvc.service.dataset import DatasetWatcher
 from flagsvc.service.ingestion import OutcomeIngestion
 from flagsvc.service.snapshots import ServedSnapshot, SnapshotSource
 from flagsvc.service.status import ServerStatus
@@ -35,12 +39,18 @@ class Services:
     changes: ChangeFeed
     status: ServerStatus
     background: BackgroundWork  # started by whoever runs the app, after forking; stopped on shutdown
+    dataset: DatasetWatcher  # a reset or emptied dataset noticed, until restored or acknowledged
+    backup: ConfigBackup  # export and import of the whole configuration
+    backup_files: BackupFiles  # the recent export kept on disk
 
 
 def build_services(settings: Settings, store: Store | None = None, clock: Callable[[], float] = time.time, *,
-                   controller: bool = True) -> Services:
+                   controller: bool = True, watch_interval: float = 2.0, backup_dir: Path | None = None,
+                   backup_interval: float = 10.0) -> Services:
     """Everything the server does, on `store` (by default the Redis at settings.redis_url). Without
-    `controller`, nothing judges rollouts in this process (tests drive a controller of their own)."""
+    `controller`, nothing judges rollouts in this process (tests drive a controller of their own). The dataset
+    is checked every `watch_interval` seconds; an export is kept in `backup_dir` (default
+    `<data dir>/backups`), rewritten at most every `backup_interval` seconds after a change."""
     if store is None:
         if not settings.redis_url:
             raise ValueError("no store: give a store or settings.redis_url")
@@ -52,11 +62,21 @@ def build_services(settings: Settings, store: Store | None = None, clock: Callab
     announcer = ChangeAnnouncer(store, changes.changed_here)
     rollout = build_controller(store, announcer, clock=clock, interval=settings.controller_interval) \
         if controller else None
+    dataset = DatasetWatcher(store, store, store, clock, interval=watch_interval)
+    backup = ConfigBackup(store, store, announcer, clock, after_restore=dataset.look)
+    files = BackupFiles(backup, dataset, backup_dir or settings.data_dir / "backups", clock,
+                        min_interval=backup_interval)
     return Services(
         commands=FlagCommands(store, announcer, clock),
         ingestion=OutcomeIngestion(store, store, store),
         snapshots=snapshots,
         changes=changes,
         status=ServerStatus(store, store),
-        background=BackgroundWork(rollout, changes),
+        background=BackgroundWork(rollout, changes, [
+            Periodic("dataset-watch", dataset.look, watch_interval),
+            Periodic("backup-files", files.step, min(watch_interval, backup_interval)),
+        ]),
+        dataset=dataset,
+        backup=backup,
+        backup_files=files,
     )

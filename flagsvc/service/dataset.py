@@ -1,0 +1,183 @@
+"""Noticing that the dataset was reset or emptied under a running server, and saying so until it is recovered.
+
+Every few seconds (`DatasetWatcher.look`, run by the background work) the watcher reads the config version and
+the flags, and compares them with what it saw last:
+
+- the config epoch changed (Redis was flushed, replaced or restored without our keys: `RedisStore._ensure_epoch`
+  drew a new one), and flags it knew are gone; or
+- flags vanished within one epoch without as many announced changes (a delete through the API announces
+  itself, a `DEL` behind our back does not). A delete between reading the flags and its announcement looks the
+  same for a moment, so this case must be seen on two looks in a row.
+
+Then it logs an ERROR naming every vanished flag with its last state and percent, counts the reset, and keeps a
+*notice* in the store (`StoreHealth.keep_dataset_notice`, SET NX), so every worker and replica answers
+`/readyz` with 503 until the notice is closed: when every vanished flag exists again (`flagctl import` of the
+server's last export does it, see docs/recovery.md), or when an operator acknowledges the loss. An epoch change
+that lost no flag is logged as a warning and opens nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypedDict
+
+from flagsvc import metrics
+from flagsvc.domain.flag import Flag
+from flagsvc.store.roles import ChangeBus, FlagRepository, StoreHealth
+
+log = logging.getLogger("flagsvc.dataset")
+RECOVERY = "flagctl import <data dir>/backups/flags-latest.json (docs/recovery.md)"
+
+
+class VanishedFlagDoc(TypedDict):
+    """A flag as it was last seen before it vanished."""
+
+    key: str
+    state: str
+    percent: float
+    revision: int
+
+
+class DatasetNoticeDoc(TypedDict):
+    """The dataset was reset or emptied: when it was noticed, how, and which flags vanished."""
+
+    detected_at: float
+    reason: str
+    previous_epoch: str
+    epoch: str
+    vanished: list[VanishedFlagDoc]
+
+
+@dataclass(frozen=True)
+class _Seen:
+    epoch: str
+    version: int
+    flags: Mapping[str, Flag]
+
+
+def describe(notice: DatasetNoticeDoc, missing: list[str] | None = None) -> str:
+    """One line for people: what happened, what is still missing, how to recover."""
+    when = datetime.fromtimestamp(notice["detected_at"], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    missing_keys = set(missing) if missing is not None else {v["key"] for v in notice["vanished"]}
+    flags = ", ".join(f"{v['key']} ({v['state']} at {v['percent']:g}%)" for v in notice["vanished"]
+                      if v["key"] in missing_keys)
+    return (f"the flag dataset was reset ({notice['reason']}, noticed {when}); {len(missing_keys)} flag(s) "
+            f"missing: {flags}. Restore: {RECOVERY}; or accept the loss: flagctl dataset --ack")
+
+
+class DatasetWatcher:
+    def __init__(self, flags: FlagRepository, versions: ChangeBus, health: StoreHealth,
+                 clock: Callable[[], float] = time.time, interval: float = 2.0) -> None:
+        self._flags = flags
+        self._versions = versions
+        self._health = health
+        self._clock = clock
+        self.interval = interval
+        self._seen: _Seen | None = None
+        self._suspect: frozenset[str] = frozenset()  # vanished without announcement, seen once
+        self._lock = threading.Lock()
+
+    # -- what /readyz and operators ask -----------------------------------------------------------------
+
+    def notice(self) -> DatasetNoticeDoc | None:
+        """The open notice (any process may have written it), or None."""
+        raw = self._health.dataset_notice()
+        if not raw:
+            return None
+        try:
+            found: DatasetNoticeDoc = json.loads(raw)
+            return found
+        except ValueError:
+            return {"detected_at": 0.0, "reason": "unreadable notice", "previous_epoch": "", "epoch": "",
+                    "vanished": []}
+
+    def missing(self, notice: DatasetNoticeDoc) -> list[str]:
+        """The vanished flags that do not exist again yet."""
+        present = {f.key for f in self._flags.list_flags()}
+        return [v["key"] for v in notice["vanished"] if v["key"] not in present]
+
+    def acknowledge(self, actor: str) -> DatasetNoticeDoc | None:
+        """An operator accepts the loss: the notice is closed (readyz answers 200 again). The notice that was
+        open, or None when there was none."""
+        notice = self.notice()
+        if notice is not None and self._health.keep_dataset_notice(None):
+            log.warning("dataset reset acknowledged by %s; flags left missing: %s", actor,
+                        ", ".join(self.missing(notice)) or "none", extra={"actor": actor})
+        metrics.DATASET_FLAGS_MISSING.set(0)
+        return notice
+
+    # -- the look -----------------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Look now and every `interval` until `stop`; a failed look (Redis down) is logged and retried."""
+        while True:
+            try:
+                self.look()
+            except Exception as e:
+                log.warning("dataset check failed (%s); retrying in %ss", e, self.interval)
+            if stop.wait(self.interval):
+                return
+
+    def look(self) -> DatasetNoticeDoc | None:
+        """One comparison with the last look; the notice it opened, if any. Also closes an open notice once every
+        vanished flag is back."""
+        with self._lock:
+            version = self._versions.config_version()  # draws a new epoch if the dataset lost it
+            now = {f.key: f for f in self._flags.list_flags()}
+            opened = self._compare(self._seen, _Seen(version.epoch, version.version, now))
+        self._close_if_restored(now)
+        return opened
+
+    def _compare(self, before: _Seen | None, after: _Seen) -> DatasetNoticeDoc | None:
+        if before is None:
+            self._seen = after
+            return None
+        vanished = [f for key, f in before.flags.items() if key not in after.flags]
+        if after.epoch != before.epoch:
+            self._seen, self._suspect = after, frozenset()
+            if not vanished:
+                log.warning("the config epoch changed from %s to %s; no flag was lost", before.epoch, after.epoch)
+                return None
+            return self._open(f"config epoch changed from {before.epoch} to {after.epoch}", before, after, vanished)
+        announced = max(after.version - before.version, 0)
+        if len(vanished) > announced:
+            keys = frozenset(f.key for f in vanished)
+            if self._suspect != keys:  # a delete may be between its write and its announcement: look again
+                self._suspect = keys
+                return None
+            self._seen, self._suspect = after, frozenset()
+            return self._open(f"{len(vanished)} flag(s) vanished without a change being announced", before,
+                              after, vanished)
+        self._seen, self._suspect = after, frozenset()
+        return None
+
+    def _open(self, reason: str, before: _Seen, after: _Seen, vanished: list[Flag]) -> DatasetNoticeDoc:
+        notice: DatasetNoticeDoc = {
+            "detected_at": self._clock(), "reason": reason, "previous_epoch": before.epoch, "epoch": after.epoch,
+            "vanished": [{"key": f.key, "state": f.state.value, "percent": f.percent, "revision": f.revision}
+                         for f in sorted(vanished, key=lambda f: f.key)],
+        }
+        first = self._health.keep_dataset_notice(json.dumps(notice), only_if_absent=True)
+        if first:  # one count per reset across every worker and replica
+            metrics.DATASET_RESETS.inc()
+        log.error("DATASET RESET: %s", describe(notice),
+                  extra={"reason": reason, "previous_epoch": before.epoch, "epoch": after.epoch,
+                         "vanished": notice["vanished"]})
+        return notice
+
+    def _close_if_restored(self, present: Mapping[str, Flag]) -> None:
+        notice = self.notice()
+        if notice is None:
+            metrics.DATASET_FLAGS_MISSING.set(0)
+            return
+        missing = [v["key"] for v in notice["vanished"] if v["key"] not in present]
+        metrics.DATASET_FLAGS_MISSING.set(len(missing))
+        if not missing and self._health.keep_dataset_notice(None):
+            log.warning("dataset restored: every flag that vanished at the reset exists again (%s)",
+                        ", ".join(v["key"] for v in notice["vanished"]))
