@@ -11,6 +11,7 @@ from flagsvc.api import schemas
 from flagsvc.api.body import json_body
 from flagsvc.api.context import services
 from flagsvc.api.errors import ApiError
+from flagsvc.api.preconditions import flag_response, write_request
 from flagsvc.domain.flag import FlagDoc, HistoryEntryDoc
 from flagsvc.service import TRANSITIONS
 
@@ -28,6 +29,8 @@ class FlagHistoryDoc(TypedDict):
 
     key: str
     history: list[HistoryEntryDoc]
+
+
 LIMIT_PATTERN = re.compile(r"^[0-9]{1,4}\Z")
 
 
@@ -40,27 +43,26 @@ def list_flags():
 @bp.post("/flags")
 def create_flag():
     body = json_body(schemas.flag_create)
-    flag = services().commands.create(body.pop("key"), body, actor=g.principal.name)
-    response = jsonify(flag.to_dict())
-    response.status_code = 201
+    flag = services().commands.create(body.pop("key"), body, actor=g.principal.name, request=write_request())
+    response = flag_response(flag, 201)
     response.headers["Location"] = url_for("admin.get_flag", key=flag.key)
     return response
 
 
 @bp.get("/flags/<key>")
 def get_flag(key: str):
-    return jsonify(services().commands.get(key).to_dict())
+    return flag_response(services().commands.get(key))
 
 
 @bp.patch("/flags/<key>")
 def update_flag(key: str):
     body = json_body(schemas.flag_update)
-    return jsonify(services().commands.update(key, body, actor=g.principal.name).to_dict())
+    return flag_response(services().commands.update(key, body, actor=g.principal.name, request=write_request()))
 
 
 @bp.delete("/flags/<key>")
 def delete_flag(key: str):
-    services().commands.delete(key)
+    services().commands.delete(key, request=write_request())
     return "", 204
 
 
@@ -69,16 +71,17 @@ def transition(key: str, action: str):
     if action not in TRANSITIONS:
         raise ApiError("not_found", f"no action {action!r}; one of {', '.join(TRANSITIONS)}")
     body = json_body(schemas.reason_body, allow_empty=True)
-    flag = services().commands.transition(key, action, actor=g.principal.name, reason=body.get("reason", ""))
-    return jsonify(flag.to_dict())
+    flag = services().commands.transition(key, action, actor=g.principal.name, reason=body.get("reason", ""),
+                                          request=write_request())
+    return flag_response(flag)
 
 
 @bp.put("/flags/<key>/percent")
 def set_percent(key: str):
     body = json_body(schemas.percent_body)
     flag = services().commands.set_percent(key, body["percent"], actor=g.principal.name,
-                                              reason=body.get("reason", ""))
-    return jsonify(flag.to_dict())
+                                           reason=body.get("reason", ""), request=write_request())
+    return flag_response(flag)
 
 
 @bp.get("/flags/<key>/history")

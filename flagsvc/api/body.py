@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import request
+from flask import current_app, g, request
 from marshmallow import Schema
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from flagsvc.api.errors import ApiError
 
@@ -15,10 +16,27 @@ def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def raw_body() -> bytes:
+    """The whole request body, read once: 413 past MAX_CONTENT_LENGTH however it is framed. A body with a
+    Content-Length over the limit is refused before it is read (Werkzeug); a chunked one is read up to one byte
+    past the limit and refused then, never cut to the limit and used."""
+    if "raw_body" in g:
+        return g.raw_body
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None or limit is None:
+        raw = request.get_data(cache=True)
+    else:
+        raw = request.environ["wsgi.input"].read(limit + 1)
+        if len(raw) > limit:
+            raise RequestEntityTooLarge()
+    g.raw_body = raw
+    return raw
+
+
 def json_body(schema: Schema, *, allow_empty: bool = False) -> dict[str, Any]:
     """The body loaded through `schema`. Any content type is read as JSON (curl's default is form-encoded).
     Reading enforces MAX_CONTENT_LENGTH, which raises 413 before anything is parsed."""
-    raw = request.get_data(cache=True)
+    raw = raw_body()
     if not raw.strip():
         if allow_empty:
             return schema.load({})

@@ -119,7 +119,8 @@ def register_error_handlers(app: Flask, outage_errors: tuple[type[Exception], ..
     def _store_outage(error: Exception) -> Response:
         log.error("flag store error: %s", error)
         metrics.REDIS_ERRORS.inc()
-        return error_response("unavailable", "the flag store is unreachable; nothing was changed")
+        return error_response("unavailable", "the flag store did not answer: a write may or may not have been "
+                              "applied; retry it with the same Idempotency-Key to be sure it applies once")
 
     for outage in outage_errors:
         app.register_error_handler(outage, _store_outage)

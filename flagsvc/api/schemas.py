@@ -31,15 +31,26 @@ class StrictNumber(fields.Float):
         return number
 
 
-UserIds = fields.List(fields.String())
+class Text(fields.String):
+    """A JSON string that is valid Unicode: a lone surrogate (legal in a JSON escape, `\\ud800`) is refused here,
+    in every text field, before it can reach a stored flag, a history entry or a snapshot."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not flags.encodable(text):
+            raise ValidationError("must be valid Unicode text (no lone surrogates)")
+        return text
+
+
+UserIds = fields.List(Text())
 
 
 class _FlagSettingsSchema(Schema):
-    description = fields.String()
-    salt = fields.String()
+    description = Text()
+    salt = Text()
     stages = fields.List(StrictNumber())
     bake_seconds = fields.Integer(strict=True)
-    analysis = fields.Dict(keys=fields.String())
+    analysis = fields.Dict(keys=Text())
     allow = UserIds
     deny = UserIds
 
@@ -53,7 +64,7 @@ class _FlagSettingsSchema(Schema):
 
 
 class FlagCreateSchema(_FlagSettingsSchema):
-    key = fields.String(required=True, validate=validate.Regexp(flags.KEY_PATTERN, error="must match {regex}"))
+    key = Text(required=True, validate=validate.Regexp(flags.KEY_PATTERN, error="must match {regex}"))
 
 
 class FlagUpdateSchema(_FlagSettingsSchema):
@@ -65,7 +76,7 @@ class FlagUpdateSchema(_FlagSettingsSchema):
 
 
 class ReasonSchema(Schema):
-    reason = fields.String(validate=validate.Length(max=500))
+    reason = Text(validate=validate.Length(max=500))
 
 
 class PercentSchema(ReasonSchema):
@@ -135,7 +146,7 @@ class ArmOutcomeSchema(Schema):
 class FlagOutcomeSchema(Schema):
     revision = fields.Integer(strict=True, required=True, validate=validate.Range(1, 2**53))
     arms = fields.Dict(
-        keys=fields.String(validate=validate.OneOf(limits.ARMS)),
+        keys=Text(validate=validate.OneOf(limits.ARMS)),
         values=fields.Nested(ArmOutcomeSchema),
         required=True,
     )
@@ -147,19 +158,19 @@ class WindowSchema(Schema):
 
 
 class OutcomeBatchSchema(Schema):
-    batch_id = fields.String(required=True, validate=validate.Regexp(limits.BATCH_ID_PATTERN,
+    batch_id = Text(required=True, validate=validate.Regexp(limits.BATCH_ID_PATTERN,
                                                                      error="8 to 64 of A-Z a-z 0-9 _ -"))
-    reporter = fields.String(required=True, validate=validate.Regexp(limits.REPORTER_PATTERN,
+    reporter = Text(required=True, validate=validate.Regexp(limits.REPORTER_PATTERN,
                                                                       error="8 to 64 of A-Z a-z 0-9 _ -"))
     window = fields.Nested(WindowSchema, required=True)
     flags = fields.Dict(
-        keys=fields.String(validate=validate.Length(1, limits.MAX_FLAG_KEY_LENGTH)),
+        keys=Text(validate=validate.Length(1, limits.MAX_FLAG_KEY_LENGTH)),
         values=fields.Nested(FlagOutcomeSchema),
         required=True,
         validate=validate.Length(max=MAX_BATCH_FLAGS),
     )
     sent_at = StrictNumber()
-    sdk = fields.String(validate=validate.Length(max=100))
+    sdk = Text(validate=validate.Length(max=100))
 
 
 outcome_batch = OutcomeBatchSchema()

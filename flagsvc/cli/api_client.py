@@ -1,10 +1,18 @@
-"""A small REST client for flagctl (standard library only), turning every failure into one clear line."""
+"""A small REST client for flagctl (standard library only), turning every failure into one clear line.
+
+Every write carries a fresh Idempotency-Key, and is sent again with the same key when the server answered 503
+(Redis did not answer) or the connection broke: the server then gives the first answer of a write that did
+reach Redis and applies nothing twice.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 
@@ -22,29 +30,50 @@ EXIT_UNREACHABLE = 3
 EXIT_AUTH = 4
 
 
+WRITE_ATTEMPTS = 4  # a write is sent at most this often (the same Idempotency-Key each time)
+
+
 class ApiClient:
-    def __init__(self, url: str, token: str | None, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, token: str | None, timeout: float = 10.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self._sleep = sleep
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None, *,
+                if_revision: int | None = None) -> Any:
+        """The answer's JSON. A write is retried (same key) on 503 or a broken connection, backing off 0.5, 1,
+        2 s; `if_revision` sends If-Match, so the write applies only to the flag at that revision (else 412)."""
         data = json.dumps(body, allow_nan=False).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method)
-        request.add_header("Accept", "application/json")
+        headers = {"Accept": "application/json"}
         if data is not None:
-            request.add_header("Content-Type", "application/json")
+            headers["Content-Type"] = "application/json"
         if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as e:
-            raise self._api_error(e) from None
-        except OSError as e:  # URLError, timeouts, refused and reset connections
-            reason = getattr(e, "reason", e)
-            raise CliError(f"cannot reach flagsvc at {self.url}: {reason}", EXIT_UNREACHABLE) from None
-        return json.loads(raw) if raw else None
+            headers["Authorization"] = f"Bearer {self.token}"
+        if if_revision is not None:
+            headers["If-Match"] = f'"{if_revision}"'
+        write = method != "GET"
+        if write:
+            headers["Idempotency-Key"] = f"flagctl-{uuid.uuid4().hex}"
+        attempts = WRITE_ATTEMPTS if write else 1
+        for attempt in range(1, attempts + 1):
+            request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    raw = response.read()
+                return json.loads(raw) if raw else None
+            except urllib.error.HTTPError as e:
+                error = self._api_error(e)
+                if e.code != 503 or attempt == attempts:
+                    raise error from None
+            except OSError as e:  # URLError, timeouts, refused and reset connections
+                reason = getattr(e, "reason", e)
+                # refused: the request never reached a server, so there is nothing unclear to settle
+                if attempt == attempts or isinstance(reason, ConnectionRefusedError):
+                    raise CliError(f"cannot reach flagsvc at {self.url}: {reason}", EXIT_UNREACHABLE) from None
+            self._sleep(0.5 * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
 
     def _api_error(self, e: urllib.error.HTTPError) -> CliError:
         try:

@@ -66,3 +66,24 @@ class RateLimited(FlagError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class PreconditionFailed(FlagError):
+    """The operator's write named a revision (If-Match) the flag is no longer at: nothing was changed."""
+
+    code = "precondition_failed"
+
+    def __init__(self, key: str, expected: int, current: int) -> None:
+        super().__init__(f"flag {key!r} is at revision {current}, not {expected}: it changed since you read it",
+                         {"If-Match": [f"the flag is at revision {current}"]})
+        self.current = current
+
+
+class IdempotencyKeyReused(FlagError):
+    """An Idempotency-Key sent again with a different request: refused, nothing changed."""
+
+    code = "conflict"
+
+    def __init__(self) -> None:
+        super().__init__("this Idempotency-Key was used for a different request",
+                         {"Idempotency-Key": ["was used for a different request; use a new key for a new request"]})

@@ -188,8 +188,9 @@ class HistoryEntry:
 
 
 def has_two_decimals_at_most(value: float) -> bool:
-    scaled = value * 100
-    return math.isfinite(scaled) and abs(scaled - round(scaled)) < 1e-6
+    """Exactly a number of hundredths as JSON writes it: 12.5 and 33.33 are, 1e-9 and 0.30000000000000004 are
+    not (a stage of 1e-9 % would put nobody on the canary and hold the rollout for ever)."""
+    return math.isfinite(value) and round(value, 2) == value
 
 
 def stage_problems(stages: Sequence[float]) -> list[str]:
@@ -283,6 +284,8 @@ def _changed(
     flag: Flag, action: Action, *, now: float, actor: str, reason: str = "",
     evidence: Mapping[str, Any] | None = None, **changes: Any,
 ) -> tuple[Flag, HistoryEntry]:
+    if not encodable(reason):
+        raise InvalidFlag("the reason is not valid", {"reason": ["must be valid Unicode text (no lone surrogates)"]})
     if "stage_index" in changes or "state" in changes:
         changes.setdefault("stage_started_at", now)
     if "state" in changes:
@@ -396,6 +399,6 @@ def set_percent(
     if not 0 <= percent <= 100 or not has_two_decimals_at_most(percent):
         raise InvalidFlag("percent is not valid", {"percent": ["must be 0 to 100 with at most two decimals"]})
     return _changed(
-        flag, Action.SET_PERCENT, now=now, actor=actor, state=State.MANUAL, percent=round(float(percent), 2),
+        flag, Action.SET_PERCENT, now=now, actor=actor, state=State.MANUAL, percent=float(percent) + 0.0,  # no -0
         reason=reason or f"set to {percent:g} % by hand",
     )

@@ -21,6 +21,9 @@ Keys (type; what it holds; who writes it; expiry):
   expires after BATCH_MARKER_TTL, longer than any batch is accepted for (its window must have ended less than
   PlausibilityLimits.max_batch_age ago), so a retry always finds its marker. Batches are rate-limited per SDK
   key, so the markers alive at once are bounded: rate x BATCH_MARKER_TTL x flags per batch.
+- ``<ns>idem:{<key>}:<Idempotency-Key>`` (hash): ``fingerprint`` (the request) and ``answer`` (its first
+  answer) of an operator's write with an Idempotency-Key; written by the same script as the change, so a retry
+  after a lost answer replays it; expires after IDEMPOTENCY_TTL; outlives a delete of the flag.
 - ``<ns>ingest:{<key>}`` (hash): ``accepted``, ``duplicate``, ``stale`` batch counts; the outcomes script.
 - ``<ns>ingest:unknown`` (string): batch entries for flags that do not exist; the API.
 - ``<ns>judge:{<key>}`` (string): the judge record (its state and last verdict for the flag's current revision), JSON;
@@ -66,6 +69,9 @@ class Keys:
 
     def batch_marker(self, key: str, batch_id: str) -> str:
         return f"{self.namespace}batch:{{{key}}}:{batch_id}"
+
+    def idempotency(self, key: str, idempotency_key: str) -> str:
+        return f"{self.namespace}idem:{{{key}}}:{idempotency_key}"
 
     def reporters(self, key: str) -> str:
         return f"{self.namespace}reporters:{{{key}}}"

@@ -16,8 +16,11 @@ from flagsvc.domain.outcomes import ArmTotals, totals_from_fields
 from flagsvc.store.keys import BATCH_MARKER_TTL
 from flagsvc.store.roles import (
     HISTORY_CAP,
+    IDEMPOTENCY_TTL,
+    AlreadyApplied,
     Clock,
     ConfigVersion,
+    Idempotency,
     IngestResult,
     OutcomeEntry,
     ReporterTotals,
@@ -40,6 +43,7 @@ class MemoryStore:
         self._outcomes: dict[str, tuple[int, dict[str, int]]] = {}  # one revision's aggregates per flag
         self._by_reporter: dict[str, dict[str, int]] = {}  # the same revision's, "<reporter>|<arm>:count|errors"
         self._batches: dict[tuple[str, str], float] = {}  # (flag, batch_id) -> remembered until (by the clock)
+        self._idempotency: dict[tuple[str, str], tuple[str, str, float]] = {}  # -> fingerprint, answer, until
         self._ingest: dict[str, dict[str, int]] = {}
         self._unknown = 0
         self._fences: dict[str, int] = {}
@@ -54,15 +58,19 @@ class MemoryStore:
         with self._lock:
             return [self._flags[k] for k in sorted(self._flags)]
 
-    def create(self, flag: Flag, entry: HistoryEntry) -> None:
+    def create(self, flag: Flag, entry: HistoryEntry, *, idempotency: Idempotency | None = None) -> None:
         with self._lock:
+            self._replay_if_applied(flag.key, idempotency)
             if flag.key in self._flags:
                 raise FlagExists(flag.key)
             self._flags[flag.key] = flag
             self._history[flag.key] = deque([entry], maxlen=HISTORY_CAP)
+            self._remember(flag.key, idempotency)
 
-    def replace(self, flag: Flag, entry: HistoryEntry, *, expected_revision: int, fence: int | None = None) -> None:
+    def replace(self, flag: Flag, entry: HistoryEntry, *, expected_revision: int, fence: int | None = None,
+                idempotency: Idempotency | None = None) -> None:
         with self._lock:
+            self._replay_if_applied(flag.key, idempotency)
             current = self._flags.get(flag.key)
             if current is None:
                 raise FlagNotFound(flag.key)
@@ -74,6 +82,22 @@ class MemoryStore:
             self._history[flag.key].appendleft(entry)
             if fence is not None:
                 self._fences[flag.key] = fence
+            self._remember(flag.key, idempotency)
+
+    def idempotent_answer(self, key: str, idempotency_key: str) -> AlreadyApplied | None:
+        with self._lock:
+            kept = self._idempotency.get((key, idempotency_key))
+            return AlreadyApplied(kept[0], kept[1]) if kept and kept[2] > self._clock() else None
+
+    def _replay_if_applied(self, key: str, idempotency: Idempotency | None) -> None:
+        kept = self._idempotency.get((key, idempotency.key)) if idempotency else None
+        if kept and kept[2] > self._clock():
+            raise AlreadyApplied(kept[0], kept[1])
+
+    def _remember(self, key: str, idempotency: Idempotency | None) -> None:
+        if idempotency:
+            self._idempotency[(key, idempotency.key)] = (idempotency.fingerprint, idempotency.answer,
+                                                          self._clock() + IDEMPOTENCY_TTL)
 
     def raise_fence(self, key: str, token: int) -> bool:
         with self._lock:
@@ -108,8 +132,16 @@ class MemoryStore:
         with self._lock:
             return self._judgements.get(key)
 
-    def delete(self, key: str) -> bool:
+    def delete(self, key: str, *, expected_revision: int | None = None,
+               idempotency: Idempotency | None = None) -> bool:
         with self._lock:
+            self._replay_if_applied(key, idempotency)
+            current = self._flags.get(key)
+            if current is None:
+                return False
+            if expected_revision is not None and current.revision != expected_revision:
+                raise RevisionConflict(f"flag {key!r} is not at revision {expected_revision}")
+            self._remember(key, idempotency)
             self._history.pop(key, None)
             self._ingest.pop(key, None)
             self._outcomes.pop(key, None)

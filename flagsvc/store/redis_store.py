@@ -15,6 +15,8 @@ from importlib import resources
 from typing import Any, cast
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from flagsvc.domain.errors import FlagExists, FlagNotFound, LeadershipLost, RevisionConflict
 from flagsvc.domain.flag import Flag, HistoryEntry
@@ -23,8 +25,11 @@ from flagsvc.domain.outcomes import ArmTotals, totals_from_fields
 from flagsvc.store.keys import BATCH_MARKER_TTL, DEFAULT_NAMESPACE, OUTCOMES_TTL, Keys
 from flagsvc.store.roles import (
     HISTORY_CAP,
+    IDEMPOTENCY_TTL,
+    AlreadyApplied,
     Clock,
     ConfigVersion,
+    Idempotency,
     IngestResult,
     OutcomeEntry,
     ReporterTotals,
@@ -36,6 +41,12 @@ log = logging.getLogger("flagsvc.store")
 
 def _lua(name: str) -> str:
     return resources.files("flagsvc.store").joinpath("lua", name).read_text()
+
+
+def _raise_if_applied(result: object) -> None:
+    """A write script answers {fingerprint, answer} when its idempotency key was used before."""
+    if isinstance(result, list):
+        raise AlreadyApplied(str(result[0]), str(result[1] or ""))
 
 
 def _dumps(data: object) -> str:
@@ -64,7 +75,13 @@ class RedisStore:
     def from_url(cls, url: str, namespace: str = DEFAULT_NAMESPACE, max_connections: int = 256,
                  **options: Any) -> RedisStore:
         """A blocking pool: past `max_connections` busy connections a request waits (up to 5 s) for one to
-        free up instead of failing, so a burst degrades into latency rather than errors."""
+        free up instead of failing, so a burst degrades into latency rather than errors.
+
+        redis-py would resend a command whose connection broke; a write sent twice is not what the caller asked
+        for (a compare-and-set resent after it was applied reads as a conflict, and the caller would apply its
+        change again), so a broken connection is an error here, and the writer retries with its idempotency
+        key."""
+        options.setdefault("retry", Retry(NoBackoff(), 0))
         options.setdefault("socket_timeout", 5.0)
         options.setdefault("socket_connect_timeout", 2.0)
         options.setdefault("health_check_interval", 30)
@@ -86,23 +103,29 @@ class RedisStore:
             docs = pipe.execute()
         return [Flag.from_dict(json.loads(doc)) for doc in docs if doc]
 
-    def create(self, flag: Flag, entry: HistoryEntry) -> None:
+    def create(self, flag: Flag, entry: HistoryEntry, *, idempotency: Idempotency | None = None) -> None:
         self.redis.sadd(self.keys.index, flag.key)
+        fingerprint, answer = (idempotency.fingerprint, idempotency.answer) if idempotency else ("", "")
         created = self._create(
-            keys=[self.keys.flag(flag.key), self.keys.history(flag.key)],
-            args=[_dumps(flag.to_dict()), flag.revision, _dumps(entry.to_dict()), HISTORY_CAP],
+            keys=[self.keys.flag(flag.key), self.keys.history(flag.key), self._idempotency_key(flag.key, idempotency)],
+            args=[_dumps(flag.to_dict()), flag.revision, _dumps(entry.to_dict()), HISTORY_CAP, fingerprint, answer,
+                  IDEMPOTENCY_TTL],
         )
+        _raise_if_applied(created)
         if not created:
             raise FlagExists(flag.key)
         # Again: a delete running alongside may have removed the entry between the SADD and the script.
         self.redis.sadd(self.keys.index, flag.key)
 
-    def replace(self, flag: Flag, entry: HistoryEntry, *, expected_revision: int, fence: int | None = None) -> None:
+    def replace(self, flag: Flag, entry: HistoryEntry, *, expected_revision: int, fence: int | None = None,
+                idempotency: Idempotency | None = None) -> None:
+        fingerprint, answer = (idempotency.fingerprint, idempotency.answer) if idempotency else ("", "")
         result = self._replace(
-            keys=[self.keys.flag(flag.key), self.keys.history(flag.key)],
+            keys=[self.keys.flag(flag.key), self.keys.history(flag.key), self._idempotency_key(flag.key, idempotency)],
             args=[expected_revision, _dumps(flag.to_dict()), flag.revision, _dumps(entry.to_dict()), HISTORY_CAP,
-                  "" if fence is None else fence],
+                  "" if fence is None else fence, fingerprint, answer, IDEMPOTENCY_TTL],
         )
+        _raise_if_applied(result)
         if result == -2:
             raise LeadershipLost(f"a newer controller leader fenced flag {flag.key!r}")
         if result == -1:
@@ -110,14 +133,31 @@ class RedisStore:
         if result == 0:
             raise RevisionConflict(f"flag {flag.key!r} changed meanwhile")
 
-    def delete(self, key: str) -> bool:
-        existed = self._delete(keys=[self.keys.flag(key), self.keys.history(key), self.keys.outcomes(key),
-                                     self.keys.ingest_counters(key), self.keys.judgement(key),
-                                     self.keys.reporters(key)])
+    def delete(self, key: str, *, expected_revision: int | None = None,
+               idempotency: Idempotency | None = None) -> bool:
+        result = self._delete(
+            keys=[self.keys.flag(key), self.keys.history(key), self.keys.outcomes(key),
+                  self.keys.ingest_counters(key), self.keys.judgement(key), self.keys.reporters(key),
+                  self._idempotency_key(key, idempotency)],
+            args=["" if expected_revision is None else expected_revision,
+                  idempotency.fingerprint if idempotency else "", IDEMPOTENCY_TTL],
+        )
+        _raise_if_applied(result)
+        if result == -3:
+            raise RevisionConflict(f"flag {key!r} is not at revision {expected_revision}")
         self.redis.srem(self.keys.index, key)
         if self.redis.exists(self.keys.flag(key)):  # re-created alongside: its entry must stay (keys.py)
             self.redis.sadd(self.keys.index, key)
-        return bool(existed)
+        return bool(result)
+
+    def idempotent_answer(self, key: str, idempotency_key: str) -> AlreadyApplied | None:
+        fingerprint, answer = cast(list[str | None], self.redis.hmget(self.keys.idempotency(key, idempotency_key),
+                                                                      ["fingerprint", "answer"]))
+        return None if fingerprint is None else AlreadyApplied(fingerprint, answer or "")
+
+    def _idempotency_key(self, key: str, idempotency: Idempotency | None) -> str:
+        # Without a key the script does not touch it; it is still named, in the flag's hash slot, for Cluster.
+        return self.keys.idempotency(key, idempotency.key if idempotency else "-")
 
     def raise_fence(self, key: str, token: int) -> bool:
         return bool(self._raise_fence(keys=[self.keys.flag(key)], args=[token]))

@@ -35,6 +35,27 @@ class OutcomeEntry(NamedTuple):
     reporter: str = ""
 
 
+IDEMPOTENCY_TTL = 24 * 3600  # how long a write's Idempotency-Key is remembered
+
+
+class Idempotency(NamedTuple):
+    """A write's Idempotency-Key, stored atomically with the change it made: a retry of the same request then
+    gets the first answer and changes nothing, even when the first answer was lost (an ambiguous 503)."""
+
+    key: str
+    fingerprint: str  # what the request was: the same key sent with another request is refused
+    answer: str = ""  # the first answer's body (the flag as JSON; "" for a delete)
+
+
+class AlreadyApplied(Exception):
+    """Raised by a write whose idempotency key was used before: nothing was done this time."""
+
+    def __init__(self, fingerprint: str, answer: str) -> None:
+        super().__init__("this idempotency key was used before")
+        self.fingerprint = fingerprint
+        self.answer = answer
+
+
 class ReporterTotals(NamedTuple):
     """What one reporter (SDK instance) sent for one arm of one revision."""
 
@@ -76,16 +97,24 @@ class FlagRepository(Protocol):
     def list_flags(self) -> list[Flag]:
         """Every flag, ordered by key."""
 
-    def create(self, flag: Flag, entry: HistoryEntry) -> None:
-        """Store a new flag with its first history entry; FlagExists when the key is taken."""
+    def create(self, flag: Flag, entry: HistoryEntry, *, idempotency: Idempotency | None = None) -> None:
+        """Store a new flag with its first history entry; FlagExists when the key is taken. With `idempotency`,
+        the key is remembered with the change (IDEMPOTENCY_TTL), and a key seen before raises AlreadyApplied
+        instead of doing anything (the same for every write below)."""
 
-    def replace(self, flag: Flag, entry: HistoryEntry, *, expected_revision: int, fence: int | None = None) -> None:
+    def replace(self, flag: Flag, entry: HistoryEntry, *, expected_revision: int, fence: int | None = None,
+                idempotency: Idempotency | None = None) -> None:
         """Compare-and-set: RevisionConflict unless the stored revision is `expected_revision`,
         FlagNotFound when there is no such flag. A controller passes its fencing token as `fence`:
         LeadershipLost when a newer leader fenced the flag (see `Leadership.raise_fence`)."""
 
-    def delete(self, key: str) -> bool:
-        """Remove a flag with its history, outcomes and judge record; False when there was none."""
+    def delete(self, key: str, *, expected_revision: int | None = None,
+               idempotency: Idempotency | None = None) -> bool:
+        """Remove a flag with its history, outcomes and judge record; False when there was none;
+        RevisionConflict (nothing removed) when `expected_revision` is given and the flag is at another."""
+
+    def idempotent_answer(self, key: str, idempotency_key: str) -> AlreadyApplied | None:
+        """What a write to flag `key` with this idempotency key did, if one did (within IDEMPOTENCY_TTL)."""
 
     def history(self, key: str, limit: int = 100) -> list[HistoryEntry]:
         """Newest first, at most `limit` (the store keeps the last HISTORY_CAP)."""

@@ -104,3 +104,41 @@ def test_concurrent_compare_and_set_loses_no_update(any_store):
     assert sorted(applied) == list(range(2, 2 + 16 * 8))
     assert any_store.get(flag.key).revision == 1 + 16 * 8
     assert len(any_store.history(flag.key, limit=1000)) == 1 + 16 * 8
+
+
+def test_a_write_with_an_idempotency_key_is_remembered_with_it(any_store):
+    from flagsvc.store.roles import AlreadyApplied, Idempotency
+
+    flag, entry = new()
+    any_store.create(flag, entry, idempotency=Idempotency("k-create", "fp-create", "created"))
+    with pytest.raises(AlreadyApplied) as again:  # the same key again: nothing done, the first answer back
+        any_store.create(flag, entry, idempotency=Idempotency("k-create", "other", "x"))
+    assert (again.value.fingerprint, again.value.answer) == ("fp-create", "created")
+    started, start_entry = flags.start(flag, now=2, actor="ops")
+    any_store.replace(started, start_entry, expected_revision=1, idempotency=Idempotency("k-start", "fp", "ok"))
+    with pytest.raises(AlreadyApplied):
+        any_store.replace(started, start_entry, expected_revision=1, idempotency=Idempotency("k-start", "fp", "ok"))
+    assert any_store.get(flag.key).revision == 2 and len(any_store.history(flag.key)) == 2
+    found = any_store.idempotent_answer(flag.key, "k-start")
+    assert (found.fingerprint, found.answer) == ("fp", "ok")
+    assert any_store.idempotent_answer(flag.key, "never-used") is None
+    # a refused write remembers nothing
+    stale, stale_entry = flags.set_percent(flag, 5, now=3, actor="ops")  # built from revision 1
+    with pytest.raises(RevisionConflict):
+        any_store.replace(stale, stale_entry, expected_revision=1, idempotency=Idempotency("k-stale", "fp", "x"))
+    assert any_store.idempotent_answer(flag.key, "k-stale") is None
+
+
+def test_a_delete_can_expect_a_revision_and_its_key_outlives_the_flag(any_store):
+    from flagsvc.store.roles import AlreadyApplied, Idempotency
+
+    flag, entry = new()
+    any_store.create(flag, entry)
+    with pytest.raises(RevisionConflict):
+        any_store.delete(flag.key, expected_revision=5)
+    assert any_store.get(flag.key) == flag  # nothing removed
+    assert any_store.delete(flag.key, expected_revision=1, idempotency=Idempotency("k-del", "fp-del")) is True
+    with pytest.raises(AlreadyApplied) as again:
+        any_store.delete(flag.key, idempotency=Idempotency("k-del", "fp-del"))
+    assert again.value.fingerprint == "fp-del" and again.value.answer == ""
+    assert any_store.delete(flag.key) is False

@@ -228,4 +228,4 @@ def test_text_that_is_not_utf8_never_reaches_a_snapshot(client, field):
     value = "a\ud800b" if field in ("salt", "description") else ["a\ud800b"]
     raw = json.dumps({"key": "x", field: value})  # json.dumps escapes it as \ud800, which JSON allows
     response = client.post("/api/v1/flags", data=raw, headers=ADMIN)
-    assert_error(response, 400, "validation_error", field)
+    assert_error(response, 400, "validation_error", field if field in ("salt", "description") else f"{field}.0")
