@@ -1,5 +1,6 @@
-"""The canary judge: from the current revision's per-arm aggregates, `advance`, `hold` or `rollback`, with a
-reason in plain words and the evidence behind it. This module owns the order of the decision; the statistics of
+"""The canary judge: from the current revision's per-arm aggregates, `advance`, `hold` or `rollback` (or
+`blind`: a hold that says one arm's outcomes are not being recorded), with a reason in plain words and the
+evidence behind it. This module owns the order of the decision; the statistics of
 a look are in `judge_counting`, its words and evidence in `judge_reasons`, what it keeps between looks in
 `judge_state`, the tests themselves in `sequential`.
 
@@ -17,12 +18,14 @@ from typing import Any, Literal
 from flagsvc.domain import judge_reasons as reasons
 from flagsvc.domain.analysis import AnalysisSettings
 from flagsvc.domain.judge_counting import (
+    Blindness,
     GuardrailTrip,
     Look,
     Rejection,
     Thresholds,
     acceptance,
     begin,
+    blindness,
     count_new_data,
     guardrail_trip,
     rejection,
@@ -35,7 +38,8 @@ from flagsvc.domain.sequential import SampleRatio, sample_ratio
 
 __all__ = ["ArmTotals", "CanaryJudge", "Decision", "JudgeState", "Verdict"]
 
-Decision = Literal["advance", "hold", "rollback"]
+# "blind" changes nothing, like "hold"; it says the hold will not end by itself: an arm is not instrumented.
+Decision = Literal["advance", "hold", "rollback", "blind"]
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ class _Ruling:
     reason: str
     state: JudgeState
     split: SampleRatio | None = None
-    finding: GuardrailTrip | Rejection | None = None
+    finding: GuardrailTrip | Rejection | Blindness | None = None
 
 
 def _rule(look: Look, state: JudgeState) -> _Ruling:
@@ -93,6 +97,10 @@ def _rule(look: Look, state: JudgeState) -> _Ruling:
         return _full_rollout(look, skip_to_now(state, look))
     if look.percent <= 0:
         return _Ruling("hold", reasons.NOBODY_IN_CANARY, state)
+    # An arm missing from the outcomes for a whole bake time will not appear by waiting: say so. Before that it
+    # is an ordinary hold: the stage is young, and the instrumentation may still be on its way out.
+    if look.seconds >= look.bake and (blind := blindness(look)):
+        return _Ruling("blind", reasons.blind(blind, look), skip_to_now(state, look), finding=blind)
     if look.canary.requests == 0 or look.stable.requests == 0:
         return _Ruling("hold", reasons.no_requests_yet(look), state)
     split = sample_ratio(look.canary.requests, look.stable.requests, look.percent / 100)

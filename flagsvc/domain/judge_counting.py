@@ -29,6 +29,7 @@ __all__ = [
     "MIN_TIMED_FOR_THRESHOLD",
     "Acceptance",
     "Arm",
+    "Blindness",
     "GuardrailTrip",
     "Look",
     "Rejection",
@@ -36,11 +37,13 @@ __all__ = [
     "Thresholds",
     "acceptance",
     "begin",
+    "blindness",
     "count_new_data",
     "guardrail_trip",
     "rejection",
     "rollout_errors_statistic",
     "skip_to_now",
+    "thin_arm_log_evidence",
     "went_backwards",
 ]
 
@@ -48,6 +51,11 @@ SLOW_QUANTILE = 0.95  # a request is "slow" above stable's p95: 5 % of stable's 
 MIN_TIMED_FOR_THRESHOLD = 200  # stable latencies needed before the p95 that defines "slow" is fixed for the stage
 MIN_SLOW_RATIO, MAX_SLOW_RATIO = 1.05, 50.0
 P99_GUARDRAIL_SHARE = 0.01  # "p99 above the limit" = more than 1 % of requests above it
+# A blind arm: its outcomes are shown to be under a tenth of its configured share, with evidence a measured arm
+# reaches with chance <= 1e-9 however often the judge looks (`blindness`).
+BLIND_SHARE_FRACTION = 0.1
+BLIND_ALTERNATIVES = (0.0, 0.01, 0.03)  # the thin arm's share, as fractions of its configured share
+BLIND_LOG_EVIDENCE = math.log(1e9)
 
 # Where a metric's stage test stands on the way to an advance.
 Status = Literal["accepted", "no events", "not reported", "pending"]
@@ -328,3 +336,60 @@ def acceptance(state: JudgeState, look: Look) -> Acceptance:
 def _pending_unless_quiet(state: JudgeState, metric: Literal["errors", "latency"]) -> Status:
     test = state.errors if metric == "errors" else state.latency
     return "no events" if test.canary_events == 0 and test.stable_events == 0 else "pending"
+
+
+@dataclass(frozen=True)
+class Blindness:
+    """One arm's outcomes far below its configured share of all outcomes: `observed` of an `expected` share
+    (configured share x all outcomes), while the other arm reported `other`; `evidence` crossed `threshold`."""
+
+    arm: Literal["stable", "canary"]
+    observed: int
+    expected: float
+    other: int
+    evidence: float
+    threshold: float
+
+
+def blindness(look: Look) -> Blindness | None:
+    """Is one arm (nearly) missing from the outcomes? With both arms recorded, each outcome is a draw that is
+    canary with chance percent/100. Against "the thin arm gets at least BLIND_SHARE_FRACTION of its share", the
+    likelihood ratios of "it gets none, 1 % or 3 % of its share", mixed, are a test supermartingale (cumulative
+    counts give the running product), so by Ville's inequality an arm recorded on at least a tenth of its share
+    is called blind with chance <= 1e-9 however often the judge looks. With no outcome at all in the thin arm
+    that takes ~210-220 expected ones: 21,700 stable outcomes at 1 % for a missing canary, ~210-220 canary
+    outcomes for a missing stable."""
+    total = look.stable.requests + look.canary.requests
+    if total <= 0 or not 0 < look.percent < 100:
+        return None
+    canary_share = look.percent / 100
+    arms: tuple[tuple[Literal["stable", "canary"], int, int, float], ...] = (
+        ("canary", look.canary.requests, look.stable.requests, canary_share),
+        ("stable", look.stable.requests, look.canary.requests, 1 - canary_share),
+    )
+    for arm, observed, other, share in arms:
+        evidence = thin_arm_log_evidence(observed, total, share)
+        if evidence >= BLIND_LOG_EVIDENCE:
+            return Blindness(arm, observed, total * share, other, evidence, BLIND_LOG_EVIDENCE)
+    return None
+
+
+def thin_arm_log_evidence(observed: int, total: int, share: float) -> float:
+    """ln of the mixture of likelihood ratios "share x f" (f in BLIND_ALTERNATIVES) vs "share x
+    BLIND_SHARE_FRACTION" for `observed` of `total` draws. Each ratio's mean is <= 1 whenever the true share is at
+    least the null's (the alternatives are all below it), so the mixture's is too."""
+    null = share * BLIND_SHARE_FRACTION
+    if not 0 < null < 1 or total <= 0:
+        return 0.0
+    observed = min(max(observed, 0), total)
+    logs = []
+    for fraction in BLIND_ALTERNATIVES:
+        alt = share * fraction
+        if alt <= 0:
+            if observed == 0:  # "the arm is not recorded at all": only the other arm's draws count
+                logs.append(-total * math.log1p(-null))
+            continue
+        logs.append(observed * (math.log(alt) - math.log(null))
+                    + (total - observed) * (math.log1p(-alt) - math.log1p(-null)))
+    top = max(logs)
+    return top + math.log(sum(math.exp(v - top) for v in logs) / len(BLIND_ALTERNATIVES))

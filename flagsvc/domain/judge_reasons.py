@@ -19,6 +19,7 @@ from flagsvc.domain.judge_counting import (
     MIN_TIMED_FOR_THRESHOLD,
     Acceptance,
     Arm,
+    Blindness,
     GuardrailTrip,
     Look,
     Rejection,
@@ -34,6 +35,7 @@ __all__ = [
     "advance",
     "baking",
     "baking_at_full",
+    "blind",
     "evidence",
     "guardrail",
     "no_requests_yet",
@@ -76,6 +78,24 @@ def regression(rejected: Rejection, look: Look, state: JudgeState) -> str:
         f"{rejected.metric} regression: {what}; the sequential test {since} crossed its rollback threshold "
         f"(evidence {rejected.statistic:.1f} >= {rejected.threshold:.1f}: a canary no worse than stable gets this "
         f"far with chance <= {math.exp(-rejected.threshold):.2%})"
+    )
+
+
+# --- blind: a hold that will not end by waiting -------------------------------------------------------------
+
+
+def blind(found: Blindness, look: Look) -> str:
+    arm, other = found.arm, "stable" if found.arm == "canary" else "canary"
+    if found.observed == 0:
+        what = (f"no {arm} outcomes in {look.seconds:.0f} s while {found.other:,} {other} outcomes arrived at "
+                f"{look.percent:g} %; the {arm} path is not instrumented")
+    else:
+        what = (f"only {found.observed:,} {arm} outcomes in {look.seconds:.0f} s where {found.expected:,.0f} were "
+                f"expected ({found.other:,} {other} outcomes at {look.percent:g} %); the {arm} path is barely "
+                "instrumented")
+    return (
+        f"blind: {what}: record both arms (client.track/record on both branches); the judge cannot compare the "
+        "arms and holds until it sees both"
     )
 
 
@@ -197,9 +217,10 @@ def _latency_words(state: JudgeState) -> str:
 
 
 def evidence(
-    look: Look, state: JudgeState, split: SampleRatio | None, finding: GuardrailTrip | Rejection | None,
+    look: Look, state: JudgeState, split: SampleRatio | None, finding: GuardrailTrip | Rejection | Blindness | None,
 ) -> dict[str, Any]:
-    """The verdict's evidence, JSON-ready; a rollback adds what tripped as `guardrail` or `rejected`."""
+    """The verdict's evidence, JSON-ready; a rollback adds what tripped as `guardrail` or `rejected`, a blind
+    verdict the arm it cannot see as `blind`."""
     settings, limits, budget, later = look.settings, look.limits, look.limits.budget, look.stage_index > 0
     errors, latency, rollout, accept_at = state.errors, state.latency, state.rollout, round(look.limits.accept, 4)
     shown: dict[str, Any] = {
@@ -240,6 +261,9 @@ def evidence(
     elif isinstance(finding, Rejection):
         shown["rejected"] = {"metric": finding.metric, "test": finding.test,
                              "statistic": round(finding.statistic, 4), "threshold": round(finding.threshold, 4)}
+    elif isinstance(finding, Blindness):
+        shown["blind"] = {"arm": finding.arm, "observed": finding.observed, "expected": round(finding.expected, 1),
+                          "statistic": round(finding.evidence, 4), "threshold": round(finding.threshold, 4)}
     return shown
 
 

@@ -36,6 +36,9 @@ ACTOR = "controller"
 # Operator steps after which a rollout goes on as the same rollout: the judge's rollout-wide test carries over.
 SAME_ROLLOUT = frozenset({Action.PAUSE, Action.RESUME, Action.PROMOTE})
 MAX_CARRY_REVISIONS = 20
+# Verdicts that change no flag: the judge's record is kept and the rollout stays where it is. "blind" is a hold
+# that will not end by waiting (an arm's outcomes are missing); it is counted apart and shown as a gauge.
+HOLDS = frozenset({"hold", "blind"})
 
 
 class JudgeStateLike(Protocol):
@@ -156,7 +159,7 @@ class RolloutController(Generic[S]):
         record: VerdictDoc = {"decision": verdict.decision, "reason": verdict.reason,
                               "evidence": dict(verdict.evidence), "at": now, "revision": flag.revision}
         applied = True
-        if verdict.decision == "hold":
+        if verdict.decision in HOLDS:
             self.store.save_judgement(flag.key, JudgeRecord(flag.revision, flag.created_at, record,
                                                             verdict.state.to_dict()))
         else:

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from flagsvc import metrics
 from flagsvc.domain import flag as flags
 from flagsvc.domain.flag import State
 from flagsvc.service.announce import ChangeAnnouncer
-from flagsvc.service.controller import RolloutController
+from flagsvc.service.controller import RolloutController, build_controller
 from flagsvc.store.memory import MemoryStore
 
 
@@ -288,3 +289,20 @@ def test_a_judgement_left_by_a_deleted_flag_is_not_used(store):
     store.replace(started, entry, expected_revision=1)
     assert started.revision == left.revision  # same key, same revision: only the creation time tells
     assert ctl._kept_state(started) is None
+
+
+def test_blind_is_a_hold_that_is_kept_and_counted(store):
+    rolling_flag(store)
+    judge = ScriptedJudge(["blind", "blind"])
+    ctl = build_controller(store, ChangeAnnouncer(store), clock=lambda: 100.0, owner="c1")
+    ctl.judge_for, ctl.load_state = (lambda flag: judge), load_state
+    counted = metrics.DECISIONS.labels("blind", "true")
+    before = counted._value.get()
+    decisions = ctl.tick() + ctl.tick()
+    assert [(d.decision, d.applied) for d in decisions] == [("blind", True), ("blind", True)]
+    assert judge.seen_states == [None, FakeState(looks=1)]  # its state is kept like a hold's
+    flag = store.get("new_checkout")
+    assert (flag.state, flag.percent, flag.revision) == (State.ROLLING, 10, 2)  # no flag changed
+    kept = store.load_judgement("new_checkout")
+    assert kept.revision == 2 and kept.verdict["decision"] == "blind" and kept.verdict["reason"] == "scripted blind"
+    assert counted._value.get() == before + 2

@@ -248,8 +248,9 @@ def test_a_worse_canary_is_not_judged_better_because_its_share_is_small() -> Non
     assert final.evidence["rejected"]["test"] == "rollout"
 
 
+# (5,000 stable and no canary outcome at 10 % is no longer thin data but a blind canary: tests/unit/test_judge_blind.py)
 @pytest.mark.parametrize(
-    ("stable_n", "canary_n", "percent"), [(0, 0, 10.0), (5_000, 0, 10.0), (0, 50, 10.0), (2_000, 2, 0.1)]
+    ("stable_n", "canary_n", "percent"), [(0, 0, 10.0), (500, 0, 10.0), (0, 50, 10.0), (2_000, 2, 0.1)]
 )
 def test_thin_data_holds_as_insufficient_evidence(stable_n: int, canary_n: int, percent: float) -> None:
     judge = judge_with()
@@ -463,7 +464,7 @@ def test_the_judge_never_raises_and_its_output_is_json(
     judge, state = CanaryJudge(analysis), None
     for stable, canary in looks:
         verdict = judge.judge(state, stable, canary, **args)
-        assert verdict.decision in ("advance", "hold", "rollback")
+        assert verdict.decision in ("advance", "hold", "rollback", "blind")
         assert verdict.reason
         json.dumps(verdict.evidence, allow_nan=False)
         data = json.loads(json.dumps(verdict.state.to_dict(), allow_nan=False))
