@@ -59,9 +59,15 @@ ERROR_TEXT = {
     401: "No valid bearer token (`unauthorized`)",
     403: "An SDK key on an admin endpoint (`forbidden`)",
     404: "No such flag or action (`not_found`)",
-    409: "Illegal transition, existing key or lost compare-and-set (`conflict`); nothing changed",
+    409: "Illegal transition, existing key, lost compare-and-set or an Idempotency-Key reused for another request "
+         "(`conflict`); nothing changed",
+    412: "If-Match names a revision the flag is no longer at (`precondition_failed`); nothing changed",
     413: "The request body is larger than FLAGSVC_MAX_BODY_BYTES (`payload_too_large`)",
-    503: "The flag store (Redis) is unreachable (`unavailable`); nothing changed",
+    422: "No SDK instance could have sent this batch (`implausible_batch`: counts beyond its window at "
+         "FLAGSVC_MAX_REPORTER_RATE, contradicting counts, a window in the future or too old); nothing counted",
+    429: "Too many outcome batches from this SDK key (`rate_limited`); retry after `Retry-After` seconds",
+    503: "The flag store (Redis) did not answer (`unavailable`); a write may or may not have been applied: retry "
+         "it with the same Idempotency-Key",
 }
 KEY_PARAM = {"name": "key", "in": "path", "required": True, "description": "The flag's key",
              "schema": {"type": "string", "pattern": KEY_PATTERN.pattern}}
@@ -75,6 +81,14 @@ HISTORY_PARAM = {"name": "history", "in": "query", "required": False,
 REPLACE_PARAM = {"name": "replace", "in": "query", "required": False,
                  "description": "Overwrite flags that exist (by default they are left alone)",
                  "schema": {"type": "boolean", "default": False}}
+IF_MATCH_PARAM = {"name": "If-Match", "in": "header", "required": False,
+                  "description": 'The revision the flag must be at, as its ETag gives it ("7"); else 412, nothing '
+                                 "changed",
+                  "schema": {"type": "string"}}
+IDEMPOTENCY_KEY_PARAM = {"name": "Idempotency-Key", "in": "header", "required": False,
+                         "description": "Sent again with the same request (within 24 h), the first answer comes back "
+                                        "and nothing is applied twice, also after an unclear 503",
+                         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}}
 IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False,
                  "description": "The ETag of the snapshot held; 304 if it is still current",
                  "schema": {"type": "string"}}
@@ -120,7 +134,7 @@ OPERATIONS: list[tuple[str, str, str, list, Any, bool, int, Any, list, tuple[int
     ("/sdk/v1/stream", "get", "Server-Sent Events: the snapshot on connect and on every change", SDK, None, False,
      200, "text/event-stream", [], (401, 503)),
     ("/sdk/v1/outcomes", "post", "Report a batch of outcomes", SDK, schemas.OutcomeBatchSchema, True, 200,
-     OutcomeReceipt, [], (400, 401, 413, 503)),
+     OutcomeReceipt, [], (400, 401, 413, 422, 429, 503)),
     ("/healthz", "get", "Liveness", OPEN, None, False, 200, StatusDoc, [], ()),
     ("/readyz", "get", "Readiness: the flag store answers, no dataset reset is open", OPEN,
      None, False, 200, StatusDoc, [], (503,)),
@@ -128,6 +142,16 @@ OPERATIONS: list[tuple[str, str, str, list, Any, bool, int, Any, list, tuple[int
      "text/plain", [], (503,)),
     ("/openapi.json", "get", "This document", OPEN, None, False, 200, "application/json", [], ()),
 ]
+
+
+def _flag_write(path: str, method: str, parameters: list[Any], errors: tuple[int, ...]) -> tuple[list[Any],
+                                                                                                 tuple[int, ...]]:
+    """Every operator write to a flag takes an Idempotency-Key; all but the create take If-Match (412)."""
+    if not path.startswith("/api/v1/flags") or method == "get":
+        return parameters, errors
+    if path == "/api/v1/flags":
+        return [*parameters, IDEMPOTENCY_KEY_PARAM], errors
+    return [*parameters, IF_MATCH_PARAM, IDEMPOTENCY_KEY_PARAM], tuple(sorted({*errors, 412}))
 
 
 def _operation(summary: str, security: list, request: Any, body_required: bool, status: int, success: Any,
@@ -187,7 +211,9 @@ def _document() -> dict[str, Any]:
     for typed in RESPONSES[1:]:
         spec.components.schema(_component(typed), component=object_schema(typed))
     by_path: dict[str, dict[str, Any]] = {}
-    for path, method, *rest in OPERATIONS:
+    for path, method, summary, security, request, required, status, success, parameters, errors in OPERATIONS:
+        parameters, errors = _flag_write(path, method, parameters, errors)
+        rest = (summary, security, request, required, status, success, parameters, errors)
         by_path.setdefault(path, {})[method] = _operation(*rest)
     for path, operations in by_path.items():
         spec.path(path=path, operations=operations)

@@ -15,20 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flagsvc.config import Settings
+from flagsvc.domain.plausibility import PlausibilityLimits
 from flagsvc.service.announce import ChangeAnnouncer
 from flagsvc.service.background import BackgroundWork, Periodic
 from flagsvc.service.backup import ConfigBackup
 from flagsvc.service.backup_files import BackupFiles
 from flagsvc.service.change_feed import ChangeFeed
-from flagsvc.service.commands import TRANSITIONS, FlagCommands
+from flagsvc.service.commands import TRANSITIONS, FlagCommands, WriteRequest
 from flagsvc.service.controller import build_controller
 from flagsvc.service.dataset import DatasetWatcher
 from flagsvc.service.ingestion import OutcomeIngestion
+from flagsvc.service.rate_limit import RateLimiter
 from flagsvc.service.snapshots import ServedSnapshot, SnapshotSource
 from flagsvc.service.status import ServerStatus
 from flagsvc.store.roles import Store
 
-__all__ = ["TRANSITIONS", "ServedSnapshot", "Services", "build_services"]
+__all__ = ["TRANSITIONS", "ServedSnapshot", "Services", "WriteRequest", "build_services"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,11 @@ def build_services(settings: Settings, store: Store | None = None, clock: Callab
                         min_interval=backup_interval)
     return Services(
         commands=FlagCommands(store, announcer, clock),
-        ingestion=OutcomeIngestion(store, store, store),
+        ingestion=OutcomeIngestion(
+            store, store, store, limits=PlausibilityLimits(max_reporter_rate=settings.max_reporter_rate),
+            limiter=RateLimiter(settings.outcome_batches_per_second, 2 * settings.outcome_batches_per_second),
+            clock=clock,
+        ),
         snapshots=snapshots,
         changes=changes,
         status=ServerStatus(store, store),

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
 from flagsvc.api import create_app
 from flagsvc.store.redis_store import RedisStore
 from tests.support import ADMIN, TEST_SETTINGS
 from tests.support.redis_proxy import answer_losing_proxy
-
 
 
 def _writes(n: int):
