@@ -23,7 +23,8 @@ def raw_body() -> bytes:
     if "raw_body" in g:
         return g.raw_body
     limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if request.content_length is not None or limit is None:
+    chunked = request.content_length is None and request.environ.get("wsgi.input_terminated")
+    if not chunked or limit is None:  # a length the limit is checked against, or no body at all
         raw = request.get_data(cache=True)
     else:
         raw = request.environ["wsgi.input"].read(limit + 1)

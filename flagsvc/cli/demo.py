@@ -81,8 +81,8 @@ def demo(seconds: float, rate: float) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log between the progress lines
     with tempfile.TemporaryDirectory(prefix="flagsvc-demo-") as tmp, \
             EmbeddedRedis(Path(tmp), appendfsync="no") as redis:
-        settings = Settings(redis_url=redis.url, admin_tokens={"demo": DEMO_ADMIN}, sdk_keys={"demo": DEMO_SDK},
-                            controller_interval=0.5)
+        settings = Settings(redis_url=redis.url, data_dir=Path(tmp), admin_tokens={"demo": DEMO_ADMIN},
+                            sdk_keys={"demo": DEMO_SDK}, controller_interval=0.5)
         services = build_services(settings)
         app = create_app(settings, services=services)
         background, commands, ingestion = services.background, services.commands, services.ingestion

@@ -6,9 +6,11 @@ Test modules import helpers only from this package, never from one another: `tes
 """
 
 import contextlib
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from werkzeug.serving import make_server
 
@@ -18,7 +20,9 @@ ADMIN_TOKEN = "admin-secret-token"
 SDK_KEY = "sdk-secret-key-1"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SDK = {"Authorization": f"Bearer {SDK_KEY}"}
-TEST_SETTINGS = Settings(admin_tokens={"ops": ADMIN_TOKEN}, sdk_keys={"web": SDK_KEY})
+# A data dir of the test run's own: a server started by a test keeps its exports there, not in ./.flagsvc.
+TEST_SETTINGS = Settings(admin_tokens={"ops": ADMIN_TOKEN}, sdk_keys={"web": SDK_KEY},
+                         data_dir=Path(tempfile.mkdtemp(prefix="flagsvc-tests-")))
 
 
 @contextlib.contextmanager
