@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from flagsvc.domain.flag import State
-from flagsvc.store.roles import FlagRepository
+from flagsvc.domain.flag import Flag, State
+from flagsvc.domain.judge_record import JudgeRecord
+from flagsvc.store.roles import FlagRepository, JudgeRecords
 
 HTTP_REQUESTS = Counter("flagsvc_http_requests_total", "HTTP requests answered", ["endpoint", "method", "status"])
 HTTP_LATENCY = Histogram(
@@ -74,6 +76,8 @@ def render(flags: FlagRepository) -> bytes:
         from prometheus_client import REGISTRY as processes
     gauges = CollectorRegistry()
     gauges.register(FlagStateCollector(flags))
+    if isinstance(flags, JudgedFlags):
+        gauges.register(BlindArmCollector(flags))
     return generate_latest(processes) + generate_latest(gauges)
 
 # Dataset resets (flagsvc/service/dataset.py): counted once per reset by the server that noticed it first.
@@ -81,3 +85,41 @@ DATASET_RESETS = Counter("flagsvc_dataset_resets_total", "Resets of the flag dat
 DATASET_FLAGS_MISSING = Gauge("flagsvc_dataset_flags_missing",
                               "Flags that vanished at the last dataset reset and do not exist again yet",
                               multiprocess_mode="livemax")
+
+
+# Blind arms: a rolling flag whose last verdict is "blind" (one arm's outcomes missing) holds until someone fixes
+# the application's instrumentation. Read at scrape time from the controller's judge record, like the gauges above.
+@runtime_checkable
+class JudgedFlags(FlagRepository, JudgeRecords, Protocol):
+    """Flags and the controller's judge records (the store has both roles)."""
+
+
+class BlindArmCollector(Collector):
+    """`flagsvc_flag_blind{flag,arm}`: 1 for the arm the judge cannot see while a rolling flag's last verdict (on
+    its current revision) is blind, 0 for the other arms of rolling flags. One judge-record read per rolling flag."""
+
+    def __init__(self, store: JudgedFlags) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        blind = GaugeMetricFamily("flagsvc_flag_blind", "1 while the judge's last verdict on a rolling flag is "
+                                  "'blind': no (or far too few) outcomes from this arm", labels=["flag", "arm"])
+        try:
+            for flag in self.store.list_flags():
+                if flag.state == State.ROLLING:
+                    arm = _blind_arm(flag, self.store.load_judgement(flag.key))
+                    for name in ("stable", "canary"):
+                        blind.add_metric([flag.key, name], 1.0 if arm == name else 0.0)
+        except Exception:  # Redis is down: flagsvc_flag_state_readable says so; no blind gauges this scrape
+            return
+        yield blind
+
+
+def _blind_arm(flag: Flag, record: JudgeRecord | None) -> object:
+    """The arm a blind verdict on the flag's current revision names (None: not blind, or about another flag of the
+    same key, or an older revision)."""
+    verdict = record.verdict if record is not None and record.created_at == flag.created_at else None
+    if verdict is None or verdict.get("decision") != "blind" or verdict.get("revision") != flag.revision:
+        return None
+    found = verdict.get("evidence", {}).get("blind")
+    return found.get("arm") if isinstance(found, dict) else None

@@ -215,9 +215,10 @@ def exposed_metrics() -> dict[str, set[str]]:
             exposed.update({name + "_bucket": labels | {"le"}, name + "_sum": labels, name + "_count": labels})
         else:
             exposed[name] = labels
-    flag = SimpleNamespace(key="f", percent=5.0, stage_index=1, revision=3, state=State.ROLLING)
+    flag = SimpleNamespace(key="f", percent=5.0, stage_index=1, revision=3, state=State.ROLLING, created_at=1.0)
     collector = metrics.FlagStateCollector(SimpleNamespace(list_flags=lambda: [flag]))
-    for family in collector.collect():
+    blind = metrics.BlindArmCollector(SimpleNamespace(list_flags=lambda: [flag], load_judgement=lambda key: None))
+    for family in [*collector.collect(), *blind.collect()]:
         for sample in family.samples:
             exposed.setdefault(sample.name, set()).update(sample.labels)
     return exposed
@@ -266,7 +267,7 @@ def test_alerts_and_dashboard_use_only_metrics_and_labels_that_exist():
     alert_names = {rule["alert"] for group in yaml.safe_load((DOCKER / "prometheus" / "alerts.yml").read_text())[
         "groups"] for rule in group["rules"]}
     assert {"FlagsvcRollbackApplied", "FlagsvcFlagRolledBack", "FlagsvcCanaryErrorRateHigh",
-            "FlagsvcNoControllerLeader", "FlagsvcRedisErrors"} <= alert_names
+            "FlagsvcNoControllerLeader", "FlagsvcRedisErrors", "FlagsvcRolloutBlind"} <= alert_names
     assert {"flagsvc_flag_percent", "flagsvc_flag_state", "flagsvc_outcomes_ingested_total",
             "flagsvc_http_requests_total", "flagsvc_http_request_duration_seconds_bucket",
             "flagsvc_controller_decisions_total", "flagsvc_sse_clients", "flagsvc_controller_leader",
@@ -277,3 +278,13 @@ def test_the_metric_check_catches_a_typo():
     exposed = exposed_metrics()
     assert "flagsvc_flag_percentage" not in exposed
     assert "flagsvc_http_requests" not in exposed  # a counter is only exposed with _total
+
+
+def test_a_blind_rollout_alerts_per_flag_and_arm():
+    rules = {rule["alert"]: rule for group in yaml.safe_load((DOCKER / "prometheus" / "alerts.yml").read_text())[
+        "groups"] for rule in group["rules"]}
+    rule = rules["FlagsvcRolloutBlind"]
+    assert "flagsvc_flag_blind" in rule["expr"] and "by (flag, arm)" in rule["expr"]
+    assert "{{ $labels.flag }}" in rule["annotations"]["summary"] and "{{ $labels.arm }}" in rule["annotations"][
+        "summary"]
+    assert "client.track/record" in rule["annotations"]["description"]  # the fix, not only the symptom
