@@ -2,7 +2,8 @@
 
 Errors are one line on stderr and a non-zero exit: 1 the server refused (bad value, unknown flag, illegal
 move), 2 bad usage, 3 server unreachable, 4 bad or missing token. `watch` exits 0 when the rollout completes,
-10 when it is rolled back, 11 when it stops otherwise (an operator set it by hand, turned it off, deleted it).
+10 when it is rolled back, 11 when it stops otherwise (an operator set it by hand, turned it off, deleted it),
+12 when its percent and state have not changed for --stall-timeout seconds.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from flagsvc.cli.api_client import ApiClient, CliError
 
 EXIT_ROLLED_BACK = 10
 EXIT_STOPPED = 11
+EXIT_STALLED = 12
 
 
 def _flag_path(key: str, *rest: str) -> str:
@@ -313,20 +315,28 @@ def stats(api: ApiClient, key: str, as_json: bool) -> None:
 @click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(0.1, 60),
               help="Seconds between looks.")
 @click.option("--timeout", "give_up", type=FINITE, help="Give up (exit 11) after this many seconds.")
+@click.option("--stall-timeout", "stall_after", type=FiniteFloat(low=0),
+              help="Exit 12 when the rollout's percent and state have not changed for this many seconds, "
+                   "whatever the reason (blind, thin data, a sample-ratio mismatch, paused).")
 @json_option
 @click.pass_obj
 @_handle_errors
-def watch(api: ApiClient, key: str, interval: float, give_up: float | None, as_json: bool) -> None:
+def watch(api: ApiClient, key: str, interval: float, give_up: float | None, stall_after: float | None,
+          as_json: bool) -> None:
     """Follow a rollout live until it completes (exit 0) or is rolled back (exit 10).
 
-    With --json, prints one JSON object per look (JSON lines). In CI:
+    Exits 11 when it stops otherwise (set by hand, turned off, deleted, --timeout) and 12 when it stalls
+    (--stall-timeout). A blind verdict (the judge gets outcomes from one arm only: the application records
+    outcomes on one branch) is called out on its own line. With --json, prints one JSON object per look (JSON
+    lines). In CI:
 
     \b
-      flagctl start new_checkout && flagctl watch new_checkout --timeout 3600 || alert
+      flagctl start new_checkout && flagctl watch new_checkout --timeout 3600 --stall-timeout 900 || alert
     """
     started = time.monotonic()
     last_line = None
     looked = False
+    progress, progressed_at, blind_said = None, started, False
     while True:
         try:
             flag = api.get(_flag_path(key))
@@ -337,6 +347,8 @@ def watch(api: ApiClient, key: str, interval: float, give_up: float | None, as_j
             click.echo(f"flagctl: {key} was deleted while watched", err=True)
             sys.exit(EXIT_STOPPED)
         looked = True
+        verdict = current.get("verdict") or {}
+        blind = verdict.get("decision") == "blind"
         if as_json:
             click.echo(json.dumps({"flag": flag, "stats": current}, sort_keys=True))
         else:
@@ -344,6 +356,9 @@ def watch(api: ApiClient, key: str, interval: float, give_up: float | None, as_j
             if line != last_line:
                 click.echo(line)
                 last_line = line
+            if blind and not blind_said:
+                click.echo(_blind_line(key, verdict), err=True)
+        blind_said = blind
         state = flag["state"]
         if state == "complete":
             return
@@ -357,14 +372,33 @@ def watch(api: ApiClient, key: str, interval: float, give_up: float | None, as_j
         if give_up is not None and time.monotonic() - started > give_up:
             click.echo(f"flagctl: gave up after {give_up:g}s; {key} is {state} at {flag['percent']:g}%", err=True)
             sys.exit(EXIT_STOPPED)
+        if (state, flag["percent"]) != progress:
+            progress, progressed_at = (state, flag["percent"]), time.monotonic()
+        elif stall_after is not None and time.monotonic() - progressed_at > stall_after:
+            why = f"; judge: {_judged(verdict)}" if verdict else ""
+            click.echo(f"flagctl: stalled: {key} has been {state} at {flag['percent']:g}% for over "
+                       f"{stall_after:g}s{why}", err=True)
+            sys.exit(EXIT_STALLED)
         time.sleep(interval)
+
+
+def _judged(verdict: dict[str, Any]) -> str:
+    """The verdict in words: "hold: insufficient evidence ..."; a blind one's reason already starts "blind: "."""
+    decision, reason = verdict["decision"], verdict["reason"]
+    return reason if reason.startswith(f"{decision}: ") else f"{decision}: {reason}"
+
+
+def _blind_line(key: str, verdict: dict[str, Any]) -> str:
+    arm = ((verdict.get("evidence") or {}).get("blind") or {}).get("arm") or "one"
+    return (f"BLIND: {key}: the judge gets no (or far too few) outcomes from the {arm} arm and holds until it does; "
+            f"{verdict['reason']}")
 
 
 def _watch_line(flag: dict[str, Any], stats: dict[str, Any]) -> str:
     stage = f"stage {flag['stage_index'] + 1}/{len(flag['stages'])}"
     canary, stable = stats["arms"]["canary"], stats["arms"]["stable"]
     verdict = stats.get("verdict") or {}
-    judged = f" | judge: {verdict['decision']}: {verdict['reason']}" if verdict else ""
+    judged = f" | judge: {_judged(verdict)}" if verdict else ""
     arms = " | ".join(
         f"{name} {arm['count']} req, {render.rate(arm['error_rate'])} err, p95 {render.ms(arm['p95_ms'])}"
         for name, arm in (("canary", canary), ("stable", stable))

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
 
+from flagsvc import metrics
 from flagsvc.cli.flagctl import main
-from tests.support import ADMIN_TOKEN, serving
+from flagsvc.domain.judge_record import JudgeRecord
+from tests.support import ADMIN_TOKEN, serving, wait_for
 
 
 @pytest.fixture
@@ -112,3 +115,56 @@ def test_every_command_has_help_with_examples():
     for name, command in main.commands.items():
         result = runner.invoke(main, [name, "--help"])
         assert result.exit_code == 0 and command.help, name
+
+
+BLIND_REASON = ("blind: no stable outcomes in 300 s while 12,345 canary outcomes arrived at 5 %; the stable path is "
+                "not instrumented: record both arms (client.track/record on both branches)")
+
+
+def test_watch_calls_out_a_blind_rollout_once_and_a_stall_exits_12(flagctl, real_store):
+    flagctl("create", "blinded", "--stages", "5,100")
+    flagctl("start", "blinded")
+    flag = real_store.get("blinded")
+    verdict = {"decision": "blind", "reason": BLIND_REASON, "at": 1.0, "revision": flag.revision,
+               "evidence": {"blind": {"arm": "stable", "observed": 0, "expected": 11_727.8}}}
+    real_store.save_judgement("blinded", JudgeRecord(flag.revision, flag.created_at, verdict, None))
+    watched = flagctl("watch", "blinded", "--interval", "0.1", "--stall-timeout", "0.3")
+    assert watched.exit_code == 12, watched.output
+    blind_lines = [line for line in watched.output.splitlines() if line.startswith("BLIND: ")]
+    assert blind_lines == [f"BLIND: blinded: the judge gets no (or far too few) outcomes from the stable arm and "
+                           f"holds until it does; {BLIND_REASON}"]  # said once, not at every look
+    stalled = watched.output.splitlines()[-1]
+    assert stalled.startswith("flagctl: stalled: blinded has been rolling at 5% for over 0.3s; judge: blind: no "
+                              "stable outcomes"), stalled
+
+
+def test_a_change_of_percent_restarts_the_stall_clock(flagctl, real_app):
+    flagctl("create", "moving", "--stages", "5,50,100")
+    flagctl("start", "moving")
+    looks = metrics.HTTP_REQUESTS.labels("/api/v1/flags/<key>/stats", "GET", "200")
+    before, promoted_at = looks._value.get(), []
+
+    def promote_after_two_looks() -> None:
+        assert wait_for(lambda: looks._value.get() >= before + 2, timeout=10)
+        real_app.extensions["flagsvc"].commands.promote("moving", actor="ops")
+        promoted_at.append(time.monotonic())
+
+    promoter = threading.Thread(target=promote_after_two_looks)
+    promoter.start()
+    watched = flagctl("watch", "moving", "--interval", "0.1", "--stall-timeout", "0.5", "--json")
+    ended = time.monotonic()
+    promoter.join()
+    assert watched.exit_code == 12, watched.output
+    seen = [json.loads(line)["flag"]["percent"] for line in watched.output.splitlines() if line.startswith("{")]
+    assert seen[:2] == [5, 5] and seen[-1] == 50
+    assert ended - promoted_at[0] >= 0.5  # 0.5 s without change counted from the promotion, not from the start
+    assert "moving has been rolling at 50% for over 0.5s" in watched.output
+
+
+def test_without_stall_timeout_a_held_rollout_is_watched_until_timeout(flagctl):
+    flagctl("create", "held")
+    flagctl("start", "held")
+    watched = flagctl("watch", "held", "--interval", "0.1", "--timeout", "0.3")
+    assert watched.exit_code == 11 and "gave up" in watched.output
+    refused = flagctl("watch", "held", "--stall-timeout", "-1")
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
