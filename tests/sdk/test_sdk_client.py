@@ -230,7 +230,6 @@ def test_a_bug_in_a_background_step_does_not_kill_its_thread():
 # -- fork ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_starts_clean_and_restarts_its_threads_lazily():
     transport = FakeTransport()
     transport.streams.append(FakeStream(sse(snapshot(flag(percent=100.0)))))
