@@ -63,7 +63,19 @@ class CanaryJudge:
         stage_index: int, stage_count: int, seconds_at_stage: float, bake_seconds: float,
     ) -> Verdict:
         # The last stage is 100 %: no stable arm to compare with, so it is not a judged stage.
-        judged = max(int(stage_count) - 1, 1)
+        try:
+            return self._judge(state, stable, canary, percent=percent, stage_index=stage_index,
+                               stage_count=stage_count, seconds_at_stage=seconds_at_stage,
+                               bake_seconds=bake_seconds)
+        except Exception as e:  # never raise into the controller: a judge that cannot judge holds
+            kept = state if isinstance(state, JudgeState) else JudgeState.start(0)
+            return Verdict("hold", reasons.cannot_judge(f"{type(e).__name__}: {e}"), {"refused": str(e)}, kept)
+
+    def _judge(
+        self, state: JudgeState | None, stable: ArmTotals, canary: ArmTotals, *, percent: float,
+        stage_index: int, stage_count: int, seconds_at_stage: float, bake_seconds: float,
+    ) -> Verdict:
+        judged = max(min(int(stage_count), 1000) - 1, 1) if isinstance(stage_count, int) else 1
         if judged not in self._thresholds:
             self._thresholds[judged] = Thresholds.of(self.settings, judged)
         look = Look.read(
@@ -71,6 +83,10 @@ class CanaryJudge:
             seconds_at_stage=seconds_at_stage, bake_seconds=bake_seconds,
         )
         start = begin(state, look)
+        if refused := look.refused:
+            # Numbers that cannot be counts (NaN, infinite, absurd) are no evidence either way: hold, and keep
+            # the totals seen so far, so the next sound look takes up where the last one left off.
+            return Verdict("hold", reasons.cannot_judge(refused), {"refused": refused}, start)
         restarted = went_backwards(start, look)
         ruling = _rule(look, skip_to_now(start, look) if restarted else start)
         reason = reasons.with_restart_note(ruling.reason) if restarted else ruling.reason

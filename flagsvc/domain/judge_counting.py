@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from flagsvc.domain.analysis import AnalysisSettings
-from flagsvc.domain.judge_state import JudgeState, RolloutTest, Seen
+from flagsvc.domain.judge_state import MAX_COUNT, JudgeState, RolloutTest, Seen
 from flagsvc.domain.outcomes import ArmTotals
 from flagsvc.domain.sequential import (
     BIG_WEIGHT,
@@ -73,13 +73,27 @@ class Arm:
     error_users: int
     timed: int
     totals: ArmTotals
+    refused: str | None = None  # why these totals cannot be judged (non-finite or absurd counts), if they cannot
 
     @classmethod
     def read(cls, totals: ArmTotals) -> Arm:
-        requests = max(int(totals.count), 0)
-        errors = min(max(int(totals.errors), 0), requests)
-        users = min(max(int(totals.error_users), 0), errors)
-        return cls(requests, errors, users, max(int(totals.latency.count), 0), totals)
+        """Negative counts read as 0 and errors are capped by requests; a count that is not a finite number, or
+        above MAX_COUNT, is refused: the arm reads as empty and says why (the judge then holds)."""
+        counts = [_sane_count(totals.count), _sane_count(totals.errors), _sane_count(totals.error_users)]
+        latency = totals.latency
+        try:
+            buckets = list(latency.buckets.items())
+            timed = _sane_count(latency.count)
+            if any(not isinstance(i, int) or _sane_count(n) is None for i, n in buckets):
+                timed = None
+        except (AttributeError, TypeError, ValueError):
+            timed = None
+        if None in counts or timed is None:
+            shown = (totals.count, totals.errors, totals.error_users)
+            return cls(0, 0, 0, 0, ArmTotals(), f"counts (requests, errors, users) {shown} or latencies unusable")
+        requests, errors, users = (max(n or 0, 0) for n in counts)
+        errors = min(errors, requests)
+        return cls(requests, errors, min(users, errors), max(timed, 0), totals)
 
     def slow(self, slow_ms: float) -> int:
         return self.totals.latency.count_above(slow_ms)
@@ -132,18 +146,43 @@ class Look:
     bake: float
     errors_ratio: float  # the error-rate ratio this stage's test is at
 
+    @property
+    def refused(self) -> str | None:
+        """Why this look's inputs cannot be judged, if they cannot: the judge holds and counts nothing."""
+        for name, arm in (("stable", self.stable), ("canary", self.canary)):
+            if arm.refused:
+                return f"{name} {arm.refused}"
+        return None
+
     @classmethod
     def read(
         cls, settings: AnalysisSettings, limits: Thresholds, stable: ArmTotals, canary: ArmTotals, *,
         percent: float, stage_index: int, seconds_at_stage: float, bake_seconds: float,
     ) -> Look:
-        percent = float(percent) if math.isfinite(percent) else 0.0
+        percent = min(max(_finite_or_zero(percent), 0.0), 100.0)
         return cls(
-            settings, limits, Arm.read(stable), Arm.read(canary), percent, max(int(stage_index), 0),
-            float(seconds_at_stage) if math.isfinite(seconds_at_stage) else 0.0,
-            float(bake_seconds) if math.isfinite(bake_seconds) else 0.0,
+            settings, limits, Arm.read(stable), Arm.read(canary), percent, _sane_count(stage_index) or 0,
+            _finite_or_zero(seconds_at_stage), _finite_or_zero(bake_seconds),
             stage_ratio(settings.error_ratio, percent),
         )
+
+
+def _finite_or_zero(value: object) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]  # anything a caller passed; not a number reads as 0
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
+
+
+def _sane_count(value: object) -> int | None:
+    """A count as an int, or None when it is not one the judge can trust (NaN, infinite, absurdly large)."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return None
+    except OverflowError:
+        return None
+    return int(value) if abs(value) <= MAX_COUNT else None
 
 
 def _log_inverse(alpha: float) -> float:

@@ -36,6 +36,7 @@ __all__ = [
     "baking",
     "baking_at_full",
     "blind",
+    "cannot_judge",
     "evidence",
     "guardrail",
     "no_requests_yet",
@@ -53,6 +54,10 @@ FULL_ROLLOUT_BAKED = "no stable arm at 100 %; the guardrails held for the whole 
 
 def with_restart_note(reason: str) -> str:
     return f"{reason} [aggregates went backwards; counting starts again from this look]"
+
+
+def cannot_judge(why: str) -> str:
+    return f"insufficient evidence: the aggregates cannot be judged ({why}); holding, nothing counted"
 
 
 # --- rollback ---------------------------------------------------------------------------------------------

@@ -5,11 +5,17 @@ revision and hands it back; a later revision of the same rollout carries the rol
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2})  # version 1 had no epoch: read as "" (the first look adopts the current one)
+MAX_COUNT = 10**15  # counts above this are not traffic but corruption: no flag sees 10^15 requests in a stage
+# A log-likelihood ratio above this is far past any threshold (ln(1/alpha) < 30); far below zero it is a long
+# healthy run on a busy flag, so the floor is loose.
+MAX_STATISTIC, MIN_STATISTIC = 1e6, -1e12
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,9 @@ class JudgeState:
     latency: StageTest = field(default_factory=StageTest)
     rollout: RolloutTest | None = None
     looks: int = 0
+    # The aggregates' epoch the `Seen` totals belong to: the store gives a revision's aggregates a new epoch each
+    # time they are created, so a reset that refilled between two looks is seen even when no total went down.
+    epoch: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -69,23 +78,30 @@ class JudgeState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JudgeState:
-        """Raise ValueError on anything that is not a state this version wrote."""
+        """Raise ValueError on anything that is not a state this version wrote: unknown versions, missing keys,
+        non-finite or out-of-range statistics ("nan" included), negative or absurd counts. A state that passes
+        is one the judge could have written, so nothing downstream meets a NaN."""
         try:
-            if data.get("version") != STATE_VERSION:
+            if data.get("version") not in READABLE_VERSIONS:
                 raise ValueError(f"judge state version {data.get('version')!r}, expected {STATE_VERSION}")
             rollout = data.get("rollout")
+            slow_ms, slow_ratio = data.get("slow_ms"), data.get("slow_ratio")
+            epoch = data.get("epoch", "")
+            if not isinstance(epoch, str) or len(epoch) > 64:
+                raise ValueError(f"epoch {epoch!r} is not an epoch")
             return cls(
-                stage_index=int(data["stage_index"]),
-                stable=Seen(**{k: int(v) for k, v in data["stable"].items()}),
-                canary=Seen(**{k: int(v) for k, v in data["canary"].items()}),
-                slow_ms=None if data.get("slow_ms") is None else float(data["slow_ms"]),
-                slow_ratio=None if data.get("slow_ratio") is None else float(data["slow_ratio"]),
+                stage_index=_count(data["stage_index"]),
+                stable=Seen(**{k: _count(v) for k, v in data["stable"].items()}),
+                canary=Seen(**{k: _count(v) for k, v in data["canary"].items()}),
+                slow_ms=None if slow_ms is None else _finite(slow_ms, low=0.0),
+                slow_ratio=None if slow_ratio is None else _finite(slow_ratio, low=1.0),
                 errors=_stage_test(data["errors"]),
                 latency=_stage_test(data["latency"]),
-                rollout=None if rollout is None else RolloutTest(**{k: float(v) for k, v in rollout.items()}),
-                looks=int(data.get("looks", 0)),
+                rollout=None if rollout is None else RolloutTest(**{k: _finite(v) for k, v in rollout.items()}),
+                looks=_count(data.get("looks", 0)),
+                epoch=epoch,
             )
-        except (KeyError, TypeError, AttributeError) as e:
+        except (KeyError, TypeError, AttributeError, OverflowError) as e:
             raise ValueError(f"not a judge state: {e}") from e
 
     @classmethod
@@ -101,9 +117,36 @@ class JudgeState:
     def carry_to(self, stage_index: int) -> JudgeState:
         """What a later revision of the same rollout keeps: fresh counts and stage tests (that revision's
         aggregates start from nothing), the rollout test carried. Ville's bound holds for a test continued on
-        new data, so nothing is spent twice; restarting it instead would spend alpha again."""
-        return JudgeState(stage_index=stage_index, rollout=self.rollout)
+        new data, so nothing is spent twice; restarting it instead would spend alpha again.
+
+        At the same stage (a pause and a resume) the stage's own tests and its slow threshold are carried too: a
+        fresh stage test would spend the stage's share of alpha once more at every resume, and a rollout paused
+        and resumed every ten minutes would see its false-rollback rate grow with time. The threshold was fixed
+        from the earlier revision's data, so it stays independent of the data it now judges."""
+        fresh = JudgeState(stage_index=stage_index, rollout=self.rollout)
+        if stage_index != self.stage_index:
+            return fresh
+        return replace(fresh, slow_ms=self.slow_ms, slow_ratio=self.slow_ratio, errors=self.errors,
+                       latency=self.latency)
+
+
+def _finite(value: Any, *, low: float = MIN_STATISTIC, high: float = MAX_STATISTIC) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number")
+    number = float(value)
+    if not math.isfinite(number) or not low <= number <= high:
+        raise ValueError(f"{value!r} is not a finite number in [{low:g}, {high:g}]")
+    return number
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"{value!r} is not a count")
+    number = int(value)
+    if not 0 <= number <= MAX_COUNT:
+        raise ValueError(f"{value!r} is not a count in [0, {MAX_COUNT}]")
+    return number
 
 
 def _stage_test(data: Mapping[str, Any]) -> StageTest:
-    return StageTest(llr=float(data["llr"]), **{k: int(v) for k, v in data.items() if k != "llr"})
+    return StageTest(llr=_finite(data["llr"]), **{k: _count(v) for k, v in data.items() if k != "llr"})

@@ -245,13 +245,16 @@ def test_the_rollout_test_goes_on_after_a_pause_only(store, steps, carried_to_st
     assert store.load_judgement(flag.key).revision == store.get(flag.key).revision
 
 
-def test_the_real_judge_state_carries_only_the_rollout_test():
-    from flagsvc.domain.judge_state import JudgeState, RolloutTest, Seen
+def test_the_real_judge_state_carries_the_rollout_test_and_at_the_same_stage_its_stage_tests():
+    from flagsvc.domain.judge_state import JudgeState, RolloutTest, Seen, StageTest
 
-    state = JudgeState(stage_index=1, stable=Seen(requests=900), canary=Seen(requests=100),
-                       rollout=RolloutTest(errors=2.5, errors_big=1.0, latency=0.5), looks=7)
-    assert state.carry_to(1) == JudgeState(stage_index=1, rollout=RolloutTest(errors=2.5, errors_big=1.0,
-                                                                              latency=0.5))
+    rollout = RolloutTest(errors=2.5, errors_big=1.0, latency=0.5)
+    errors = StageTest(llr=-1.5, canary_events=3, stable_events=30, canary_exposure=100, stable_exposure=900)
+    state = JudgeState(stage_index=1, stable=Seen(requests=900), canary=Seen(requests=100), slow_ms=230.0,
+                       slow_ratio=2.3, errors=errors, rollout=rollout, looks=7, epoch="e1")
+    assert state.carry_to(1) == JudgeState(stage_index=1, slow_ms=230.0, slow_ratio=2.3, errors=errors,
+                                           rollout=rollout)
+    assert state.carry_to(2) == JudgeState(stage_index=2, rollout=rollout)
     assert state.next_stage() == state.carry_to(2)
 
 

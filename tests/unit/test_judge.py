@@ -516,3 +516,73 @@ def test_a_canary_never_worse_than_stable_is_never_rolled_back(
         )
         assert verdict.decision != "rollback", verdict.reason
         state = verdict.state
+
+
+# --- input that cannot be counts, and states that are not states --------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 1e300, 10**40])
+@pytest.mark.parametrize("field", ["count", "errors", "error_users"])
+def test_non_finite_or_absurd_totals_hold_instead_of_raising(bad: float, field: str) -> None:
+    judge = judge_with()
+    before = drive(judge, looks=5, stop=False)[-1].state
+    values = {"count": 1000, "errors": 10, "error_users": 10, field: bad}
+    broken = ArmTotals(**values)  # type: ignore[arg-type]
+    args = {"percent": 10.0, "stage_index": 2, "stage_count": 6, "seconds_at_stage": 40.0, "bake_seconds": 60.0}
+    for stable, canary in ((arm(9000), broken), (broken, arm(1000))):
+        verdict = judge.judge(before, stable, canary, **args)
+        assert verdict.decision == "hold" and "cannot be judged" in verdict.reason
+        assert verdict.state.canary == before.canary and verdict.state.stable == before.stable
+        json.dumps(verdict.evidence, allow_nan=False)
+
+
+def test_a_nan_latency_sketch_or_percent_holds_instead_of_raising() -> None:
+    sketch = LatencySketch({bucket_index(100.0): 10})
+    sketch.buckets[bucket_index(200.0)] = math.nan  # type: ignore[assignment]
+    verdict = judge_with().judge(None, arm(900), ArmTotals(100, 1, 1, sketch), percent=10, stage_index=2,
+                                 stage_count=6, seconds_at_stage=40, bake_seconds=60)
+    assert verdict.decision == "hold"
+    for percent in (math.nan, math.inf):
+        assert judge_with().judge(None, arm(900), arm(100), percent=percent, stage_index=2, stage_count=6,
+                                  seconds_at_stage=math.nan, bake_seconds=math.inf).decision == "hold"
+
+
+@pytest.mark.parametrize(("path", "bad"), [
+    (("rollout", "errors"), "nan"), (("rollout", "latency"), math.inf), (("errors", "llr"), "nan"),
+    (("slow_ms",), math.nan), (("slow_ratio",), -1.0), (("stable", "requests"), -5), (("canary", "errors"), 1.5),
+    (("looks",), math.nan), (("stage_index",), True), (("epoch",), 7),
+])
+def test_a_state_with_non_finite_or_absurd_values_is_refused(path: tuple[str, ...], bad: object) -> None:
+    state = drive(judge_with(), stage_index=0, percent=1.0, per_look=400, looks=60, stop=False)[-1].state
+    data = json.loads(json.dumps(state.to_dict()))
+    assert data["rollout"] is not None and data["slow_ms"] is not None
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = bad
+    with pytest.raises(ValueError):
+        JudgeState.from_dict(data)
+
+
+# --- pauses and resumes -----------------------------------------------------------------------------------
+
+
+def test_a_resume_at_the_same_stage_spends_no_new_alpha() -> None:
+    """A resume is a new revision with fresh aggregates. The tests must go on where they stood: a fresh stage
+    test would be a new chance, at the stage's share of alpha, to roll back a healthy canary at every resume."""
+    judge = judge_with()
+    state = drive(judge, looks=40, per_look=50, stop=False)[-1].state  # stage 2, threshold fixed, tests running
+    assert state.slow_ms is not None and state.errors.canary_events + state.errors.stable_events > 0
+    resumed = state.carry_to(state.stage_index)
+    assert (resumed.errors, resumed.latency, resumed.slow_ms, resumed.slow_ratio, resumed.rollout) == (
+        state.errors, state.latency, state.slow_ms, state.slow_ratio, state.rollout)
+    assert resumed.canary == resumed.stable == type(state.canary)()  # the new revision's totals start at 0
+    # The first look of the resumed revision continues the same statistic rather than starting one.
+    after = judge.judge(resumed, arm(180), arm(20), percent=10, stage_index=2, stage_count=6,
+                        seconds_at_stage=2, bake_seconds=60).state
+    assert after.errors.stable_events + after.errors.canary_events >= (
+        state.errors.stable_events + state.errors.canary_events)
+    # Another stage starts its own stage test (that stage's share of the budget), the rollout test carried.
+    promoted = state.carry_to(3)
+    assert promoted.errors.llr == 0 and promoted.slow_ms is None and promoted.rollout == state.rollout
+
