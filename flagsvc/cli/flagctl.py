@@ -52,6 +52,9 @@ def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+if_revision_option = click.option(
+    "--if-revision", type=click.IntRange(1), metavar="N",
+    help="Apply only if the flag is still at revision N (`flagctl show` prints it); else nothing changes (exit 1).")
 
 
 class FiniteFloat(click.ParamType):
@@ -196,11 +199,13 @@ def show(api: ApiClient, key: str, as_json: bool) -> None:
 @click.option("--allow", help="Comma-separated user ids always on the canary path (replaces the list).")
 @click.option("--deny", help="Comma-separated user ids never on the canary path (replaces the list).")
 @_analysis_options
+@if_revision_option
 @json_option
 @click.pass_obj
 @_handle_errors
 def edit(api: ApiClient, key: str, stages: str | None, bake_seconds: int | None, description: str | None,
-         salt: str | None, allow: str | None, deny: str | None, as_json: bool, **analysis: Any) -> None:
+         salt: str | None, allow: str | None, deny: str | None, if_revision: int | None, as_json: bool,
+         **analysis: Any) -> None:
     """Change a flag's settings.
 
     \b
@@ -213,21 +218,22 @@ def edit(api: ApiClient, key: str, stages: str | None, bake_seconds: int | None,
             body[name] = [v.strip() for v in value.split(",") if v.strip()]
     if not body:
         raise click.UsageError("nothing to change: give at least one option (see flagctl edit --help)")
-    _emit(api.request("PATCH", _flag_path(key), body), as_json, render.flag_details)
+    _emit(api.request("PATCH", _flag_path(key), body, if_revision=if_revision), as_json, render.flag_details)
 
 
 @main.command()
 @click.argument("key")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@if_revision_option
 @click.pass_obj
 @_handle_errors
-def delete(api: ApiClient, key: str, yes: bool) -> None:
+def delete(api: ApiClient, key: str, yes: bool, if_revision: int | None) -> None:
     """Delete a flag and its history (SDKs then answer the caller's default)."""
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("refusing to delete without --yes when not interactive")
         click.confirm(f"Delete flag {key!r} and its history?", abort=True)
-    api.request("DELETE", _flag_path(key))
+    api.request("DELETE", _flag_path(key), if_revision=if_revision)
     click.echo(f"deleted {key}")
 
 
@@ -235,12 +241,13 @@ def _transition(action: str, doc: str) -> None:
     @main.command(name=action, help=doc)
     @click.argument("key")
     @click.option("--reason", help="Why; kept in the flag's history.")
+    @if_revision_option
     @json_option
     @click.pass_obj
     @_handle_errors
-    def command(api: ApiClient, key: str, reason: str | None, as_json: bool) -> None:
+    def command(api: ApiClient, key: str, reason: str | None, if_revision: int | None, as_json: bool) -> None:
         body = {"reason": reason} if reason else {}
-        flag = api.post(_flag_path(key, action), body)
+        flag = api.request("POST", _flag_path(key, action), body, if_revision=if_revision)
         _emit(flag, as_json, lambda f: f"{f['key']}: {f['state']} at {render.percent(f['percent'])} "
                                        f"(revision {f['revision']})")
 
@@ -256,10 +263,12 @@ _transition("rollback", "Kill switch: 0 % for everyone, from any state. Give --r
 @click.argument("key")
 @click.argument("percent", type=FiniteFloat(0, 100))
 @click.option("--reason", help="Why; kept in the flag's history.")
+@if_revision_option
 @json_option
 @click.pass_obj
 @_handle_errors
-def set_percent(api: ApiClient, key: str, percent: float, reason: str | None, as_json: bool) -> None:
+def set_percent(api: ApiClient, key: str, percent: float, reason: str | None, if_revision: int | None,
+                as_json: bool) -> None:
     """Set the canary percentage by hand (state manual: held, not judged).
 
     \b
@@ -269,7 +278,7 @@ def set_percent(api: ApiClient, key: str, percent: float, reason: str | None, as
     body: dict[str, Any] = {"percent": percent}
     if reason:
         body["reason"] = reason
-    flag = api.request("PUT", _flag_path(key, "percent"), body)
+    flag = api.request("PUT", _flag_path(key, "percent"), body, if_revision=if_revision)
     _emit(flag, as_json, lambda f: f"{f['key']}: {f['state']} at {render.percent(f['percent'])}")
 
 
@@ -296,7 +305,7 @@ def _stats_view(stats: dict[str, Any]) -> str:
              render.stats_table(stats)]
     verdict = stats.get("verdict")
     if verdict:
-        lines.append(f"judge: {verdict['decision']}: {verdict['reason']}")
+        lines.append(f"judge: {_judged(verdict)}")
     return "\n".join(lines)
 
 

@@ -168,3 +168,16 @@ def test_without_stall_timeout_a_held_rollout_is_watched_until_timeout(flagctl):
     assert watched.exit_code == 11 and "gave up" in watched.output
     refused = flagctl("watch", "held", "--stall-timeout", "-1")
     assert refused.exit_code == 2 and "Traceback" not in refused.output
+
+
+def test_if_revision_applies_only_to_the_flag_it_names(flagctl):
+    flagctl("create", "new_checkout")
+    assert flagctl("start", "new_checkout", "--if-revision", "1").exit_code == 0
+    stale = flagctl("set", "new_checkout", "5", "--if-revision", "1")
+    assert stale.exit_code == 1 and "revision 2" in stale.output
+    assert flagctl("pause", "new_checkout", "--if-revision", "1").exit_code == 1
+    assert flagctl("edit", "new_checkout", "-d", "x", "--if-revision", "1").exit_code == 1
+    assert flagctl("delete", "new_checkout", "--yes", "--if-revision", "1").exit_code == 1
+    assert json.loads(flagctl("show", "new_checkout", "--json").output)["revision"] == 2  # nothing changed
+    assert flagctl("set", "new_checkout", "5", "--if-revision", "2").exit_code == 0
+    assert flagctl("delete", "new_checkout", "--yes", "--if-revision", "3").exit_code == 0
