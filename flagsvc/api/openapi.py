@@ -146,12 +146,13 @@ OPERATIONS: list[tuple[str, str, str, list, Any, bool, int, Any, list, tuple[int
 
 def _flag_write(path: str, method: str, parameters: list[Any], errors: tuple[int, ...]) -> tuple[list[Any],
                                                                                                  tuple[int, ...]]:
-    """Every operator write to a flag takes an Idempotency-Key; all but the create take If-Match (412)."""
+    """Every operator write to a flag takes an Idempotency-Key; all but the create take If-Match (412). A malformed
+    header of either is a 400."""
     if not path.startswith("/api/v1/flags") or method == "get":
         return parameters, errors
     if path == "/api/v1/flags":
-        return [*parameters, IDEMPOTENCY_KEY_PARAM], errors
-    return [*parameters, IF_MATCH_PARAM, IDEMPOTENCY_KEY_PARAM], tuple(sorted({*errors, 412}))
+        return [*parameters, IDEMPOTENCY_KEY_PARAM], tuple(sorted({*errors, 400}))
+    return [*parameters, IF_MATCH_PARAM, IDEMPOTENCY_KEY_PARAM], tuple(sorted({*errors, 400, 412}))
 
 
 def _operation(summary: str, security: list, request: Any, body_required: bool, status: int, success: Any,
