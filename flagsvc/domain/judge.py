@@ -12,7 +12,7 @@ docs/judge.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from flagsvc.domain import judge_reasons as reasons
@@ -88,7 +88,7 @@ class CanaryJudge:
             # the totals seen so far, so the next sound look takes up where the last one left off.
             return Verdict("hold", reasons.cannot_judge(refused), {"refused": refused}, start)
         restarted = went_backwards(start, look)
-        ruling = _rule(look, skip_to_now(start, look) if restarted else start)
+        ruling = _rule(look, replace(skip_to_now(start, look) if restarted else start, epoch=look.epoch))
         reason = reasons.with_restart_note(ruling.reason) if restarted else ruling.reason
         evidence = reasons.evidence(look, ruling.state, ruling.split, ruling.finding)
         return Verdict(ruling.decision, reason, evidence, ruling.state)

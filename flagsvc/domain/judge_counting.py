@@ -140,6 +140,7 @@ class Look:
     limits: Thresholds
     stable: Arm
     canary: Arm
+    epoch: str  # the aggregates' epoch (JudgeState.epoch)
     percent: float
     stage_index: int
     seconds: float
@@ -161,7 +162,8 @@ class Look:
     ) -> Look:
         percent = min(max(_finite_or_zero(percent), 0.0), 100.0)
         return cls(
-            settings, limits, Arm.read(stable), Arm.read(canary), percent, _sane_count(stage_index) or 0,
+            settings, limits, Arm.read(stable), Arm.read(canary), canary.epoch or stable.epoch, percent,
+            _sane_count(stage_index) or 0,
             _finite_or_zero(seconds_at_stage), _finite_or_zero(bake_seconds),
             stage_ratio(settings.error_ratio, percent),
         )
@@ -200,8 +202,15 @@ def begin(state: JudgeState | None, look: Look) -> JudgeState:
 
 
 def went_backwards(state: JudgeState, look: Look) -> bool:
-    """Totals below what was already seen: the aggregates restarted under this state (a replayed revision)."""
-    return look.stable.is_behind(state.stable) or look.canary.is_behind(state.canary)
+    """The aggregates restarted under this state: totals below what was already seen (a replayed revision), or
+    a new epoch (the store started them again, maybe refilled past the old totals before this look). Counting
+    the difference then would compare two unrelated sets of totals: a reset refilled from 1000 requests with 10
+    errors to 1100 with 40 would read as 100 requests with 30 errors."""
+    seen_any = state.stable != Seen() or state.canary != Seen()
+    return (
+        (seen_any and state.epoch != look.epoch)
+        or look.stable.is_behind(state.stable) or look.canary.is_behind(state.canary)
+    )
 
 
 def skip_to_now(state: JudgeState, look: Look) -> JudgeState:

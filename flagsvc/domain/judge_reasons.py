@@ -53,7 +53,7 @@ FULL_ROLLOUT_BAKED = "no stable arm at 100 %; the guardrails held for the whole 
 
 
 def with_restart_note(reason: str) -> str:
-    return f"{reason} [aggregates went backwards; counting starts again from this look]"
+    return f"{reason} [aggregates went backwards or were reset; counting starts again from this look]"
 
 
 def cannot_judge(why: str) -> str:

@@ -23,6 +23,9 @@ class ArmTotals:
     errors: int = 0
     error_users: int = 0
     latency: LatencySketch = field(default_factory=LatencySketch)
+    # Which incarnation of the revision's aggregates these are: the store picks a new one each time it starts
+    # them, so the judge sees a reset that refilled between two looks ("" from a store that keeps none).
+    epoch: str = ""
 
     @property
     def error_rate(self) -> float | None:
@@ -60,6 +63,7 @@ def counter_fields(arms: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
 def totals_from_fields(fields: Mapping[str, str | int]) -> dict[str, ArmTotals]:
     """The store's flat counters -> ArmTotals per arm (arms with no data are empty totals)."""
     raw: dict[str, dict[str, Any]] = {arm: {"latency": {}} for arm in ARMS}
+    epoch = str(fields.get("epoch", ""))
     for name, value in fields.items():
         arm, _, rest = name.partition(":")
         if arm not in raw:
@@ -71,7 +75,7 @@ def totals_from_fields(fields: Mapping[str, str | int]) -> dict[str, ArmTotals]:
     return {
         arm: ArmTotals(
             count=values.get("count", 0), errors=values.get("errors", 0),
-            error_users=values.get("error_users", 0), latency=LatencySketch(values["latency"]),
+            error_users=values.get("error_users", 0), latency=LatencySketch(values["latency"]), epoch=epoch,
         )
         for arm, values in raw.items()
     }

@@ -11,7 +11,8 @@ Keys (type; what it holds; who writes it; expiry):
 - ``<ns>history:{<key>}`` (list): history entries as JSON, newest first, capped at HISTORY_CAP; written by the
   same script as the flag; never expires; deleted with the flag.
 - ``<ns>outcomes:{<key>}`` (hash): outcome aggregates of the flag's current revision: ``revision``,
-  ``<arm>:count``, ``<arm>:errors``, ``<arm>:error_users``, ``<arm>:lat:<sketch bucket>``; the outcomes script,
+  ``epoch`` (random, set when the aggregates start: a reset shows as a new epoch), ``<arm>:count``,
+  ``<arm>:errors``, ``<arm>:error_users``, ``<arm>:lat:<sketch bucket>``; the outcomes script,
   which starts it afresh on the first batch of a new revision; expires OUTCOMES_TTL after the last batch;
   deleted with the flag.
 - ``<ns>reporters:{<key>}`` (hash): the current revision's requests and errors per reporter (SDK instance) and

@@ -24,6 +24,7 @@ from flagsvc.store.roles import (
     IngestResult,
     OutcomeEntry,
     ReporterTotals,
+    new_epoch,
     reporter_totals_from_fields,
 )
 
@@ -41,6 +42,7 @@ class MemoryStore:
         self._epoch = uuid.uuid4().hex[:12]
         self._version = 0
         self._outcomes: dict[str, tuple[int, dict[str, int]]] = {}  # one revision's aggregates per flag
+        self._epochs: dict[str, str] = {}  # the epoch of each flag's aggregates (new each time they start)
         self._by_reporter: dict[str, dict[str, int]] = {}  # the same revision's, "<reporter>|<arm>:count|errors"
         self._batches: dict[tuple[str, str], float] = {}  # (flag, batch_id) -> remembered until (by the clock)
         self._idempotency: dict[tuple[str, str], tuple[str, str, float]] = {}  # -> fingerprint, answer, until
@@ -145,6 +147,7 @@ class MemoryStore:
             self._history.pop(key, None)
             self._ingest.pop(key, None)
             self._outcomes.pop(key, None)
+            self._epochs.pop(key, None)
             self._by_reporter.pop(key, None)
             self._fences.pop(key, None)
             self._judgements.pop(key, None)
@@ -184,10 +187,11 @@ class MemoryStore:
                 result = "duplicate"
             else:
                 self._remember_batch(key, batch_id)
-                kept_revision, totals = self._outcomes.get(key, (revision, {}))
+                kept_revision, totals = self._outcomes.get(key, (None, {}))
                 if kept_revision != revision:
                     totals = {}
                     self._by_reporter[key] = {}
+                    self._epochs[key] = new_epoch()
                 self._outcomes[key] = (revision, totals)
                 by_reporter = self._by_reporter.setdefault(key, {})
                 for name, n in increments.items():
@@ -215,7 +219,9 @@ class MemoryStore:
     def outcome_totals(self, key: str, revision: int) -> dict[str, ArmTotals]:
         with self._lock:
             kept_revision, totals = self._outcomes.get(key, (revision, {}))
-            return totals_from_fields(dict(totals) if kept_revision == revision else {})
+            if kept_revision != revision or key not in self._outcomes:
+                return totals_from_fields({})
+            return totals_from_fields({**totals, "epoch": self._epochs.get(key, "")})
 
     def ingest_counts(self, key: str) -> dict[str, int]:
         with self._lock:

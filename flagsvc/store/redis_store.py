@@ -33,6 +33,7 @@ from flagsvc.store.roles import (
     IngestResult,
     OutcomeEntry,
     ReporterTotals,
+    new_epoch,
     reporter_totals_from_fields,
 )
 
@@ -217,7 +218,8 @@ class RedisStore:
             self._add_outcomes(
                 keys=[self.keys.flag(key), self.keys.batch_marker(key, batch_id), self.keys.outcomes(key),
                       self.keys.ingest_counters(key), self.keys.reporters(key)],
-                args=[revision, BATCH_MARKER_TTL, OUTCOMES_TTL, json.dumps(increments), reporter], client=pipe,
+                args=[revision, BATCH_MARKER_TTL, OUTCOMES_TTL, json.dumps(increments), reporter, new_epoch()],
+                client=pipe,
             )
         return dict(zip(entries, pipe.execute(), strict=True))
 

@@ -13,6 +13,7 @@ expires (the controller lease), so tests move time instead of waiting for it.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
@@ -22,6 +23,11 @@ from flagsvc.domain.judge_record import JudgeRecord
 from flagsvc.domain.outcomes import ArmTotals
 
 HISTORY_CAP = 1_000
+
+
+def new_epoch() -> str:
+    """A fresh epoch for a revision's aggregates: random, so a restarted store never repeats the last one."""
+    return str(uuid.uuid4().int >> 64)
 IngestResult = Literal["accepted", "duplicate", "stale", "unknown"]
 Clock = Callable[[], float]
 
@@ -130,7 +136,8 @@ class OutcomeRepository(Protocol):
         retried batch adds only what was not added yet), so a store may send them all in one round trip."""
 
     def outcome_totals(self, key: str, revision: int) -> dict[str, ArmTotals]:
-        """The aggregates of one revision, per arm."""
+        """The aggregates of one revision, per arm, each carrying the aggregates' `epoch`: a random id set when
+        the first batch starts them, so a reset in between two reads shows even when no total went down."""
 
     def reporter_totals(self, key: str, revision: int) -> dict[str, dict[str, ReporterTotals]]:
         """Per reporter, per arm, what the accepted batches of one revision added (the judge weighs reporters

@@ -99,3 +99,37 @@ def test_batch_markers_outlive_every_retry_the_server_accepts(any_store, manual_
     manual_clock.advance(BATCH_MARKER_TTL - 1)
     assert add_one(any_store, flag.key, 1, "batch-0001", {"stable:count": 1}) == "duplicate"
     assert BATCH_MARKER_TTL > 3000 + 300  # longer than a batch is accepted for: PlausibilityLimits.max_batch_age
+
+
+def test_the_aggregates_carry_an_epoch_that_changes_whenever_they_start_again(any_store):
+    """The judge tells a reset of the aggregates (refilled between two of its looks) from growth by the epoch."""
+    flag, entry = new()
+    any_store.create(flag, entry)
+    assert any_store.outcome_totals(flag.key, 1)["canary"].epoch == ""  # nothing yet
+    add_one(any_store, flag.key, 1, "batch-0001", {"canary:count": 4, "stable:count": 40})
+    first = any_store.outcome_totals(flag.key, 1)
+    assert first["canary"].epoch and first["canary"].epoch == first["stable"].epoch
+    add_one(any_store, flag.key, 1, "batch-0002", {"canary:count": 1})
+    assert any_store.outcome_totals(flag.key, 1)["canary"].epoch == first["canary"].epoch  # the same aggregates
+
+    started, start_entry = flags.start(flag, now=2, actor="ops")
+    any_store.replace(started, start_entry, expected_revision=1)
+    add_one(any_store, flag.key, 2, "batch-0003", {"canary:count": 4})
+    second = any_store.outcome_totals(flag.key, 2)["canary"].epoch
+    assert second and second != first["canary"].epoch
+
+    any_store.delete(flag.key)
+    any_store.create(flag, entry)
+    add_one(any_store, flag.key, 1, "batch-0004", {"canary:count": 4})
+    assert any_store.outcome_totals(flag.key, 1)["canary"].epoch not in ("", first["canary"].epoch, second)
+
+
+def test_redis_aggregates_lost_and_refilled_get_a_new_epoch(real_store):
+    flag, entry = new()
+    real_store.create(flag, entry)
+    add_one(real_store, flag.key, 1, "batch-0001", {"canary:count": 1000, "canary:errors": 10})
+    before = real_store.outcome_totals(flag.key, 1)["canary"]
+    real_store.redis.delete(real_store.keys.outcomes(flag.key))  # a reset, or the aggregates expired
+    add_one(real_store, flag.key, 1, "batch-0002", {"canary:count": 1100, "canary:errors": 40})
+    after = real_store.outcome_totals(flag.key, 1)["canary"]
+    assert (after.count, after.errors) == (1100, 40) and after.epoch not in ("", before.epoch)

@@ -586,3 +586,28 @@ def test_a_resume_at_the_same_stage_spends_no_new_alpha() -> None:
     promoted = state.carry_to(3)
     assert promoted.errors.llr == 0 and promoted.slow_ms is None and promoted.rollout == state.rollout
 
+
+
+# --- a reset of the aggregates between two looks ------------------------------------------------------------
+
+
+def with_epoch(totals: ArmTotals, epoch: str) -> ArmTotals:
+    return ArmTotals(totals.count, totals.errors, totals.error_users, totals.latency, epoch=epoch)
+
+
+def test_a_reset_refilled_between_two_looks_does_not_roll_back() -> None:
+    """1000 canary requests with 10 errors, then the aggregates are reset and refilled to 1100 with 40 before
+    the next look: no total went down, but the difference (100 requests, 30 errors) is not data."""
+    judge = judge_with()
+    args = {"percent": 10.0, "stage_index": 2, "stage_count": 6, "bake_seconds": 60.0}
+    first = judge.judge(None, with_epoch(arm(9000), "e1"), with_epoch(arm(1000), "e1"), seconds_at_stage=30, **args)
+    assert first.decision == "hold" and first.state.epoch == "e1"
+    refilled = ArmTotals(1100, 40, 40, shaped_sketch(1100), epoch="e2")
+    after = judge.judge(first.state, with_epoch(arm(9900), "e2"), refilled, seconds_at_stage=32, **args)
+    assert after.decision != "rollback"
+    assert "reset" in after.reason and after.state.epoch == "e2"
+    assert after.state.canary.requests == 1100 and after.state.errors == first.state.errors
+    # Without the epoch, the same refill reads as 30 errors in 100 requests: that is what the epoch prevents.
+    blind = judge.judge(first.state, with_epoch(arm(9900), "e1"), with_epoch(refilled, "e1"),
+                        seconds_at_stage=32, **args)
+    assert blind.decision == "rollback"
