@@ -99,8 +99,9 @@ def main() -> None:
         print(f"\nflood from one SDK key: {a.senders} senders, {elapsed:.1f} s, --workers {a.workers}")
         print(f"  sent {sent:,} batches ({sent / elapsed:,.0f}/s): " +
               ", ".join(f"{status}: {n:,}" for status, n in sorted(statuses.items())))
-        print(f"  accepted {statuses[200] / elapsed:,.0f}/s (limit {a.limit:g}/s a process, bursts of {2 * a.limit:g}); "
-              f"batch markers in Redis: {markers:,} (bound: accepted/s x 3600 s x flags per batch)")
+        print(f"  accepted {statuses[200] / elapsed:,.0f}/s (limit {a.limit:g}/s a process, "
+              f"bursts of {2 * a.limit:g}); batch markers in Redis: {markers:,} "
+              "(bound: accepted/s x 3600 s x flags per batch)")
         print(f"  GET /healthz after the flood: {requests.get(srv.url + '/healthz', timeout=5).status_code}")
 
 
