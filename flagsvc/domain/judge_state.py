@@ -119,15 +119,19 @@ class JudgeState:
         aggregates start from nothing), the rollout test carried. Ville's bound holds for a test continued on
         new data, so nothing is spent twice; restarting it instead would spend alpha again.
 
-        At the same stage (a pause and a resume) the stage's own tests and its slow threshold are carried too: a
-        fresh stage test would spend the stage's share of alpha once more at every resume, and a rollout paused
-        and resumed every ten minutes would see its false-rollback rate grow with time. The threshold was fixed
-        from the earlier revision's data, so it stays independent of the data it now judges."""
-        fresh = JudgeState(stage_index=stage_index, rollout=self.rollout)
+        The slow threshold is carried too: it was fixed from earlier data (stable's code does not change between
+        stages), so it is independent of the data it now judges, and the new revision's latencies are all
+        counted against it from the first look on; were it fixed afresh, the data of the look that fixes it
+        would never be tested, and a stage whose data all arrived in that look would pass latency untested.
+
+        At the same stage (a pause and a resume) the stage's own tests are carried as well: a fresh stage test
+        would spend the stage's share of alpha once more at every resume, and a rollout paused and resumed every
+        ten minutes would see its false-rollback rate grow with time."""
+        fresh = JudgeState(stage_index=stage_index, rollout=self.rollout, slow_ms=self.slow_ms,
+                           slow_ratio=self.slow_ratio)
         if stage_index != self.stage_index:
             return fresh
-        return replace(fresh, slow_ms=self.slow_ms, slow_ratio=self.slow_ratio, errors=self.errors,
-                       latency=self.latency)
+        return replace(fresh, errors=self.errors, latency=self.latency)
 
 
 def _finite(value: Any, *, low: float = MIN_STATISTIC, high: float = MAX_STATISTIC) -> float:

@@ -254,7 +254,7 @@ def test_the_real_judge_state_carries_the_rollout_test_and_at_the_same_stage_its
                        slow_ratio=2.3, errors=errors, rollout=rollout, looks=7, epoch="e1")
     assert state.carry_to(1) == JudgeState(stage_index=1, slow_ms=230.0, slow_ratio=2.3, errors=errors,
                                            rollout=rollout)
-    assert state.carry_to(2) == JudgeState(stage_index=2, rollout=rollout)
+    assert state.carry_to(2) == JudgeState(stage_index=2, slow_ms=230.0, slow_ratio=2.3, rollout=rollout)
     assert state.next_stage() == state.carry_to(2)
 
 

@@ -207,7 +207,8 @@ def test_the_state_after_an_advance_carries_the_rollout_test_to_the_next_stage()
     assert verdict.decision == "advance" and verdict.state.stage_index == 2
     carried = verdict.state.next_stage()
     assert carried.stage_index == 3
-    assert carried.canary.requests == 0 and carried.errors.llr == 0.0 and carried.slow_ms is None
+    assert carried.canary.requests == 0 and carried.errors.llr == 0.0
+    assert carried.slow_ms == verdict.state.slow_ms  # stable's p95 threshold goes on: its code did not change
     assert carried.rollout is None  # judged from stage 2 on without a carried state: no rollout test
     first = drive(judge_with(), stage_index=0, percent=1.0, per_look=2_000, stable_rate=0.2, canary_rate=0.2)[-1]
     assert first.decision == "advance"
@@ -584,7 +585,8 @@ def test_a_resume_at_the_same_stage_spends_no_new_alpha() -> None:
         state.errors.stable_events + state.errors.canary_events)
     # Another stage starts its own stage test (that stage's share of the budget), the rollout test carried.
     promoted = state.carry_to(3)
-    assert promoted.errors.llr == 0 and promoted.slow_ms is None and promoted.rollout == state.rollout
+    assert promoted.errors.llr == 0 and promoted.rollout == state.rollout
+    assert (promoted.slow_ms, promoted.slow_ratio) == (state.slow_ms, state.slow_ratio)  # stable's, unchanged
 
 
 
@@ -611,3 +613,31 @@ def test_a_reset_refilled_between_two_looks_does_not_roll_back() -> None:
     blind = judge.judge(first.state, with_epoch(arm(9900), "e1"), with_epoch(refilled, "e1"),
                         seconds_at_stage=32, **args)
     assert blind.decision == "rollback"
+
+
+# --- no escape for latency ----------------------------------------------------------------------------------
+
+
+def test_a_latency_regression_whose_stage_data_lands_in_one_look_is_caught() -> None:
+    """All of a stage's data arrives in one look (a late batch, a paused SDK flushing). The slow threshold came
+    with the state from the stage before, so that look's latencies are counted against it."""
+    judge = judge_with()
+    earlier = drive(judge, stage_index=1, percent=5.0, looks=60, stop=False)[-1].state
+    assert earlier.slow_ms is not None
+    carried = earlier.next_stage()
+    verdict = judge.judge(carried, arm(18_000), arm(2_000, scale=2.0), percent=10, stage_index=2, stage_count=6,
+                          seconds_at_stage=90, bake_seconds=60)
+    assert verdict.decision == "rollback" and verdict.evidence["rejected"]["metric"] == "latency"
+
+
+def test_without_a_threshold_the_look_that_fixes_it_cannot_pass_latency_untested() -> None:
+    """No earlier stage to take the threshold from: the look that fixes it cannot count its own latencies, so
+    the stage waits for more instead of passing latency untested, and the next data is tested."""
+    judge = judge_with()
+    args = {"percent": 10.0, "stage_index": 0, "stage_count": 6, "bake_seconds": 60.0}
+    one_look = judge.judge(None, arm(18_000), arm(2_000, scale=2.0), seconds_at_stage=90, **args)
+    assert one_look.state.slow_ms is not None and one_look.decision == "hold"
+    again = judge.judge(one_look.state, arm(18_000), arm(2_000, scale=2.0), seconds_at_stage=200, **args)
+    assert again.decision == "hold" and "latency" in again.reason
+    more = judge.judge(again.state, arm(36_000), arm(4_000, scale=2.0), seconds_at_stage=202, **args)
+    assert more.decision == "rollback" and more.evidence["rejected"]["metric"] == "latency"
