@@ -15,19 +15,7 @@ from flagsvc.embedded import EmbeddedRedis
 from flagsvc.store.memory import MemoryStore
 from flagsvc.store.redis_store import RedisStore
 from tests.support import TEST_SETTINGS
-
-
-class ManualClock:
-    """Seconds that pass only when a test says so."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.sdk_fakes import FakeClock as ManualClock  # seconds that pass only when a test says so
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +54,7 @@ def fake_store(namespace: str) -> RedisStore:
 
 @pytest.fixture
 def manual_clock() -> ManualClock:
-    return ManualClock()
+    return ManualClock(1_000_000.0)
 
 
 @pytest.fixture(params=["memory", "fakeredis", "redis", "redis-other-namespace"])
