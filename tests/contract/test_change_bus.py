@@ -40,5 +40,6 @@ def test_listeners_hear_of_every_announced_change(any_store):
             assert heard.acquire(timeout=5)
     finally:
         stop.set()
+        any_store.bump_config_version()  # wakes the listener now rather than at its next poll
         listener.join(5)
     assert not listener.is_alive()  # stop ends the listening

@@ -41,7 +41,7 @@ def server():
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_port}", script
     httpd.shutdown()
     httpd.server_close()

@@ -141,7 +141,7 @@ class RolloutsOnRedisStore(Rollouts):
     store_kind = "fakeredis"
 
 
-TestRollouts = Rollouts.TestCase
+TestRollouts = pytest.mark.slow(Rollouts.TestCase)
 TestRollouts.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 TestRolloutsOnRedisStore = pytest.mark.slow(RolloutsOnRedisStore.TestCase)
 TestRolloutsOnRedisStore.settings = settings(max_examples=25, stateful_step_count=30, deadline=None)
