@@ -27,6 +27,9 @@ HTTP_LATENCY = Histogram(
 )
 OUTCOMES = Counter("flagsvc_outcomes_ingested_total", "Outcomes added to rollout aggregates", ["flag", "arm", "kind"])
 OUTCOME_BATCHES = Counter("flagsvc_outcome_batch_entries_total", "Outcome batch entries by result", ["result"])
+EXCLUDED_OUTCOMES = Counter("flagsvc_outcomes_excluded_total",
+                            "Outcomes (requests) dropped because the flag's analysis excludes their reporter",
+                            ["flag", "arm"])
 DECISIONS = Counter("flagsvc_controller_decisions_total", "Judge verdicts reached by the controller",
                     ["decision", "applied"])
 LEADER = Gauge("flagsvc_controller_leader", "1 while this process's controller holds the lease",
@@ -78,6 +81,7 @@ def render(flags: FlagRepository) -> bytes:
     gauges.register(FlagStateCollector(flags))
     if isinstance(flags, JudgedFlags):
         gauges.register(BlindArmCollector(flags))
+        gauges.register(HeldRolloutCollector(flags))
     return generate_latest(processes) + generate_latest(gauges)
 
 # Dataset resets (flagsvc/service/dataset.py): counted once per reset by the server that noticed it first.
@@ -123,3 +127,39 @@ def _blind_arm(flag: Flag, record: JudgeRecord | None) -> object:
         return None
     found = verdict.get("evidence", {}).get("blind")
     return found.get("arm") if isinstance(found, dict) else None
+
+
+# Holds the controller chose over the judge's verdict (flagsvc/service/reporter_check.py, stage_deadline.py): one
+# reporter drives an advance or a rollback, or a stage outlived max_stage_seconds undecided. Read at scrape time
+# from the judge record, like the blind gauge.
+class HeldRolloutCollector(Collector):
+    """`flagsvc_flag_reporter_driven{flag}` and `flagsvc_flag_stage_overdue{flag}`: 1 while the last verdict on a
+    rolling flag's current revision says so, 0 for the other rolling flags."""
+
+    def __init__(self, store: JudgedFlags) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        driven = GaugeMetricFamily("flagsvc_flag_reporter_driven", "1 while the controller holds a rolling flag "
+                                   "because one reporter (SDK instance) drives the judge's verdict", labels=["flag"])
+        overdue = GaugeMetricFamily("flagsvc_flag_stage_overdue", "1 while a rolling flag's stage has lasted longer "
+                                    "than its max_stage_seconds without a decision", labels=["flag"])
+        try:
+            for flag in self.store.list_flags():
+                if flag.state == State.ROLLING:
+                    evidence = _current_evidence(flag, self.store.load_judgement(flag.key))
+                    reporters, late = evidence.get("reporters"), evidence.get("overdue")
+                    held = isinstance(reporters, dict) and bool(reporters.get("driven_by"))
+                    driven.add_metric([flag.key], 1.0 if held else 0.0)
+                    overdue.add_metric([flag.key], 1.0 if isinstance(late, dict) and not late.get("acted") else 0.0)
+        except Exception:  # Redis is down: flagsvc_flag_state_readable says so
+            return
+        yield from (driven, overdue)
+
+
+def _current_evidence(flag: Flag, record: JudgeRecord | None) -> dict[str, object]:
+    verdict = record.verdict if record is not None and record.created_at == flag.created_at else None
+    if verdict is None or verdict.get("revision") != flag.revision or verdict.get("decision") not in ("hold", "blind"):
+        return {}
+    evidence = verdict.get("evidence")
+    return evidence if isinstance(evidence, dict) else {}

@@ -76,6 +76,20 @@ def transition(key: str, action: str):
     return flag_response(flag)
 
 
+@bp.post("/flags/<key>/reporters/exclude")
+def exclude_reporter(key: str):
+    body = json_body(schemas.reporter_change)
+    return flag_response(services().commands.exclude_reporter(
+        key, body["reporter"], actor=g.principal.name, reason=body.get("reason", ""), request=write_request()))
+
+
+@bp.post("/flags/<key>/reporters/include")
+def include_reporter(key: str):
+    body = json_body(schemas.reporter_change)
+    return flag_response(services().commands.include_reporter(
+        key, body["reporter"], actor=g.principal.name, reason=body.get("reason", ""), request=write_request()))
+
+
 @bp.put("/flags/<key>/percent")
 def set_percent(key: str):
     body = json_body(schemas.percent_body)

@@ -115,6 +115,11 @@ OPERATIONS: list[tuple[str, str, str, list, Any, bool, int, Any, list, tuple[int
     ("/api/v1/flags/{key}/{action}", "post", "A rollout transition: start, pause, resume, promote or rollback",
      ADMIN, schemas.ReasonSchema, False, 200, FlagDoc, [KEY_PARAM, ACTION_PARAM],
      (400, 401, 403, 404, 409, 413, 503)),
+    ("/api/v1/flags/{key}/reporters/exclude", "post", "Take a reporter (SDK instance) out of the flag's analysis "
+     "(a settings change, kept in the history)", ADMIN, schemas.ReporterChangeSchema, True, 200, FlagDoc,
+     [KEY_PARAM], (400, 401, 403, 404, 409, 413, 503)),
+    ("/api/v1/flags/{key}/reporters/include", "post", "Put an excluded reporter back into the flag's analysis",
+     ADMIN, schemas.ReporterChangeSchema, True, 200, FlagDoc, [KEY_PARAM], (400, 401, 403, 404, 409, 413, 503)),
     ("/api/v1/flags/{key}/percent", "put", "Set the percent by hand (state manual)", ADMIN, schemas.PercentSchema,
      True, 200, FlagDoc, [KEY_PARAM], (400, 401, 403, 404, 409, 413, 503)),
     ("/api/v1/flags/{key}/history", "get", "Who did what, when, why (newest first)", ADMIN, None, False, 200,

@@ -83,10 +83,16 @@ class PercentSchema(ReasonSchema):
     percent = StrictNumber(required=True, validate=validate.Range(0, 100))
 
 
+class ReporterChangeSchema(ReasonSchema):
+    reporter = Text(required=True, validate=validate.Regexp(limits.REPORTER_PATTERN,
+                                                            error="a reporter id: 8 to 64 of A-Z a-z 0-9 _ -"))
+
+
 flag_create = FlagCreateSchema()
 flag_update = FlagUpdateSchema()
 reason_body = ReasonSchema()
 percent_body = PercentSchema()
+reporter_change = ReporterChangeSchema()
 
 
 # --- outcome batches (docs/protocol.md) -------------------------------------------------------------------

@@ -129,6 +129,10 @@ def _analysis_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--min-requests", type=int, help="Canary requests per stage before any promotion."),
         click.option("--max-error-rate", type=FINITE, help="Absolute guardrail: roll back above this rate (0-1)."),
         click.option("--max-p99-ms", type=FINITE, help="Absolute guardrail: roll back above this p99 (ms)."),
+        click.option("--max-stage-seconds", type=FINITE,
+                     help="A stage lasting longer without a decision (thin traffic) is overdue (default: no limit)."),
+        click.option("--on-max-stage", type=click.Choice(["hold", "advance"]),
+                     help="When a stage is overdue: hold and alert (default), or advance with the reason in history."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -137,7 +141,8 @@ def _analysis_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def _pop_analysis(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {name: kwargs.pop(name) for name in
-            ("alpha", "error_ratio", "latency_ratio", "min_requests", "max_error_rate", "max_p99_ms")}
+            ("alpha", "error_ratio", "latency_ratio", "min_requests", "max_error_rate", "max_p99_ms",
+             "max_stage_seconds", "on_max_stage")}
 
 
 def _list_view(flags: list[dict[str, Any]]) -> str:
@@ -303,6 +308,8 @@ def history(api: ApiClient, key: str, limit: int, as_json: bool) -> None:
 def _stats_view(stats: dict[str, Any]) -> str:
     lines = [f"{stats['key']}: {stats['state']} at {render.percent(stats['percent'])}, revision {stats['revision']}",
              render.stats_table(stats)]
+    if stats.get("reporters"):
+        lines.append(render.reporters_table(stats["reporters"]))
     verdict = stats.get("verdict")
     if verdict:
         lines.append(f"judge: {_judged(verdict)}")
@@ -317,6 +324,28 @@ def _stats_view(stats: dict[str, Any]) -> str:
 def stats(api: ApiClient, key: str, as_json: bool) -> None:
     """Live outcomes of the current rollout step per arm, and the judge's last verdict."""
     _emit(api.get(_flag_path(key, "stats")), as_json, _stats_view)
+
+
+def _reporter_change(name: str, action: str, doc: str) -> None:
+    @main.command(name=name, help=doc)
+    @click.argument("key")
+    @click.argument("reporter")
+    @click.option("--reason", help="Why; kept in the flag's history.")
+    @json_option
+    @click.pass_obj
+    @_handle_errors
+    def command(api: ApiClient, key: str, reporter: str, reason: str | None, as_json: bool) -> None:
+        body = {"reporter": reporter, **({"reason": reason} if reason else {})}
+        flag = api.post(_flag_path(key, "reporters", action), body)
+        excluded = flag["analysis"].get("excluded_reporters") or []
+        _emit(flag, as_json, lambda f: f"{f['key']}: revision {f['revision']}; excluded reporters: "
+                                       f"{', '.join(excluded) or 'none'}")
+
+
+_reporter_change("exclude-reporter", "exclude",
+                 "Drop one reporter's (SDK instance's) outcomes from the flag's analysis, e.g. one `flagctl stats` "
+                 "names as driving the judge's verdict. A settings change: a new revision, fresh aggregates.")
+_reporter_change("include-reporter", "include", "Put an excluded reporter back into the flag's analysis.")
 
 
 @main.command()
@@ -345,7 +374,7 @@ def watch(api: ApiClient, key: str, interval: float, give_up: float | None, stal
     started = time.monotonic()
     last_line = None
     looked = False
-    progress, progressed_at, blind_said = None, started, False
+    progress, progressed_at, blind_said, overdue_said = None, started, False, False
     while True:
         try:
             flag = api.get(_flag_path(key))
@@ -358,6 +387,7 @@ def watch(api: ApiClient, key: str, interval: float, give_up: float | None, stal
         looked = True
         verdict = current.get("verdict") or {}
         blind = verdict.get("decision") == "blind"
+        overdue = verdict.get("reason", "").startswith("stage overdue")
         if as_json:
             click.echo(json.dumps({"flag": flag, "stats": current}, sort_keys=True))
         else:
@@ -367,7 +397,9 @@ def watch(api: ApiClient, key: str, interval: float, give_up: float | None, stal
                 last_line = line
             if blind and not blind_said:
                 click.echo(_blind_line(key, verdict), err=True)
-        blind_said = blind
+            if overdue and not overdue_said:
+                click.echo(f"OVERDUE: {key}: {verdict['reason']}", err=True)
+        blind_said, overdue_said = blind, overdue
         state = flag["state"]
         if state == "complete":
             return

@@ -68,3 +68,20 @@ def stats_table(stats: dict[str, Any]) -> str:
         rows.append((arm, a["count"], a["errors"], rate(a["error_rate"]), ms(a["p50_ms"]), ms(a["p95_ms"]),
                      ms(a["p99_ms"])))
     return table(("arm", "requests", "errors", "error rate", "p50", "p95", "p99"), rows)
+
+
+def reporters_table(reporters: dict[str, Any]) -> str:
+    """The top reporters (SDK instances) of the revision, their requests, errors and largest share."""
+    rows = [(r["reporter"], r["canary_requests"], r["canary_errors"], r["stable_requests"], r["stable_errors"],
+             f"{100 * r['share']:.0f}% of {r['share_of']}") for r in reporters["top"]]
+    others = reporters["others"]
+    if others["reporters"]:
+        rows.append((f"{others['reporters']} others", "", "", "", "",
+                     f"{100 * others['share_of_requests']:.0f}% of requests"))
+    head = f"reporters: {reporters['reporters']}"
+    if reporters.get("excluded"):
+        head += f"; excluded: {', '.join(reporters['excluded'])}"
+    if not rows:
+        return head
+    return head + "\n" + table(("reporter", "canary req", "canary err", "stable req", "stable err", "largest share"),
+                               rows)

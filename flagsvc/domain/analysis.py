@@ -8,9 +8,12 @@ docs/judge.md explains each setting and the defaults.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from flagsvc_client.protocol.limits import REPORTER_PATTERN
 
 from flagsvc.domain.errors import InvalidFlag
 
@@ -35,9 +38,18 @@ class AnalysisSettings:
     min_requests: int = 100
     max_error_rate: float | None = None  # absolute guardrail on the canary's error rate, 0..1
     max_p99_ms: float | None = None  # absolute guardrail on the canary's p99 latency
+    # Reporters (SDK instance ids) whose outcomes ingestion drops for this flag: a broken or hostile instance an
+    # operator took out of the analysis (flagctl exclude-reporter). Bounded, so a flag's document stays small.
+    excluded_reporters: tuple[str, ...] = ()
+    # A stage that lasts longer than this without the judge deciding (thin traffic) is overdue: the controller then
+    # holds and says so (on_max_stage "hold"), or advances and writes why into the history ("advance").
+    max_stage_seconds: float | None = None
+    on_max_stage: str = "hold"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["excluded_reporters"] = list(self.excluded_reporters)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> AnalysisSettings:
@@ -48,7 +60,7 @@ class AnalysisSettings:
             raise InvalidFlag(
                 "the analysis settings are not valid", {f"analysis.{name}": p for name, p in problems.items()}
             )
-        return cls(**{name: _as_float(value) if name != "min_requests" else value for name, value in data.items()})
+        return cls(**{name: _CONVERT.get(name, _as_float)(value) for name, value in data.items()})
 
 
 FIELD_NAMES = tuple(f.name for f in fields(AnalysisSettings))
@@ -56,6 +68,15 @@ FIELD_NAMES = tuple(f.name for f in fields(AnalysisSettings))
 
 def _as_float(value: Any) -> Any:
     return float(value) if value is not None else None
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "min_requests": _as_is, "on_max_stage": _as_is, "excluded_reporters": tuple,
+}
 
 
 def _is_number(value: Any) -> bool:
@@ -101,6 +122,7 @@ def validate_analysis(data: Any) -> dict[str, list[str]]:
             v, 0, MAX_P99_MS, low_open=True, high_open=False, text=f"must be above 0 and at most {MAX_P99_MS:g}"
         ),
     }
+    checks.update(_late_checks())
     for name, check in checks.items():
         if name in data and (p := check(data[name])):
             problems[name] = p
@@ -112,4 +134,35 @@ def _min_requests_problems(value: Any) -> list[str]:
         return ["must be an integer"]
     if not 1 <= value <= MAX_MIN_REQUESTS:
         return [f"must be between 1 and {MAX_MIN_REQUESTS}"]
+    return []
+
+
+# --- reporters excluded from the analysis, and the policy for stages that do not decide (thin traffic) --------
+
+MAX_EXCLUDED_REPORTERS = 100
+REPORTER_ID = re.compile(REPORTER_PATTERN)
+MAX_STAGE_SECONDS = 30 * 24 * 3600.0
+ON_MAX_STAGE = ("hold", "advance")
+
+
+def _late_checks() -> dict[str, Callable[[Any], list[str]]]:
+    return {
+        "excluded_reporters": _excluded_reporters_problems,
+        "max_stage_seconds": lambda v: [] if v is None else _range(
+            v, 0, MAX_STAGE_SECONDS, low_open=True, high_open=False,
+            text=f"must be above 0 and at most {MAX_STAGE_SECONDS:.0f} seconds (or null: no limit)"
+        ),
+        "on_max_stage": lambda v: [] if v in ON_MAX_STAGE else [f"must be one of {', '.join(ON_MAX_STAGE)}"],
+    }
+
+
+def _excluded_reporters_problems(value: Any) -> list[str]:
+    if not isinstance(value, list | tuple) or not all(isinstance(r, str) for r in value):
+        return ["must be a list of reporter ids"]
+    if len(value) > MAX_EXCLUDED_REPORTERS:
+        return [f"at most {MAX_EXCLUDED_REPORTERS} reporter ids"]
+    if not all(REPORTER_ID.match(r) for r in value):
+        return ["reporter ids are 8 to 64 of A-Z a-z 0-9 _ - (as SDKs send them)"]
+    if len(set(value)) != len(value):
+        return ["each reporter id at most once"]
     return []

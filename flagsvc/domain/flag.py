@@ -298,7 +298,8 @@ def _changed(
     return after, entry
 
 
-def update(flag: Flag, settings: Mapping[str, Any], *, now: float, actor: str) -> tuple[Flag, HistoryEntry]:
+def update(flag: Flag, settings: Mapping[str, Any], *, now: float, actor: str,
+           reason: str = "") -> tuple[Flag, HistoryEntry]:
     unknown = set(settings) - EDITABLE_FIELDS
     if unknown:
         raise InvalidFlag("only settings can be edited", {name: ["cannot be changed"] for name in unknown})
@@ -317,7 +318,7 @@ def update(flag: Flag, settings: Mapping[str, Any], *, now: float, actor: str) -
     validate(replace(flag, **values))
     if "analysis" in values:
         values["analysis"] = _effective_analysis(values["analysis"])
-    after, entry = _changed(flag, Action.UPDATE, now=now, actor=actor, **values)
+    after, entry = _changed(flag, Action.UPDATE, now=now, actor=actor, reason=reason, **values)
     return after, entry
 
 

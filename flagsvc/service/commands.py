@@ -140,6 +140,34 @@ class FlagCommands:
             key, lambda f: flags.set_percent(f, percent, now=self._clock(), actor=actor, reason=reason), request
         )
 
+    def exclude_reporter(self, key: str, reporter: str, *, actor: str, reason: str = "",
+                         request: WriteRequest = ANY) -> Flag:
+        """Take one reporter (SDK instance) out of the flag's analysis: a settings change (a new revision, fresh
+        aggregates) kept in the history with its reason. Excluding an excluded reporter changes nothing."""
+        return self._reporters(key, reporter, True, actor=actor, reason=reason, request=request)
+
+    def include_reporter(self, key: str, reporter: str, *, actor: str, reason: str = "",
+                         request: WriteRequest = ANY) -> Flag:
+        """Undo exclude_reporter; including a reporter that is not excluded changes nothing."""
+        return self._reporters(key, reporter, False, actor=actor, reason=reason, request=request)
+
+    def _reporters(self, key: str, reporter: str, exclude: bool, *, actor: str, reason: str,
+                   request: WriteRequest) -> Flag:
+        def change(flag: Flag) -> tuple[Flag, HistoryEntry]:
+            listed = [r for r in flag.analysis.get("excluded_reporters") or () if r != reporter]
+            listed += [reporter] if exclude else []
+            why = reason or f"reporter {reporter} {'excluded from' if exclude else 'included again in'} the analysis"
+            return flags.update(flag, {"analysis": {"excluded_reporters": listed}}, now=self._clock(), actor=actor,
+                                reason=why)
+
+        current = self.get(key)
+        if (reporter in (current.analysis.get("excluded_reporters") or ())) == exclude \
+                and self._first_answer(key, request) is None:
+            if request.if_revision is not None and current.revision != request.if_revision:
+                raise PreconditionFailed(key, request.if_revision, current.revision)
+            return current
+        return self._apply(key, change, request)
+
     def _first_answer(self, key: str, request: WriteRequest) -> AlreadyApplied | None:
         """What this request's Idempotency-Key did before, if it was applied before."""
         if not request.idempotency_key:

@@ -22,13 +22,15 @@ from typing import Any, Generic, Protocol, TypeVar
 from flagsvc import metrics
 from flagsvc.domain import flag as flags
 from flagsvc.domain.analysis import AnalysisSettings
-from flagsvc.domain.errors import FlagNotFound, IllegalTransition, LeadershipLost, RevisionConflict
+from flagsvc.domain.errors import FlagNotFound, IllegalTransition, InvalidFlag, LeadershipLost, RevisionConflict
 from flagsvc.domain.flag import Action, Flag, State
 from flagsvc.domain.judge import CanaryJudge
 from flagsvc.domain.judge_record import JudgeRecord, VerdictDoc
 from flagsvc.domain.judge_state import JudgeState
 from flagsvc.domain.outcomes import ArmTotals
+from flagsvc.service import stage_deadline
 from flagsvc.service.announce import ChangeAnnouncer
+from flagsvc.service.reporter_check import ReporterCheck
 from flagsvc.store.roles import RolloutStore
 
 log = logging.getLogger("flagsvc.controller")
@@ -86,6 +88,13 @@ class RolloutDecision:
     applied: bool
 
 
+def _settings(flag: Flag) -> AnalysisSettings:
+    try:
+        return AnalysisSettings.from_dict(flag.analysis)
+    except InvalidFlag:  # stored by another version: its judge says so; the controller's own policies stay off
+        return AnalysisSettings()
+
+
 def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -111,6 +120,7 @@ class RolloutController(Generic[S]):
         self.on_decision = on_decision or (lambda decision: None)
         self.on_leadership = on_leadership or (lambda leads: None)
         self.token: int | None = None
+        self.reporters: ReporterCheck[S] = ReporterCheck()
 
     @property
     def owner(self) -> str:
@@ -134,7 +144,9 @@ class RolloutController(Generic[S]):
         if token is None:
             return []
         decisions: list[RolloutDecision] = []
-        for flag in self.store.list_flags():
+        flags_now = self.store.list_flags()
+        self.reporters.forget_except({flag.key for flag in flags_now if flag.state == State.ROLLING})
+        for flag in flags_now:
             if flag.state != State.ROLLING:
                 continue
             try:
@@ -148,14 +160,26 @@ class RolloutController(Generic[S]):
     def _judge_flag(self, flag: Flag, token: int) -> RolloutDecision:
         if not self.store.raise_fence(flag.key, token):
             raise LeadershipLost("fenced")
-        state = self._kept_state(flag)
+        state, starts = self._kept_state_and_start(flag)
+        if starts:
+            self.reporters.revision_starts(flag.key, flag.created_at, flag.revision, state)
         totals = self.store.outcome_totals(flag.key, flag.revision)
         now = self.clock()
-        verdict = self.judge_for(flag).judge(
-            state, totals["stable"], totals["canary"], percent=flag.percent, stage_index=flag.stage_index,
-            stage_count=len(flag.stages), seconds_at_stage=max(now - flag.stage_started_at, 0.0),
-            bake_seconds=float(flag.bake_seconds),
-        )
+        judge, seconds = self.judge_for(flag), max(now - flag.stage_started_at, 0.0)
+
+        def rejudge(state: S | None, stable: ArmTotals, canary: ArmTotals) -> JudgeVerdict[S]:
+            return judge.judge(state, stable, canary, percent=flag.percent, stage_index=flag.stage_index,
+                               stage_count=len(flag.stages), seconds_at_stage=seconds,
+                               bake_seconds=float(flag.bake_seconds))
+
+        verdict: JudgeVerdict[S] = rejudge(state, totals["stable"], totals["canary"])
+        # No single reporter decides (reporter_check), then the policy for stages that do not decide
+        # (stage_deadline): each may only turn the judge's verdict into a hold, or a long hold into an advance.
+        verdict = self.reporters.check(flag.key, flag.created_at, flag.revision, verdict, totals["stable"],
+                                       totals["canary"], self.store.reporter_totals(flag.key, flag.revision),
+                                       rejudge)
+        verdict = stage_deadline.revise(verdict, _settings(flag), percent=flag.percent, seconds_at_stage=seconds,
+                                        bake_seconds=float(flag.bake_seconds))
         record: VerdictDoc = {"decision": verdict.decision, "reason": verdict.reason,
                               "evidence": dict(verdict.evidence), "at": now, "revision": flag.revision}
         applied = True
@@ -169,7 +193,17 @@ class RolloutController(Generic[S]):
         return decision
 
     def _kept_state(self, flag: Flag) -> S | None:
+        return self._kept_state_and_start(flag)[0]
+
+    def _kept_state_and_start(self, flag: Flag) -> tuple[S | None, bool]:
+        """The state to judge the flag's revision with, and whether it is the one the revision starts with (no
+        look at this revision counted yet): what the shadow judges of reporter_check start from."""
         kept = self.store.load_judgement(flag.key)
+        starts = kept is None or kept.revision != flag.revision or kept.created_at != flag.created_at or (
+            kept.verdict is not None and kept.verdict.get("revision") != flag.revision)
+        return self._usable_state(flag, kept), starts
+
+    def _usable_state(self, flag: Flag, kept: JudgeRecord | None) -> S | None:
         if kept is None or not kept.state:
             return None
         if kept.created_at != flag.created_at:  # left by a deleted flag of the same key
@@ -212,6 +246,7 @@ class RolloutController(Generic[S]):
             return False
         # A judge that tests across stages hands over what the next stage's revision carries on with.
         carried = verdict.state.next_stage() if verdict.decision == "advance" else None
+        self.reporters.revision_starts(flag.key, after.created_at, after.revision, carried)  # type: ignore[arg-type]
         self.store.save_judgement(flag.key, JudgeRecord(after.revision, after.created_at, record,
                                                         carried.to_dict() if carried is not None else None))
         self.announcer.announce()

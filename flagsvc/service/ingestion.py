@@ -4,7 +4,7 @@ A batch is validated whole before anything is written: its types by the API's sc
 (`domain.plausibility`: counts its reporter could have served in its window), and each SDK key's rate of batches
 (`RateLimiter`). Then each flag's entry is added atomically and once (the store), with the reporter that sent it.
 Entries for unknown flags or for a revision that is no longer current are dropped and counted: they describe a
-rollout step that is over.
+rollout step that is over. So are entries from a reporter the flag's analysis excludes (`reporter_exclusion`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from flagsvc.domain.errors import FlagNotFound, ImplausibleBatch, RateLimited
 from flagsvc.domain.flag import KEY_PATTERN
 from flagsvc.domain.outcomes import counter_fields
 from flagsvc.domain.plausibility import PlausibilityLimits, batch_problems
+from flagsvc.domain.reporter_influence import influence
 from flagsvc.service.rate_limit import RateLimiter
+from flagsvc.service.reporter_exclusion import ExcludedReporters
 from flagsvc.store.roles import FlagRepository, JudgeRecords, OutcomeEntry, OutcomeRepository
 
 
@@ -34,6 +36,7 @@ class OutcomeIngestion:
         self._limits = limits or PlausibilityLimits()
         self._limiter = limiter or RateLimiter(rate=0, burst=1)  # rate 0: unlimited
         self._clock = clock
+        self._excluded = ExcludedReporters(flags)
 
     def add_batch(self, batch: OutcomeBatch, sender: str = "") -> OutcomeReceipt:
         """A batch the API's schema validated whole, from the SDK key named `sender`: RateLimited past the key's
@@ -56,6 +59,12 @@ class OutcomeIngestion:
             if not increments:
                 results["empty"] += 1
                 continue
+            if batch["reporter"] in self._excluded.of(key, entry["revision"]):
+                results["excluded"] += 1  # an operator took this SDK instance out of the flag's analysis
+                metrics.OUTCOME_BATCHES.labels("excluded").inc()
+                for arm, totals in entry["arms"].items():
+                    metrics.EXCLUDED_OUTCOMES.labels(key, arm).inc(totals["count"])
+                continue
             entries[key] = OutcomeEntry(entry["revision"], increments, batch["reporter"])
         for key, result in (self._outcomes.add_outcomes(batch["batch_id"], entries).items() if entries else ()):
             results[result] += 1
@@ -72,6 +81,7 @@ class OutcomeIngestion:
             "stale": results["stale"],
             "unknown": results["unknown"],
             "duplicate": results["duplicate"] > 0 and not results["accepted"],
+            "excluded": results["excluded"],
         }
 
     def stats(self, key: str) -> FlagStats:
@@ -80,6 +90,7 @@ class OutcomeIngestion:
             raise FlagNotFound(key)
         totals = self._outcomes.outcome_totals(key, flag.revision)
         record = self._judge_records.load_judgement(key)
+        reporters = influence(self._outcomes.reporter_totals(key, flag.revision)).summary()
         return {
             "key": key,
             "revision": flag.revision,
@@ -88,4 +99,6 @@ class OutcomeIngestion:
             "arms": {arm: t.summary() for arm, t in totals.items()},
             "ingest": self._outcomes.ingest_counts(key),
             "verdict": None if record is None or record.verdict is None else dict(record.verdict),
+            "reporters": {**reporters,  # type: ignore[typeddict-item]  # summary() builds exactly ReportersDoc
+                          "excluded": list(flag.analysis.get("excluded_reporters") or ())},
         }

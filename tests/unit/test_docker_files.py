@@ -217,8 +217,10 @@ def exposed_metrics() -> dict[str, set[str]]:
             exposed[name] = labels
     flag = SimpleNamespace(key="f", percent=5.0, stage_index=1, revision=3, state=State.ROLLING, created_at=1.0)
     collector = metrics.FlagStateCollector(SimpleNamespace(list_flags=lambda: [flag]))
-    blind = metrics.BlindArmCollector(SimpleNamespace(list_flags=lambda: [flag], load_judgement=lambda key: None))
-    for family in [*collector.collect(), *blind.collect()]:
+    judged = SimpleNamespace(list_flags=lambda: [flag], load_judgement=lambda key: None)
+    blind = metrics.BlindArmCollector(judged)
+    held = metrics.HeldRolloutCollector(judged)
+    for family in [*collector.collect(), *blind.collect(), *held.collect()]:
         for sample in family.samples:
             exposed.setdefault(sample.name, set()).update(sample.labels)
     return exposed

@@ -30,7 +30,8 @@ def batch(revision, batch_id="b-00000001", stable=(100, 1), canary=(10, 1), late
 
 def test_batches_add_up_and_retries_count_once(client, flag):
     answer = client.post("/sdk/v1/outcomes", json=batch(flag["revision"]), headers=SDK).get_json()
-    assert answer == {"batch_id": "b-00000001", "accepted": 1, "stale": 0, "unknown": 0, "duplicate": False}
+    assert answer == {"batch_id": "b-00000001", "accepted": 1, "stale": 0, "unknown": 0, "duplicate": False,
+                      "excluded": 0}
     again = client.post("/sdk/v1/outcomes", json=batch(flag["revision"]), headers=SDK).get_json()
     assert again["duplicate"] is True and again["accepted"] == 0
     client.post("/sdk/v1/outcomes", json=batch(flag["revision"], "b-00000002", (50, 0), (5, 0), ()), headers=SDK)

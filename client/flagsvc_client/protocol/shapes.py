@@ -71,13 +71,15 @@ class OutcomeBatch(TypedDict):
 
 class OutcomeReceipt(TypedDict):
     """The answer to a batch: how many flag entries were accepted, stale (an older revision), unknown; and
-    whether the whole batch had been applied before."""
+    whether the whole batch had been applied before; how many were dropped because their flag excludes this
+    reporter."""
 
     batch_id: str
     accepted: int
     stale: int
     unknown: int
     duplicate: bool
+    excluded: int  # entries dropped: the flag's analysis excludes this reporter (an operator's decision)
 
 
 class ArmStats(TypedDict):
@@ -92,9 +94,40 @@ class ArmStats(TypedDict):
     p99_ms: float | None
 
 
+class ReporterShareDoc(TypedDict):
+    """One reporter (SDK instance) of the current revision: its totals, and its largest share of the four counters
+    (`share_of`: "canary errors", say)."""
+
+    reporter: str
+    share: float
+    share_of: str
+    stable_requests: int
+    stable_errors: int
+    canary_requests: int
+    canary_errors: int
+
+
+class OtherReportersDoc(TypedDict):
+    """The reporters past the top ones, together."""
+
+    reporters: int
+    requests: int
+    share_of_requests: float
+
+
+class ReportersDoc(TypedDict):
+    """The current revision's reporters: how many, the most influential (at most 5), the others together, and the
+    reporters the flag's analysis excludes."""
+
+    reporters: int
+    top: list[ReporterShareDoc]
+    others: OtherReportersDoc
+    excluded: list[str]
+
+
 class FlagStats(TypedDict):
     """GET /api/v1/flags/<key>/stats: the current revision's totals per arm, batch counts, the judge's last
-    verdict."""
+    verdict, the reporters."""
 
     key: str
     revision: int
@@ -103,3 +136,4 @@ class FlagStats(TypedDict):
     arms: dict[str, ArmStats]
     ingest: dict[str, int]
     verdict: dict[str, Any] | None
+    reporters: ReportersDoc

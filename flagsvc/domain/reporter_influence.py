@@ -1,0 +1,147 @@
+"""How much each reporter (one SDK instance) weighs in a revision's outcomes, and the outcomes without one of them.
+
+The store keeps each revision's requests and errors per reporter and arm. From them: every reporter's share of
+each of the four counters the judge rests on (stable and canary requests, stable and canary errors), its
+*influence* (the largest of the four: a reporter can dominate by volume, or by holding most of an arm's errors
+with a handful of requests), a bounded summary (the top reporters and "others"), and the arm totals with one
+reporter left out (`without`), which the controller hands to a shadow judge (docs/judge.md, "No single reporter
+decides").
+
+Latency is not kept per reporter, so `without` removes the reporter's share of an arm's requests from that arm's
+latency sketch proportionally, bucket by bucket: the shape stays, the volume goes. `at_least` keeps a shadow's
+inputs from going backwards between looks (the proportional parts can shrink when a share grows).
+
+Plain Python, no store import: reporter totals arrive as any mapping whose values have `requests` and `errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from flagsvc_client.protocol.sketch import LatencySketch
+
+from flagsvc.domain.outcomes import ArmTotals
+
+TOP_REPORTERS = 5  # reporters named in a summary; the rest are "others"
+# In the order a tie is named: volume first.
+COUNTERS = (("canary", "requests"), ("stable", "requests"), ("canary", "errors"), ("stable", "errors"))
+
+
+class Counts(Protocol):
+    """One reporter's totals for one arm (the store's ReporterTotals)."""
+
+    @property
+    def requests(self) -> int: ...
+
+    @property
+    def errors(self) -> int: ...
+
+
+ByReporter = Mapping[str, Mapping[str, Counts]]
+
+
+@dataclass(frozen=True)
+class ReporterShare:
+    """One reporter's totals and shares of the revision's outcomes."""
+
+    reporter: str
+    stable_requests: int
+    stable_errors: int
+    canary_requests: int
+    canary_errors: int
+    influence: float  # its largest share of the four counters, 0..1
+    of: str  # which counter that is, in words: "canary errors"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reporter": self.reporter, "share": round(self.influence, 4), "share_of": self.of,
+                "stable_requests": self.stable_requests, "stable_errors": self.stable_errors,
+                "canary_requests": self.canary_requests, "canary_errors": self.canary_errors}
+
+    def words(self) -> str:
+        return f"reporter {self.reporter} ({self.influence:.0%} of {self.of})"
+
+
+@dataclass(frozen=True)
+class Influence:
+    """Every reporter of a revision, most influential first."""
+
+    ranked: tuple[ReporterShare, ...]
+
+    @property
+    def reporters(self) -> int:
+        return len(self.ranked)
+
+    def top(self, n: int = TOP_REPORTERS) -> tuple[ReporterShare, ...]:
+        return self.ranked[:n]
+
+    def summary(self, n: int = TOP_REPORTERS) -> dict[str, Any]:
+        """Bounded: the n most influential reporters, and the rest as one "others" line (their count, and their
+        share of all requests)."""
+        rest = self.ranked[n:]
+        total = sum(r.stable_requests + r.canary_requests for r in self.ranked)
+        others = sum(r.stable_requests + r.canary_requests for r in rest)
+        return {"reporters": self.reporters, "top": [r.to_dict() for r in self.top(n)],
+                "others": {"reporters": len(rest), "requests": others,
+                           "share_of_requests": round(others / total, 4) if total else 0.0}}
+
+
+def _count(arms: Mapping[str, Counts], arm: str, counter: str) -> int:
+    totals = arms.get(arm)
+    return max(int(getattr(totals, counter)), 0) if totals is not None else 0
+
+
+def influence(by_reporter: ByReporter) -> Influence:
+    """Each reporter's shares of the four counters, ranked by the largest (ties: more requests first, then id)."""
+    sums = {(arm, counter): sum(_count(arms, arm, counter) for arms in by_reporter.values())
+            for arm, counter in COUNTERS}
+    shares = []
+    for reporter, arms in by_reporter.items():
+        best, of = 0.0, "requests"
+        for arm, counter in COUNTERS:
+            total = sums[(arm, counter)]
+            share = _count(arms, arm, counter) / total if total else 0.0
+            if share > best:
+                best, of = share, f"{arm} {counter}"
+        shares.append(ReporterShare(
+            reporter, _count(arms, "stable", "requests"), _count(arms, "stable", "errors"),
+            _count(arms, "canary", "requests"), _count(arms, "canary", "errors"), best, of,
+        ))
+    shares.sort(key=lambda r: (-r.influence, -(r.stable_requests + r.canary_requests), r.reporter))
+    return Influence(tuple(shares))
+
+
+def _scaled(sketch: LatencySketch, keep: float) -> LatencySketch:
+    return LatencySketch({index: round(n * keep) for index, n in sketch.buckets.items() if round(n * keep) > 0})
+
+
+def _arm_without(totals: ArmTotals, requests: int, errors: int) -> ArmTotals:
+    count = max(totals.count - requests, 0)
+    left_errors = max(totals.errors - errors, 0)
+    # Erroring users are not kept per reporter: the reporter's share of the arm's errors goes with it.
+    users = round(totals.error_users * left_errors / totals.errors) if totals.errors else 0
+    keep = count / totals.count if totals.count else 1.0
+    return replace(totals, count=count, errors=left_errors, error_users=min(users, left_errors),
+                   latency=_scaled(totals.latency, keep))
+
+
+def without(stable: ArmTotals, canary: ArmTotals, share: ReporterShare) -> tuple[ArmTotals, ArmTotals]:
+    """(stable, canary) as if `share`'s reporter had sent nothing: its requests and errors subtracted, erroring
+    users and latencies reduced in proportion (they are not kept per reporter)."""
+    return (_arm_without(stable, share.stable_requests, share.stable_errors),
+            _arm_without(canary, share.canary_requests, share.canary_errors))
+
+
+def at_least(previous: ArmTotals | None, current: ArmTotals) -> ArmTotals:
+    """`current`, raised to `previous` wherever it fell below it: cumulative inputs never go backwards (unless the
+    store started the aggregates afresh in between: another `epoch`, when the store keeps one)."""
+    if previous is None or getattr(previous, "epoch", "") != getattr(current, "epoch", ""):
+        return current
+    buckets = dict(current.latency.buckets)
+    for index, n in previous.latency.buckets.items():
+        buckets[index] = max(buckets.get(index, 0), n)
+    errors = max(previous.errors, current.errors)
+    return replace(current, count=max(previous.count, current.count), errors=errors,
+                   error_users=min(max(previous.error_users, current.error_users), errors),
+                   latency=LatencySketch(buckets))
