@@ -13,12 +13,18 @@ from flagsvc.domain.outcomes import ArmTotals
 from flagsvc.domain.reporter_influence import at_least, influence, without
 from flagsvc.metrics import HeldRolloutCollector
 from flagsvc.service.announce import ChangeAnnouncer
+from flagsvc.service.commands import FlagCommands
 from flagsvc.service.controller import build_controller
+from flagsvc.service.ingestion import OutcomeIngestion
 from flagsvc.store.memory import MemoryStore
 from flagsvc.store.roles import OutcomeEntry, ReporterTotals
+from tests.support.outcomes import envelope
 
 HONEST = [f"honest-reporter-{i:02d}" for i in range(9)]
 HOSTILE = "hostile-reporter-x"
+# Every 2 s, 20x the honest volume at the right split, stable at 1 % errors and the canary a little better, so that
+# with the honest canary's 6 % mixed in, the canary's errors look like stable's.
+FLOOD = ((16_200, 162), (1_800, 13))
 _batches = itertools.count()
 
 
@@ -68,8 +74,7 @@ def test_a_flood_of_healthy_looking_batches_does_not_advance_a_canary_with_six_t
     held_by_reporter = 0
     for _ in range(150):
         _honest_look(store, "checkout", rng, canary_error_rate=0.06)
-        # 20x the honest volume, at the right split and 1 % errors in both arms: the canary's mix looks fine
-        _send(store, "checkout", HOSTILE, (16_200, 162), (1_800, 18))
+        _send(store, "checkout", HOSTILE, *FLOOD)
         manual_clock.advance(2)
         [decision] = ctl.tick()
         assert decision.decision in ("hold", "rollback"), decision.reason  # never an advance
@@ -167,3 +172,38 @@ def test_influence_ranks_by_the_largest_share_and_leaves_one_out():
     assert left_canary.latency.count == 1_100  # latencies scaled by the requests left: shape kept, volume gone
     assert (left_stable.count, left_stable.errors, left_stable.latency.count) == (9_900, 99, 9_900)
     assert at_least(left_canary, ArmTotals(1_000, 5, 5)).count == 1_100  # never backwards between looks
+
+
+def test_once_the_flooder_is_excluded_ingestion_drops_it_and_the_canary_is_rolled_back(manual_clock):
+    store, rng = MemoryStore(clock=manual_clock), random.Random(7)
+    _flag(store, manual_clock)
+    ctl = _controller(store, manual_clock)
+    ingestion = OutcomeIngestion(store, store, store, clock=manual_clock)
+    commands = FlagCommands(store, ChangeAnnouncer(store), manual_clock)
+
+    def flood():
+        (n_stable, e_stable), (n_canary, e_canary) = FLOOD
+        arms = {"stable": {"count": n_stable, "errors": e_stable, "error_users": e_stable},
+                "canary": {"count": n_canary, "errors": e_canary, "error_users": e_canary}}
+        body = envelope({"checkout": {"revision": store.get("checkout").revision, "arms": arms}},
+                        f"flood-{next(_batches):08d}", reporter=HOSTILE,
+                        window=(manual_clock() - 2, manual_clock()))
+        return ingestion.add_batch(body)
+
+    for _ in range(40):
+        _honest_look(store, "checkout", rng, canary_error_rate=0.06)
+        assert flood()["accepted"] == 1
+        manual_clock.advance(2)
+        ctl.tick()
+    assert "one reporter drives this advance" in store.load_judgement("checkout").verdict["reason"]
+    commands.exclude_reporter("checkout", HOSTILE, actor="ops", reason="floods healthy-looking outcomes")
+    for _ in range(100):
+        _honest_look(store, "checkout", rng, canary_error_rate=0.06)
+        assert flood()["excluded"] == 1
+        manual_clock.advance(2)
+        if [d.decision for d in ctl.tick()] == ["rollback"]:
+            break
+    assert store.get("checkout").state == State.ROLLED_BACK
+    actions = [(e.actor, e.action, e.reason[:30]) for e in store.history("checkout", 2)]
+    assert actions[1] == ("ops", "update", "floods healthy-looking outcome")
+    assert actions[0][:2] == ("controller", "rollback")
