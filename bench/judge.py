@@ -73,6 +73,16 @@ class Scenario:
     outage: tuple[float, float, float] | None = None  # (from s, to s, error rate of both arms meanwhile)
     burst: float = 1.0  # mean errors per erroring user
     horizon: float = 3600.0  # a rollout still undecided then counts as held
+    # Users as the randomisation unit: (users, failing users, chance a failing user's request fails). Errors then
+    # come only from the failing users, each of whom stays in one arm (hashed), all others never fail.
+    failing_users: tuple[int, int, float] | None = None
+    burst_requests: int = 1  # requests come in bursts of this many from one user (all in one arm)
+    canary_loss: float = 0.0  # share of the canary's requests that never reach the outcomes
+    look_seconds: float = LOOK_SECONDS
+    hold_at_stage: int | None = None  # the operator keeps the rollout at this stage (advances are not applied)
+    resume_every: float | None = None  # paused and resumed this often: a new revision, aggregates from zero
+    one_look_from_stage: int | None = None  # from this stage on, a stage's data all arrives in one look
+    caught_if_held: bool = False  # the target is not a rollback but a hold before the first promotion
 
     @property
     def late(self) -> bool:
@@ -95,6 +105,22 @@ SCENARIOS = (
     Scenario("errors 5x from 30 s into 25 %", "<= 1 % before onset; rolled back <= 60 s after (median)",
              healthy=False, error_factor=5.0, onset_stage=3, onset_seconds=30.0),
     Scenario("error bursts (5 per user)", "false rollbacks <= 1 %", burst=5.0, horizon=1200.0),
+    Scenario("users: 20 of 20,000 always fail", "false rollbacks <= 1 %", failing_users=(20_000, 20, 1.0),
+             horizon=3600.0),
+    Scenario("users: 10 of 2,000 fail half", "false rollbacks <= 1 %", failing_users=(2_000, 10, 0.5),
+             horizon=3600.0),
+    Scenario("paused/resumed every 10 min, 8 h at 10 %", "false rollbacks <= 1 %", hold_at_stage=2,
+             resume_every=600.0, look_seconds=10.0, horizon=8 * 3600.0),
+    Scenario("request bursts (10 per user, 50 req/s)", "false rollbacks <= 1 %", rate=50.0, burst_requests=10,
+             horizon=7200.0),
+    Scenario("request bursts (100 per user, 50 req/s)", "false rollbacks <= 1 %", rate=50.0,
+             burst_requests=100, horizon=7200.0),
+    Scenario("canary loses 20 % of requests, 5 req/s", ">= 95 % held by the split check before promotion",
+             rate=5.0, canary_loss=0.2, caught_if_held=True, horizon=7200.0),
+    Scenario("latency 2x, each stage's data in one look", ">= 95 % rolled back", healthy=False,
+             latency_factor=2.0, onset_stage=1, one_look_from_stage=1, horizon=1800.0),
+    Scenario("healthy, each stage's data in one look", "false rollbacks <= 1 %", one_look_from_stage=1,
+             horizon=1800.0),
 )
 
 
@@ -200,6 +226,9 @@ class World:
         self.t, self.stage, self.t_stage = 0.0, 0, 0.0
         self.onset: float | None = None
         self.canary_requests = 0  # over the whole rollout
+        # Failing users' positions in [0, 100): a user is canary while that is below the canary's percent.
+        self.failing = [rng.random() * 100 for _ in range(scenario.failing_users[1])] if scenario.failing_users \
+            else []
 
     def regression_active(self) -> bool:
         sc = self.sc
@@ -214,11 +243,21 @@ class World:
         if sc.outage and sc.outage[0] <= self.t < sc.outage[1]:
             base = sc.outage[2]
         share = min(STAGES[self.stage] / 100 * sc.share_factor, 1.0)
-        n_c = poisson(rng, sc.rate * seconds * share)
-        n_s = poisson(rng, sc.rate * seconds * (1 - share))
+        if sc.burst_requests > 1:  # one user's burst lands in one arm
+            bursts = poisson(rng, sc.rate * seconds / sc.burst_requests)
+            in_canary = binomial(rng, bursts, share)
+            n_c, n_s = in_canary * sc.burst_requests, (bursts - in_canary) * sc.burst_requests
+        else:
+            n_c = poisson(rng, sc.rate * seconds * share)
+            n_s = poisson(rng, sc.rate * seconds * (1 - share))
+        if sc.canary_loss:
+            n_c = binomial(rng, n_c, 1 - sc.canary_loss)
         p_c = min(base * (sc.error_factor if active else 1.0), 1.0)
-        self._add(stable, n_s, base, 1.0 if self.stable_latency else None)
-        self._add(canary, n_c, p_c, sc.latency_factor if active else 1.0)
+        if sc.failing_users:
+            self._add_users(stable, canary, n_s, n_c, seconds)
+        else:
+            self._add(stable, n_s, base, 1.0 if self.stable_latency else None)
+            self._add(canary, n_c, p_c, sc.latency_factor if active else 1.0)
         self.canary_requests += n_c
         self.t += seconds
         self.t_stage += seconds
@@ -236,6 +275,24 @@ class World:
         if latency_factor is not None:
             LatencyModel.of(latency_factor).draw(rng, n, arm.buckets)
             arm.timed += n
+
+    def _add_users(self, stable: Arm, canary: Arm, n_s: int, n_c: int, seconds: float) -> None:
+        """Errors from the failing users only, each in the arm its position puts it in, counted once per user
+        per look in `users` (the SDK's erroring users of one batch)."""
+        users, _, fail = self.sc.failing_users or (1, 0, 0.0)
+        per_user = self.sc.rate * seconds / users
+        percent = STAGES[self.stage]
+        for arm, n in ((stable, n_s), (canary, n_c)):
+            arm.count += n
+            LatencyModel.of(1.0).draw(self.rng, n, arm.buckets)
+            arm.timed += n
+        for position in self.failing:
+            errors = binomial(self.rng, poisson(self.rng, per_user), fail)
+            if errors:
+                arm = canary if position < percent else stable
+                arm.count += errors
+                arm.errors += errors
+                arm.users += 1
 
     def advance(self) -> None:
         self.stage += 1
@@ -260,16 +317,34 @@ def run_judge(sc: Scenario, rng: random.Random, carry: bool, report_users: bool 
     world = World(sc, rng)
     stable, canary, state = Arm(), Arm(), None
     srm, looks, insufficient = False, 0, 0
+    next_resume = sc.resume_every or math.inf
     while world.t < sc.horizon:
-        world.step(stable, canary, LOOK_SECONDS)
+        if world.t >= next_resume:  # paused and resumed: a new revision, the controller carries the state
+            next_resume += sc.resume_every or math.inf
+            stable, canary = Arm(), Arm()
+            state = state.carry_to(world.stage) if state is not None else None
+        one_look = sc.one_look_from_stage is not None and world.stage >= sc.one_look_from_stage
+        if one_look and world.t_stage >= 120.0:
+            world.t += sc.look_seconds  # the stage's data arrived in one look at 120 s; nothing since
+            world.t_stage += sc.look_seconds
+        else:
+            world.step(stable, canary, sc.look_seconds)
+        seen_stable, seen_canary = (Arm(), Arm()) if one_look and world.t_stage < 120.0 else (stable, canary)
         verdict = judge.judge(
-            state, stable.totals(report_users), canary.totals(report_users), percent=STAGES[world.stage],
-            stage_index=world.stage, stage_count=len(STAGES), seconds_at_stage=world.t_stage,
-            bake_seconds=BAKE_SECONDS,
+            state, seen_stable.totals(report_users), seen_canary.totals(report_users),
+            percent=STAGES[world.stage], stage_index=world.stage, stage_count=len(STAGES),
+            seconds_at_stage=world.t_stage, bake_seconds=BAKE_SECONDS,
         )
         looks += 1
         if verdict.decision == "rollback":
             return Outcome("rollback", world.t, world.canary_requests, world.onset, srm, insufficient / looks)
+        if sc.caught_if_held:  # held by the split check (a mismatch, or a split not yet confirmed) at this look
+            srm = verdict.reason.startswith("sample-ratio mismatch") or "split not yet confirmed" in verdict.reason
+        if verdict.decision == "advance" and world.stage == sc.hold_at_stage:
+            state = verdict.state  # the operator keeps the rollout here
+            continue
+        if verdict.decision == "advance" and sc.caught_if_held:
+            return Outcome("promoted", world.t, world.canary_requests, world.onset, False, insufficient / looks)
         if verdict.decision == "advance":
             world.advance()
             if STAGES[world.stage] >= 100:
@@ -278,7 +353,7 @@ def run_judge(sc: Scenario, rng: random.Random, carry: bool, report_users: bool 
             state = verdict.state.next_stage() if carry else None
             continue
         state = verdict.state
-        srm = srm or verdict.reason.startswith("sample-ratio mismatch")
+        srm = srm or (verdict.reason.startswith("sample-ratio mismatch") and not sc.caught_if_held)
         insufficient += verdict.reason.startswith("insufficient evidence")
     return Outcome("held", world.t, world.canary_requests, world.onset, srm, insufficient / max(looks, 1))
 
@@ -366,6 +441,22 @@ class Row:
         return sum(o.result == "rollback" and o.onset is None for o in self.outcomes) / len(self.outcomes)
 
 
+def binomial_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson interval for k successes of n (exact binomial tails, solved by bisection)."""
+
+    def lower(k: int) -> float:
+        if k == 0:
+            return 0.0
+        lo, hi = 0.0, 1.0
+        for _ in range(50):  # P(X >= k | p) grows with p: find where it reaches (1 - level) / 2
+            mid = (lo + hi) / 2
+            tail = 1.0 - sum(math.comb(n, i) * mid**i * (1 - mid) ** (n - i) for i in range(k))
+            lo, hi = (mid, hi) if tail < (1 - level) / 2 else (lo, mid)
+        return (lo + hi) / 2
+
+    return lower(k), 1.0 - lower(n - k)
+
+
 def fmt_pair(values: list[float], unit: str = "s") -> str:
     if not values:
         return "-"
@@ -394,6 +485,10 @@ def verdict_on_target(row: Row, asn: float) -> str:
         return _ok(rolled == 0 and sum(o.srm_held for o in row.outcomes) / len(row.outcomes) >= 0.95)
     if name.startswith("errors 5x from"):
         return _ok(row.early_rollbacks() <= 0.01 and med is not None and med <= 60)
+    if sc.caught_if_held:
+        return _ok(sum(o.result == "held" and o.srm_held for o in row.outcomes) / len(row.outcomes) >= 0.95)
+    if sc.one_look_from_stage is not None and not sc.healthy:
+        return _ok(rolled >= 0.95)
     return "" if not sc.healthy else _ok(rolled <= 0.01)
 
 
@@ -420,12 +515,18 @@ def report(rows: list[Row], trials: int, seed: int, elapsed: float) -> str:
     table = [header]
     for row in rows:
         rolled = row.share("rollback")
-        label = f"{rolled:.1%}" + (" (false)" if row.scenario.healthy else "")
+        k = sum(o.result == "rollback" for o in row.outcomes)
+        low, high = binomial_interval(k, len(row.outcomes))
+        label = f"{rolled:.1%} [{low:.1%}, {high:.1%}]" + (" (false)" if row.scenario.healthy else "")
         if row.scenario.late:
             label += f", {row.early_rollbacks():.1%} before onset"
         extra = ""
         if row.scenario.name.startswith("skewed"):
             extra = f"; SRM hold {sum(o.srm_held for o in row.outcomes) / len(row.outcomes):.0%}"
+        if row.scenario.caught_if_held:
+            caught = sum(o.result == "held" and o.srm_held for o in row.outcomes)
+            c_low, c_high = binomial_interval(caught, len(row.outcomes))
+            extra = f"; held by split check {caught / len(row.outcomes):.1%} [{c_low:.1%}, {c_high:.1%}]"
         if row.scenario.name.startswith("low traffic"):
             mean = statistics.mean(o.insufficient_share for o in row.outcomes)
             extra = f"; {mean:.0%} of looks 'insufficient evidence'"

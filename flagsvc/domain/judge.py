@@ -27,14 +27,16 @@ from flagsvc.domain.judge_counting import (
     begin,
     blindness,
     count_new_data,
+    count_split,
     guardrail_trip,
     rejection,
     skip_to_now,
+    stage_split,
     went_backwards,
 )
 from flagsvc.domain.judge_state import JudgeState
 from flagsvc.domain.outcomes import ArmTotals
-from flagsvc.domain.sequential import SampleRatio, sample_ratio
+from flagsvc.domain.sequential import SampleRatio
 
 __all__ = ["ArmTotals", "CanaryJudge", "Decision", "JudgeState", "Verdict"]
 
@@ -119,10 +121,12 @@ def _rule(look: Look, state: JudgeState) -> _Ruling:
         return _Ruling("blind", reasons.blind(blind, look), skip_to_now(state, look), finding=blind)
     if look.canary.requests == 0 or look.stable.requests == 0:
         return _Ruling("hold", reasons.no_requests_yet(look), state)
-    split = sample_ratio(look.canary.requests, look.stable.requests, look.percent / 100)
+    state = count_split(state, look)
+    split = stage_split(state, look)
     if split.mismatch:
         # Arms that serve different people differ for that reason alone: counting them would test the split.
-        return _Ruling("hold", reasons.split_mismatch(look, split), skip_to_now(state, look), split)
+        # The data stays uncounted, not thrown away: if the split turns out fine, the next look counts it.
+        return _Ruling("hold", reasons.split_mismatch(look, split), state, split)
     state = count_new_data(state, look)
     if rejected := rejection(state, look):
         return _Ruling("rollback", reasons.regression(rejected, look, state), state, split, rejected)

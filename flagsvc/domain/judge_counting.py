@@ -13,15 +13,19 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from flagsvc.domain.analysis import AnalysisSettings
-from flagsvc.domain.judge_state import MAX_COUNT, JudgeState, RolloutTest, Seen
+from flagsvc.domain.judge_state import MAX_COUNT, JudgeState, RolloutTest, Seen, SplitTest
 from flagsvc.domain.outcomes import ArmTotals
 from flagsvc.domain.sequential import (
     BIG_WEIGHT,
     AlphaBudget,
+    SampleRatio,
     big_ratio,
     guardrail_log_evidence,
     log_mixture,
     rate_ratio_llr,
+    sample_ratio,
+    split_acceptance_log_evidence,
+    split_dispersion,
     stage_ratio,
 )
 
@@ -39,10 +43,12 @@ __all__ = [
     "begin",
     "blindness",
     "count_new_data",
+    "count_split",
     "guardrail_trip",
     "rejection",
     "rollout_errors_statistic",
     "skip_to_now",
+    "stage_split",
     "thin_arm_log_evidence",
     "went_backwards",
 ]
@@ -215,7 +221,36 @@ def went_backwards(state: JudgeState, look: Look) -> bool:
 
 def skip_to_now(state: JudgeState, look: Look) -> JudgeState:
     """Take the current totals as seen without counting them."""
-    return replace(state, stable=look.stable.seen(state.slow_ms), canary=look.canary.seen(state.slow_ms))
+    split = replace(state.split, seen_canary=look.canary.requests,
+                    seen_total=look.canary.requests + look.stable.requests)
+    return replace(state, stable=look.stable.seen(state.slow_ms), canary=look.canary.seen(state.slow_ms),
+                   split=split)
+
+
+def count_split(state: JudgeState, look: Look) -> JudgeState:
+    """Add this look's requests to the stage's split. Counted at every look, a mismatch hold included: the split
+    is what a mismatch is about, and the data a mismatch holds back is counted for the metrics once it clears."""
+    s = state.split
+    total = look.canary.requests + look.stable.requests
+    n_c, n = look.canary.requests - s.seen_canary, total - s.seen_total
+    if n <= 0 or n_c < 0 or n_c > n:
+        return replace(state, split=replace(s, seen_canary=look.canary.requests, seen_total=total))
+    return replace(state, split=SplitTest(s.canary + n_c, s.total + n, s.sq + n_c * n_c / n, s.looks + 1,
+                                          look.canary.requests, total))
+
+
+def stage_split(state: JudgeState, look: Look) -> SampleRatio:
+    """The sample-ratio check on the stage's requests (all revisions of it), with bursts allowed for."""
+    s = state.split
+    dispersion = split_dispersion(s.canary, s.total, s.sq, s.looks)
+    return sample_ratio(s.canary, s.total - s.canary, look.percent / 100, dispersion)
+
+
+def split_accepted(state: JudgeState, look: Look) -> bool:
+    s = state.split
+    dispersion = split_dispersion(s.canary, s.total, s.sq, s.looks)
+    evidence = split_acceptance_log_evidence(s.canary, s.total, look.percent / 100, dispersion)
+    return evidence <= look.limits.accept
 
 
 def count_new_data(state: JudgeState, look: Look) -> JudgeState:
@@ -362,10 +397,11 @@ class Acceptance:
 
     errors: Status
     latency: Status
+    split: Literal["accepted", "pending"] = "accepted"
 
     @property
     def pending(self) -> bool:
-        return "pending" in (self.errors, self.latency)
+        return "pending" in (self.errors, self.latency, self.split)
 
 
 def acceptance(state: JudgeState, look: Look) -> Acceptance:
@@ -378,7 +414,7 @@ def acceptance(state: JudgeState, look: Look) -> Acceptance:
         latency = "accepted"
     else:
         latency = _pending_unless_quiet(state, "latency")
-    return Acceptance(errors, latency)
+    return Acceptance(errors, latency, "accepted" if split_accepted(state, look) else "pending")
 
 
 def _pending_unless_quiet(state: JudgeState, metric: Literal["errors", "latency"]) -> Status:

@@ -120,7 +120,7 @@ def split_mismatch(look: Look, split: SampleRatio) -> str:
         f"sample-ratio mismatch: the canary got {split.observed_share:.3%} of "
         f"{look.stable.requests + look.canary.requests:,} requests but is configured for {look.percent:g} % "
         f"(p < {math.exp(split.log_p_bound):.0e}); arms that differ in who they serve cannot be "
-        "compared fairly, so the judge holds until the split is fixed (this data is not counted)"
+        "compared fairly, so the judge holds until the split is fixed (this data is not counted yet)"
     )
 
 
@@ -148,6 +148,8 @@ def pending(progress: Acceptance, look: Look, state: JudgeState) -> str:
         for status, why in ((progress.errors, _errors_why), (progress.latency, _latency_why))
         if status == "pending"
     ]
+    if progress.split == "pending":
+        whys.append(_split_why(look, state))
     return "insufficient evidence yet that the canary is no worse: " + "; ".join(whys)
 
 
@@ -195,6 +197,15 @@ def _latency_why(look: Look, state: JudgeState, status: Status) -> str:
             "the p95 that defines a slow request)"
         )
     return f"latency not yet ({_latency_words(state)}; evidence {llr:.1f}, accepts at <= {accept_at:.1f})"
+
+
+def _split_why(look: Look, state: JudgeState) -> str:
+    s = state.split
+    share = s.canary / s.total if s.total else 0.0
+    return (
+        f"split not yet confirmed (the canary got {share:.2%} of {s.total:,} requests at this stage, configured "
+        f"{look.percent:g} %; a canary losing a fifth of its requests must be ruled out first)"
+    )
 
 
 def _error_words(look: Look) -> str:

@@ -48,6 +48,21 @@ class StageTest:
 
 
 @dataclass(frozen=True)
+class SplitTest:
+    """The stage's request split, for the sample-ratio check: canary and all requests counted at this stage
+    (across the revisions of a paused and resumed stage), the per-look sum of canary^2 / all that measures how
+    much more the split varies from look to look than independent requests would (bursts of one user's requests
+    all land in one arm), and this revision's totals already taken."""
+
+    canary: int = 0
+    total: int = 0
+    sq: float = 0.0
+    looks: int = 0  # looks that brought requests
+    seen_canary: int = 0
+    seen_total: int = 0
+
+
+@dataclass(frozen=True)
 class RolloutTest:
     """The tests that run from the first stage to the last, carried from stage to stage (see docs/judge.md)."""
 
@@ -67,6 +82,7 @@ class JudgeState:
     latency: StageTest = field(default_factory=StageTest)
     rollout: RolloutTest | None = None
     looks: int = 0
+    split: SplitTest = field(default_factory=SplitTest)
     # The aggregates' epoch the `Seen` totals belong to: the store gives a revision's aggregates a new epoch each
     # time they are created, so a reset that refilled between two looks is seen even when no total went down.
     epoch: str = ""
@@ -99,6 +115,7 @@ class JudgeState:
                 latency=_stage_test(data["latency"]),
                 rollout=None if rollout is None else RolloutTest(**{k: _finite(v) for k, v in rollout.items()}),
                 looks=_count(data.get("looks", 0)),
+                split=_split_test(data.get("split") or {}),
                 epoch=epoch,
             )
         except (KeyError, TypeError, AttributeError, OverflowError) as e:
@@ -131,7 +148,8 @@ class JudgeState:
                            slow_ratio=self.slow_ratio)
         if stage_index != self.stage_index:
             return fresh
-        return replace(fresh, errors=self.errors, latency=self.latency)
+        split = replace(self.split, seen_canary=0, seen_total=0)  # the new revision's totals start at 0
+        return replace(fresh, errors=self.errors, latency=self.latency, split=split)
 
 
 def _finite(value: Any, *, low: float = MIN_STATISTIC, high: float = MAX_STATISTIC) -> float:
@@ -150,6 +168,14 @@ def _count(value: Any) -> int:
     if not 0 <= number <= MAX_COUNT:
         raise ValueError(f"{value!r} is not a count in [0, {MAX_COUNT}]")
     return number
+
+
+def _split_test(data: Mapping[str, Any]) -> SplitTest:
+    counts = {k: _count(v) for k, v in data.items() if k != "sq"}
+    split = SplitTest(sq=_finite(data.get("sq", 0.0), low=0.0, high=float(MAX_COUNT)), **counts)
+    if split.canary > split.total or split.seen_canary > split.seen_total:
+        raise ValueError("split counts: more canary requests than requests")
+    return split
 
 
 def _stage_test(data: Mapping[str, Any]) -> StageTest:

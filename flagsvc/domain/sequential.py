@@ -25,6 +25,13 @@ BIG_WEIGHT = 0.25
 # A sample-ratio mismatch needs both a tiny chance of arising by luck and a deviation that matters.
 SRM_LOG_P = math.log(1e-6)
 SRM_ODDS_TOLERANCE = 1.2
+# Before a stage may advance, its split must be shown not to be off by this factor in the canary's odds either
+# way (0.8: a canary that silently loses 20 % of its requests), by the same sequential standard as a metric's
+# acceptance (docs/judge.md, "Sample-ratio mismatch").
+SPLIT_ACCEPT_ODDS = 1.25
+# The look-to-look dispersion of the split starts from this many pseudo-looks at 1 (independent requests), so a
+# handful of looks cannot talk it down or up by luck.
+DISPERSION_PRIOR_LOOKS = 10
 
 # Guardrail alternatives: the true rate this many times the limit (a mixture, so no one size must be guessed).
 GUARDRAIL_FACTORS = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -105,16 +112,47 @@ class SampleRatio:
         return not 1 / SRM_ODDS_TOLERANCE <= self.odds_ratio <= SRM_ODDS_TOLERANCE
 
 
-def sample_ratio(n_c: int, n_s: int, expected_share: float) -> SampleRatio:
+def sample_ratio(n_c: int, n_s: int, expected_share: float, dispersion: float = 1.0) -> SampleRatio:
     """Is the canary's share of requests compatible with its configured percent? A G-test, whose Chernoff bound
-    on the p-value holds at any sample size (the chi-square approximation fails at 1 % of a few hundred)."""
+    on the p-value holds at any sample size (the chi-square approximation fails at 1 % of a few hundred). The
+    statistic is divided by the split's `dispersion` (quasi-likelihood): when requests come in bursts from one
+    user, who is in one arm, the split varies `dispersion` times more than independent requests would."""
     n = n_c + n_s
     if n <= 0 or not 0 < expected_share < 1:
         return SampleRatio(expected_share, None, None, 0.0, 0.0)
     share = n_c / n
-    g = min(2 * n * _bernoulli_kl(share, expected_share), 1e300)
+    g = min(2 * n * _bernoulli_kl(share, expected_share), 1e300) / max(dispersion, 1.0)
     odds = math.inf if share >= 1 else (share / (1 - share)) / (expected_share / (1 - expected_share))
     return SampleRatio(expected_share, share, odds, g, min(math.log(2) - g / 2, 0.0))
+
+
+def split_dispersion(canary: int, total: int, sq: float, looks: int) -> float:
+    """How many times more the canary's share varies from look to look than independent requests would: the
+    Pearson statistic of the looks' canary counts around the stage's own share (so a steady mismatch does not
+    read as dispersion), per degree of freedom, shrunk towards 1 by DISPERSION_PRIOR_LOOKS; never below 1."""
+    if total <= 0 or looks < 2 or not 0 < canary < total:
+        return 1.0
+    share = canary / total
+    pearson = max(sq - share * canary, 0.0) / (share * (1 - share))
+    return max((pearson + DISPERSION_PRIOR_LOOKS) / (looks - 1 + DISPERSION_PRIOR_LOOKS), 1.0)
+
+
+def split_acceptance_log_evidence(n_c: int, n: int, expected_share: float, dispersion: float) -> float:
+    """ln of the larger of the likelihood ratios "the canary's odds are SPLIT_ACCEPT_ODDS times too low" and
+    "... too high" against the configured share, from the stage's cumulative counts and tempered by the
+    dispersion. The split is accepted when this is <= ln(beta): under either alternative the reciprocal ratio
+    is a test supermartingale (tempering by a power <= 1 keeps it one), so a canary losing a fifth of its
+    requests has its split accepted with chance <= beta, however often the judge looks."""
+    if n <= 0 or not 0 < expected_share < 1:
+        return 0.0
+    n_c = min(max(n_c, 0), n)
+    odds = expected_share / (1 - expected_share)
+    logs = []
+    for factor in (1 / SPLIT_ACCEPT_ODDS, SPLIT_ACCEPT_ODDS):
+        q = odds * factor / (1 + odds * factor)
+        logs.append(n_c * (math.log(q) - math.log(expected_share))
+                    + (n - n_c) * (math.log1p(-q) - math.log1p(-expected_share)))
+    return max(logs) / max(dispersion, 1.0)
 
 
 def _bernoulli_kl(p: float, q: float) -> float:

@@ -8,6 +8,7 @@ import itertools
 import json
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 from flagsvc_client.protocol.sketch import MAX_INDEX, MIN_INDEX, LatencySketch, bucket_index
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from flagsvc.domain.analysis import AnalysisSettings, validate_analysis
 from flagsvc.domain.errors import InvalidFlag
 from flagsvc.domain.judge import ArmTotals, CanaryJudge, JudgeState, Verdict
-from flagsvc.domain.sequential import AlphaBudget, rate_ratio_llr, sample_ratio, stage_ratio
+from flagsvc.domain.sequential import AlphaBudget, rate_ratio_llr, sample_ratio, split_dispersion, stage_ratio
 
 # --- deterministic traffic --------------------------------------------------------------------------------
 
@@ -641,3 +642,55 @@ def test_without_a_threshold_the_look_that_fixes_it_cannot_pass_latency_untested
     assert again.decision == "hold" and "latency" in again.reason
     more = judge.judge(again.state, arm(36_000), arm(4_000, scale=2.0), seconds_at_stage=202, **args)
     assert more.decision == "rollback" and more.evidence["rejected"]["metric"] == "latency"
+
+
+# --- the sample-ratio check -----------------------------------------------------------------------------------
+
+
+def drive_split(judge: CanaryJudge, looks: int, canary_per_look: Callable[[int], int],
+                stable_per_look: Callable[[int], int], percent: float = 10.0) -> list[Verdict]:
+    state, verdicts, n_c, n_s = None, [], 0, 0
+    for k in range(1, looks + 1):
+        n_c, n_s = n_c + canary_per_look(k), n_s + stable_per_look(k)
+        verdict = judge.judge(state, arm(n_s), arm(n_c), percent=percent, stage_index=2, stage_count=6,
+                              seconds_at_stage=2.0 * k, bake_seconds=60)
+        verdicts.append(verdict)
+        state = verdict.state
+    return verdicts
+
+
+def test_bursts_of_one_users_requests_are_not_a_mismatch() -> None:
+    """Bursts of 100 requests, each burst in one arm, split exactly right on average: the split varies a
+    hundred times more from look to look than independent requests would, and the check allows for that."""
+    rng = random.Random(3)
+    bursts = [[100 if rng.random() < 0.1 else 0 for _ in range(2)] for _ in range(400)]
+    canary = [sum(b) for b in bursts]
+    stable = [100 * 2 - c for c in canary]
+    verdicts = drive_split(judge_with(), 400, lambda k: canary[k - 1], lambda k: stable[k - 1])
+    assert not any(v.reason.startswith("sample-ratio mismatch") for v in verdicts)
+    split = verdicts[-1].state.split
+    assert split_dispersion(split.canary, split.total, split.sq, split.looks) > 30
+
+
+def test_a_canary_losing_a_fifth_of_its_requests_cannot_advance() -> None:
+    """Errors and latency fine, every other condition met; only 80 % of the canary's requests arrive. Its split
+    is never confirmed (under that loss the chance is <= beta), so no advance; the fair canary advances."""
+    lossy = drive_split(judge_with(), 300, lambda k: 16 if k % 2 else 17, lambda k: 184)
+    assert not any(v.decision == "advance" for v in lossy)
+    assert "split not yet confirmed" in lossy[-1].reason or lossy[-1].reason.startswith("sample-ratio mismatch")
+    fair = drive_split(judge_with(), 300, lambda k: 20, lambda k: 180)
+    assert any(v.decision == "advance" for v in fair)
+
+
+def test_data_seen_during_a_mismatch_hold_is_counted_once_the_split_is_fine() -> None:
+    skewed = drive_split(judge_with(), 30, lambda k: 2, lambda k: 198)  # 1 % of the traffic at 10 %
+    assert skewed[-1].reason.startswith("sample-ratio mismatch")
+    first = next(v for v in skewed if v.reason.startswith("sample-ratio mismatch"))
+    held = skewed[-1].state
+    # Held data is not counted, and not skipped either: the totals seen stay where the mismatch began.
+    assert held.errors.canary_exposure == first.state.errors.canary_exposure and held.canary == first.state.canary
+    # The split recovers (the rest of the canary's requests arrive): everything since the start is counted.
+    recovered = judge_with().judge(held, arm(30 * 198 + 180), arm(660), percent=10, stage_index=2,
+                                   stage_count=6, seconds_at_stage=62, bake_seconds=60)
+    assert not recovered.reason.startswith("sample-ratio mismatch")
+    assert recovered.state.errors.canary_exposure == 660
