@@ -16,6 +16,7 @@ Plain Python, no store import: reporter totals arrive as any mapping whose value
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -145,3 +146,64 @@ def at_least(previous: ArmTotals | None, current: ArmTotals) -> ArmTotals:
     return replace(current, count=max(previous.count, current.count), errors=errors,
                    error_users=min(max(previous.error_users, current.error_users), errors),
                    latency=LatencySketch(buckets))
+
+
+# --- does a reporter's data disagree with everyone else's? ------------------------------------------------------
+
+# A G-test statistic at or above this (chi-square, 1 degree of freedom) has a p-value below 1e-6.
+DISAGREE_AT = 23.93
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A reporter's rate of something, against the same rate in everyone else's outcomes, too far apart to be
+    chance (G-test, p < 1e-6)."""
+
+    what: str  # "canary error rate", "stable error rate", "canary share of requests"
+    reporter_rate: float
+    others_rate: float
+    statistic: float
+
+    def words(self) -> str:
+        return (f"its {self.what} {self.reporter_rate:.2%} vs {self.others_rate:.2%} from the others "
+                f"(G {self.statistic:.1f} >= {DISAGREE_AT})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"what": self.what, "reporter_rate": round(self.reporter_rate, 6),
+                "others_rate": round(self.others_rate, 6), "statistic": round(self.statistic, 2),
+                "threshold": DISAGREE_AT}
+
+
+def _g_statistic(x1: int, n1: int, x2: int, n2: int) -> float:
+    """Twice the log-likelihood ratio of "two rates" against "one rate" for x1 of n1 and x2 of n2."""
+    if n1 <= 0 or n2 <= 0:
+        return 0.0
+    pooled = (x1 + x2) / (n1 + n2)
+    if pooled <= 0.0 or pooled >= 1.0:
+        return 0.0
+
+    def term(observed: int, expected: float) -> float:
+        return observed * math.log(observed / expected) if observed > 0 else 0.0
+
+    return 2 * (term(x1, n1 * pooled) + term(n1 - x1, n1 * (1 - pooled)) + term(x2, n2 * pooled)
+                + term(n2 - x2, n2 * (1 - pooled)))
+
+
+def disagreement(share: ReporterShare, stable: ArmTotals, canary: ArmTotals) -> Disagreement | None:
+    """The clearest way `share`'s reporter differs from the rest of the revision's outcomes, if it does beyond
+    chance: its canary or stable error rate, or the canary's share of its requests (which a reporter that sends one
+    arm only, or arms at another split, changes). Latency is not kept per reporter, so it is not compared."""
+    rest_c, rest_ce = max(canary.count - share.canary_requests, 0), max(canary.errors - share.canary_errors, 0)
+    rest_s, rest_se = max(stable.count - share.stable_requests, 0), max(stable.errors - share.stable_errors, 0)
+    mine_n, rest_n = share.canary_requests + share.stable_requests, rest_c + rest_s
+    found = [
+        ("canary error rate", share.canary_errors, share.canary_requests, rest_ce, rest_c),
+        ("stable error rate", share.stable_errors, share.stable_requests, rest_se, rest_s),
+        ("canary share of requests", share.canary_requests, mine_n, rest_c, rest_n),
+    ]
+    best: Disagreement | None = None
+    for what, x1, n1, x2, n2 in found:
+        g = _g_statistic(min(x1, n1), n1, min(x2, n2), n2)
+        if g >= DISAGREE_AT and (best is None or g > best.statistic):
+            best = Disagreement(what, x1 / n1, x2 / n2, g)
+    return best

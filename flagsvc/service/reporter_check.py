@@ -1,17 +1,22 @@
-"""No single reporter decides: before the controller applies an advance or a rollback, the verdict must still stand
-with each of the most influential reporters (SDK instances) left out in turn (docs/judge.md, "No single reporter
+"""No single reporter decides: before the controller applies an advance or a rollback, it checks the verdict with
+each of the most influential reporters (SDK instances) left out in turn (docs/judge.md, "No single reporter
 decides").
 
 For each of the SHADOWS most influential reporters of the current revision, a *shadow* judge (the flag's own
 judge, with its own state) follows the revision's totals minus that reporter (`domain.reporter_influence.without`)
-look after look, exactly as the real judge follows the whole totals. A verdict one of them does not reach is held:
-its reason names the reporter and its share. Shadows live in the leader's memory, one set per flag and revision,
-and start from the state the real judge started the revision with (its rollout-wide test carried), when this
-process saw that start; otherwise (a new leader mid-stage) from none, which only makes the check stricter.
+look after look, exactly as the real judge follows the whole totals. A verdict one of them does not reach rests on
+that reporter; it is held when that reporter's own outcomes also disagree with everyone else's beyond chance
+(`domain.reporter_influence.disagreement`: its canary or stable error rate, or its canary share of requests, at
+p < 1e-6): then the reporter tells a different story, and the hold's reason names it and its share. A pivotal
+reporter whose outcomes agree with the others' only adds more of the same data, and the verdict stands.
+
+Shadows live in the leader's memory, one set per flag and revision, and start from the state the real judge
+started the revision with (its rollout-wide test carried), when this process saw that start; otherwise (a new
+leader mid-stage) from none, which only makes the check stricter.
 
 The check only ever turns an advance or a rollback into a hold; the real judge's state is kept as it is. So every
 advance or rollback still is one the real judge reached, and its error bounds (alpha, beta: Ville's inequality on
-"ever crossed") hold unchanged; the price is delay, which docs/judge.md measures out.
+"ever crossed") hold unchanged; the price is delay, measured in docs/judge.md (bench/reporters.py).
 """
 
 from __future__ import annotations
@@ -21,7 +26,16 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from flagsvc.domain.outcomes import ArmTotals
-from flagsvc.domain.reporter_influence import ByReporter, Influence, ReporterShare, at_least, influence, without
+from flagsvc.domain.reporter_influence import (
+    ByReporter,
+    Disagreement,
+    Influence,
+    ReporterShare,
+    at_least,
+    disagreement,
+    influence,
+    without,
+)
 
 SHADOWS = 3  # reporters left out in turn, most influential first; each has a shadow judge
 CHECKED = frozenset({"advance", "rollback"})
@@ -124,16 +138,22 @@ class ReporterCheck(Generic[S]):
             del shadows.by_reporter[gone]
         if verdict.decision not in CHECKED:
             return _with_section(verdict, _section(found, checked, "checked; nothing to apply", None))
-        against = next(((share, seen) for share, seen in checked if seen.decision != verdict.decision), None)
-        if against is None:
+        pivotal = [(share, seen) for share, seen in checked if seen.decision != verdict.decision]
+        driving = next(((share, seen, odd) for share, seen in pivotal
+                        if (odd := disagreement(share, stable, canary)) is not None), None)
+        if driving is None:
             note = f"the {verdict.decision} stands with each of the {len(checked)} most influential reporters left out"
+            if pivotal:
+                note = (f"the {verdict.decision} needs {', '.join(s.words() for s, _ in pivotal)}, whose outcomes "
+                        "agree with the others': more of the same data, not a different story; it stands")
             return _with_section(verdict, _section(found, checked, note, None))
-        share, seen = against
-        reason = (f"hold: one reporter drives this {verdict.decision}: {share.words()}; without it the judge would "
-                  f"{WOULD.get(seen.decision, seen.decision)}: {seen.reason}. If that instance is broken or "
-                  f"hostile: flagctl exclude-reporter {key} {share.reporter} --reason ... (the judge's own verdict: "
-                  f"{verdict.decision}: {verdict.reason})")
-        section = _section(found, checked, f"held: {share.words()} drives the {verdict.decision}", (share, seen))
+        share, seen, odd = driving
+        reason = (f"hold: one reporter drives this {verdict.decision}: {share.words()}, {odd.words()}; without it "
+                  f"the judge would {WOULD.get(seen.decision, seen.decision)}: {seen.reason}. If that instance is "
+                  f"broken or hostile: flagctl exclude-reporter {key} {share.reporter} --reason ... (the judge's own "
+                  f"verdict: {verdict.decision}: {verdict.reason})")
+        section = _section(found, checked, f"held: {share.words()} drives the {verdict.decision}",
+                           (share, seen, odd))
         return Revised("hold", reason, {**verdict.evidence, "reporters": section, "held": verdict.decision},
                        verdict.state)
 
@@ -143,7 +163,7 @@ def _with_section(verdict: VerdictLike[S], section: dict[str, Any]) -> VerdictLi
 
 
 def _section(found: Influence, checked: list[tuple[ReporterShare, VerdictLike[S]]], note: str,
-             driven: tuple[ReporterShare, VerdictLike[S]] | None) -> dict[str, Any]:
+             driven: tuple[ReporterShare, VerdictLike[S], Disagreement] | None) -> dict[str, Any]:
     return {
         **found.summary(),
         "checked": [{"reporter": share.reporter, "share": round(share.influence, 4), "share_of": share.of,
@@ -151,5 +171,6 @@ def _section(found: Influence, checked: list[tuple[ReporterShare, VerdictLike[S]
         "note": note,
         "driven_by": None if driven is None else {
             **driven[0].to_dict(), "without": driven[1].decision, "reason_without": driven[1].reason,
+            "disagrees": driven[2].to_dict(),
         },
     }
