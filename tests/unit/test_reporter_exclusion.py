@@ -107,3 +107,7 @@ def test_flagctl_excludes_and_includes_a_reporter_and_shows_reporters(app, clien
         assert refused.exit_code == 1 and "reporter" in refused.output
         back = flagctl("include-reporter", "new_checkout", BAD, "--json")
         assert json.loads(back.output)["analysis"]["excluded_reporters"] == []
+        edited = flagctl("edit", "new_checkout", "--max-stage-seconds", "900", "--on-max-stage", "advance", "--json")
+        analysis = json.loads(edited.output)["analysis"]
+        assert (analysis["max_stage_seconds"], analysis["on_max_stage"]) == (900.0, "advance")
+        assert flagctl("edit", "new_checkout", "--on-max-stage", "skip").exit_code == 2
