@@ -30,6 +30,7 @@ from flagsvc.domain.judge_state import JudgeState
 from flagsvc.domain.outcomes import ArmTotals
 from flagsvc.service import stage_deadline
 from flagsvc.service.announce import ChangeAnnouncer
+from flagsvc.service.judging import JudgeVerdict
 from flagsvc.service.reporter_check import ReporterCheck
 from flagsvc.store.roles import RolloutStore
 
@@ -55,21 +56,6 @@ class JudgeStateLike(Protocol):
 
 
 S = TypeVar("S", bound=JudgeStateLike)
-S_co = TypeVar("S_co", bound=JudgeStateLike, covariant=True)
-
-
-class JudgeVerdict(Protocol[S_co]):
-    @property
-    def decision(self) -> str: ...
-
-    @property
-    def reason(self) -> str: ...
-
-    @property
-    def evidence(self) -> Mapping[str, Any]: ...
-
-    @property
-    def state(self) -> S_co: ...
 
 
 class Judge(Protocol[S]):

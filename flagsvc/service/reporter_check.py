@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from flagsvc.domain.outcomes import ArmTotals
 from flagsvc.domain.reporter_influence import (
@@ -36,29 +36,13 @@ from flagsvc.domain.reporter_influence import (
     influence,
     without,
 )
+from flagsvc.service.judging import JudgeVerdict
 
 SHADOWS = 3  # reporters left out in turn, most influential first; each has a shadow judge
 CHECKED = frozenset({"advance", "rollback"})
 WOULD = {"rollback": "roll back", "blind": "hold (blind)"}
 
 S = TypeVar("S")
-S_co = TypeVar("S_co", covariant=True)
-
-
-class VerdictLike(Protocol[S_co]):
-    """A judge's verdict, as the controller's `JudgeVerdict`."""
-
-    @property
-    def decision(self) -> str: ...
-
-    @property
-    def reason(self) -> str: ...
-
-    @property
-    def evidence(self) -> Mapping[str, Any]: ...
-
-    @property
-    def state(self) -> S_co: ...
 
 
 @dataclass(frozen=True)
@@ -72,7 +56,7 @@ class Revised(Generic[S]):
     state: S
 
 
-Rejudge = Callable[[S | None, ArmTotals, ArmTotals], VerdictLike[S]]
+Rejudge = Callable[[S | None, ArmTotals, ArmTotals], JudgeVerdict[S]]
 
 
 @dataclass
@@ -114,8 +98,8 @@ class ReporterCheck(Generic[S]):
             kept = self._flags[key] = _FlagShadows(created_at, revision, state)
         return kept
 
-    def check(self, key: str, created_at: float, revision: int, verdict: VerdictLike[S], stable: ArmTotals,
-              canary: ArmTotals, by_reporter: ByReporter, rejudge: Rejudge[S]) -> VerdictLike[S]:
+    def check(self, key: str, created_at: float, revision: int, verdict: JudgeVerdict[S], stable: ArmTotals,
+              canary: ArmTotals, by_reporter: ByReporter, rejudge: Rejudge[S]) -> JudgeVerdict[S]:
         """`verdict`, with a `reporters` section in its evidence; a hold instead when a reporter left out changes
         an advance or a rollback."""
         found = influence(by_reporter)
@@ -158,12 +142,12 @@ class ReporterCheck(Generic[S]):
                        verdict.state)
 
 
-def _with_section(verdict: VerdictLike[S], section: dict[str, Any]) -> VerdictLike[S]:
+def _with_section(verdict: JudgeVerdict[S], section: dict[str, Any]) -> JudgeVerdict[S]:
     return Revised(verdict.decision, verdict.reason, {**verdict.evidence, "reporters": section}, verdict.state)
 
 
-def _section(found: Influence, checked: list[tuple[ReporterShare, VerdictLike[S]]], note: str,
-             driven: tuple[ReporterShare, VerdictLike[S], Disagreement] | None) -> dict[str, Any]:
+def _section(found: Influence, checked: list[tuple[ReporterShare, JudgeVerdict[S]]], note: str,
+             driven: tuple[ReporterShare, JudgeVerdict[S], Disagreement] | None) -> dict[str, Any]:
     return {
         **found.summary(),
         "checked": [{"reporter": share.reporter, "share": round(share.influence, 4), "share_of": share.of,

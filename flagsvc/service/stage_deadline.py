@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from flagsvc.domain.analysis import AnalysisSettings
-from flagsvc.service.reporter_check import Revised, VerdictLike
+from flagsvc.service.judging import JudgeVerdict
+from flagsvc.service.reporter_check import Revised
 
 S = TypeVar("S")
 UNDECIDED = frozenset({"hold", "blind"})
@@ -38,8 +39,8 @@ def _why_not_advance(evidence: Mapping[str, Any], decision: str) -> str | None:
     return None
 
 
-def revise(verdict: VerdictLike[S], settings: AnalysisSettings, *, percent: float, seconds_at_stage: float,
-           bake_seconds: float) -> VerdictLike[S]:
+def revise(verdict: JudgeVerdict[S], settings: AnalysisSettings, *, percent: float, seconds_at_stage: float,
+           bake_seconds: float) -> JudgeVerdict[S]:
     """`verdict`, or what the flag's max_stage_seconds policy makes of it once the stage is overdue."""
     limit = settings.max_stage_seconds
     if limit is None or verdict.decision not in UNDECIDED or seconds_at_stage <= max(limit, bake_seconds):
