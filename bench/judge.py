@@ -38,6 +38,7 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "client")]
 
+from flagsvc_client.protocol.limits import UNIT_BUCKETS  # noqa: E402
 from flagsvc_client.protocol.sketch import GAMMA, LatencySketch, bucket_index  # noqa: E402
 
 from flagsvc.domain.analysis import AnalysisSettings  # noqa: E402
@@ -211,11 +212,21 @@ class Arm:
     users: int = 0
     buckets: dict[int, int] = field(default_factory=dict)
     timed: int = 0
+    units: list[list[int]] = field(default_factory=lambda: [[0, 0] for _ in range(UNIT_BUCKETS)])
 
-    def totals(self, report_users: bool = True) -> ArmTotals:
+    def totals(self, report_users: bool = True, report_units: bool = True) -> ArmTotals:
         sketch = LatencySketch()
         sketch.buckets, sketch.count = self.buckets, self.timed
-        return ArmTotals(self.count, self.errors, self.users if report_users else 0, sketch)
+        units = {j: (n, e) for j, (n, e) in enumerate(self.units) if n} if report_units else {}
+        return ArmTotals(self.count, self.errors, self.users if report_users else 0, sketch, units=units)
+
+    def spread(self, rng: random.Random, n: int, errors: int) -> None:
+        """n requests with `errors` among them from users spread over the buckets (errors independent of users)."""
+        for j in rng.choices(range(UNIT_BUCKETS), k=n):
+            self.units[j][0] += 1
+        for j in rng.choices(range(UNIT_BUCKETS), k=errors):
+            self.units[j][1] += 1
+            self.units[j][0] += 0 if self.units[j][0] else 1
 
 
 class World:
@@ -229,6 +240,7 @@ class World:
         # Failing users' positions in [0, 100): a user is canary while that is below the canary's percent.
         self.failing = [rng.random() * 100 for _ in range(scenario.failing_users[1])] if scenario.failing_users \
             else []
+        self.unit_of_failing = [rng.randrange(UNIT_BUCKETS) for _ in self.failing]
 
     def regression_active(self) -> bool:
         sc = self.sc
@@ -246,7 +258,12 @@ class World:
         if sc.burst_requests > 1:  # one user's burst lands in one arm
             bursts = poisson(rng, sc.rate * seconds / sc.burst_requests)
             in_canary = binomial(rng, bursts, share)
-            n_c, n_s = in_canary * sc.burst_requests, (bursts - in_canary) * sc.burst_requests
+            self._add_bursts(stable, bursts - in_canary, base)
+            self._add_bursts(canary, in_canary, base)
+            self.canary_requests += in_canary * sc.burst_requests
+            self.t += seconds
+            self.t_stage += seconds
+            return
         else:
             n_c = poisson(rng, sc.rate * seconds * share)
             n_s = poisson(rng, sc.rate * seconds * (1 - share))
@@ -272,9 +289,29 @@ class World:
         arm.count += n
         arm.errors += errors
         arm.users += users
+        if self.sc.burst > 1:  # an erroring user's burst lands in one bucket
+            arm.spread(rng, n - errors, 0)
+            for _ in range(users):
+                j = rng.randrange(UNIT_BUCKETS)
+                arm.units[j][1] += errors // max(users, 1)
+                arm.units[j][0] += errors // max(users, 1)
+        else:
+            arm.spread(rng, n, errors)
         if latency_factor is not None:
             LatencyModel.of(latency_factor).draw(rng, n, arm.buckets)
             arm.timed += n
+
+    def _add_bursts(self, arm: Arm, bursts: int, p: float) -> None:
+        k = self.sc.burst_requests
+        for _ in range(bursts):
+            j, errors = self.rng.randrange(UNIT_BUCKETS), binomial(self.rng, k, p)
+            arm.units[j][0] += k
+            arm.units[j][1] += errors
+            arm.count += k
+            arm.errors += errors
+            arm.users += 1 if errors else 0
+        LatencyModel.of(1.0).draw(self.rng, bursts * k, arm.buckets)
+        arm.timed += bursts * k
 
     def _add_users(self, stable: Arm, canary: Arm, n_s: int, n_c: int, seconds: float) -> None:
         """Errors from the failing users only, each in the arm its position puts it in, counted once per user
@@ -284,15 +321,18 @@ class World:
         percent = STAGES[self.stage]
         for arm, n in ((stable, n_s), (canary, n_c)):
             arm.count += n
+            arm.spread(self.rng, n, 0)
             LatencyModel.of(1.0).draw(self.rng, n, arm.buckets)
             arm.timed += n
-        for position in self.failing:
+        for i, position in enumerate(self.failing):
             errors = binomial(self.rng, poisson(self.rng, per_user), fail)
             if errors:
                 arm = canary if position < percent else stable
                 arm.count += errors
                 arm.errors += errors
                 arm.users += 1
+                arm.units[self.unit_of_failing[i]][0] += errors
+                arm.units[self.unit_of_failing[i]][1] += errors
 
     def advance(self) -> None:
         self.stage += 1
@@ -312,7 +352,8 @@ class Outcome:
     insufficient_share: float = 0.0  # share of looks that held with "insufficient evidence"
 
 
-def run_judge(sc: Scenario, rng: random.Random, carry: bool, report_users: bool = True) -> Outcome:
+def run_judge(sc: Scenario, rng: random.Random, carry: bool, report_users: bool = True,
+              report_units: bool = True) -> Outcome:
     judge = CanaryJudge(AnalysisSettings())
     world = World(sc, rng)
     stable, canary, state = Arm(), Arm(), None
@@ -331,7 +372,7 @@ def run_judge(sc: Scenario, rng: random.Random, carry: bool, report_users: bool 
             world.step(stable, canary, sc.look_seconds)
         seen_stable, seen_canary = (Arm(), Arm()) if one_look and world.t_stage < 120.0 else (stable, canary)
         verdict = judge.judge(
-            state, seen_stable.totals(report_users), seen_canary.totals(report_users),
+            state, seen_stable.totals(report_users, report_units), seen_canary.totals(report_users, report_units),
             percent=STAGES[world.stage], stage_index=world.stage, stage_count=len(STAGES),
             seconds_at_stage=world.t_stage, bake_seconds=BAKE_SECONDS,
         )
@@ -385,6 +426,7 @@ RULES: dict[str, Callable[[Scenario, random.Random], Outcome]] = {
     "ours": lambda sc, rng: run_judge(sc, rng, carry=True),
     "ours, fresh state per stage": lambda sc, rng: run_judge(sc, rng, carry=False),
     "ours, raw error counts": lambda sc, rng: run_judge(sc, rng, carry=True, report_users=False),
+    "ours, no user buckets": lambda sc, rng: run_judge(sc, rng, carry=True, report_units=False),
     "Flagger-style": run_flagger,
 }
 # Which rules run where. The two variants of ours (--variants) show what carrying the state and counting
@@ -393,6 +435,8 @@ PLAN = {"ours": None, "Flagger-style": None}
 VARIANTS = {
     "ours, fresh state per stage": {"healthy", "errors 2x", "errors 5x"},
     "ours, raw error counts": {"error bursts (5 per user)"},
+    "ours, no user buckets": {"healthy", "errors 2x", "users: 20 of 20,000 always fail",
+                              "users: 10 of 2,000 fail half"},
 }
 
 

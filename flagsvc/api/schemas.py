@@ -134,11 +134,43 @@ class SketchBuckets(fields.Field):
         return value
 
 
+UNIT_INDEX = re.compile(r"(0|[1-9][0-9]?)\Z")
+
+
+class UserBuckets(fields.Field):
+    """An arm's outcomes per user bucket, {bucket: [requests, errors]} with buckets 0 .. UNIT_BUCKETS-1
+    (docs/protocol.md). Optional: batches from SDKs that do not count buckets leave it out."""
+
+    def __init__(self) -> None:
+        super().__init__(metadata={
+            "type": "object", "maxProperties": limits.UNIT_BUCKETS,
+            "additionalProperties": {"type": "array", "minItems": 2, "maxItems": 2,
+                                     "items": {"type": "integer", "minimum": 0, "maximum": MAX_COUNT}},
+        })
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, list[int]]:
+        if not isinstance(value, dict):
+            raise ValidationError("Not a valid mapping type.")
+        if len(value) > limits.UNIT_BUCKETS:
+            raise ValidationError(f"Longer than maximum length {limits.UNIT_BUCKETS}.")
+        errors: dict[str, list[str]] = {}
+        for index, pair in value.items():
+            if not (isinstance(index, str) and UNIT_INDEX.match(index) and int(index) < limits.UNIT_BUCKETS):
+                errors[str(index)] = [f"must be a user bucket from 0 to {limits.UNIT_BUCKETS - 1}"]
+            elif not (isinstance(pair, list) and len(pair) == 2
+                      and all(type(n) is int and 0 <= n <= MAX_COUNT for n in pair) and pair[1] <= pair[0]):
+                errors[str(index)] = ["must be [requests, errors]: integers, errors at most requests"]
+        if errors:
+            raise ValidationError(errors)
+        return value
+
+
 class ArmOutcomeSchema(Schema):
     count = fields.Integer(strict=True, required=True, validate=validate.Range(0, MAX_COUNT))
     errors = fields.Integer(strict=True, required=True, validate=validate.Range(0, MAX_COUNT))
     error_users = fields.Integer(strict=True, validate=validate.Range(0, MAX_COUNT))
     latency = SketchBuckets()
+    units = UserBuckets()
 
     @validates_schema
     def bucket_range(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -20,6 +20,7 @@ from flagsvc.domain.sequential import (
     AlphaBudget,
     SampleRatio,
     big_ratio,
+    contrast_dispersion,
     guardrail_log_evidence,
     log_mixture,
     rate_ratio_llr,
@@ -269,17 +270,21 @@ def _count_errors(state: JudgeState, look: Look) -> JudgeState:
     n_c, n_s = c.requests - seen_c.requests, s.requests - seen_s.requests
     x_c = _error_events(c.errors - seen_c.errors, c.error_users - seen_c.error_users)
     x_s = _error_events(s.errors - seen_s.errors, s.error_users - seen_s.error_users)
+    # Users, not requests, are randomised: the evidence is tempered by the contrast's design effect, read from
+    # the between-bucket variation of the errors (1 without buckets). docs/judge.md, "Users".
+    # The revision's evidence is kept untempered and divided by the current design effect when read, so a few
+    # users who keep failing are weighed by what their buckets show now, however long they have been failing.
+    phi = contrast_dispersion(c.totals.units, s.totals.units)
     errors = state.errors.add(rate_ratio_llr(x_c, x_s, n_c, n_s, look.errors_ratio), x_c, x_s, n_c, n_s)
     rollout = state.rollout
     if rollout is not None and x_c + x_s > 0:
         ratio = look.settings.error_ratio
-        rollout = RolloutTest(
-            rollout.errors + rate_ratio_llr(x_c, x_s, n_c, n_s, ratio),
-            rollout.errors_big + rate_ratio_llr(x_c, x_s, n_c, n_s, big_ratio(ratio)),
-            rollout.latency,
+        rollout = replace(
+            rollout, errors=rollout.errors + rate_ratio_llr(x_c, x_s, n_c, n_s, ratio),
+            errors_big=rollout.errors_big + rate_ratio_llr(x_c, x_s, n_c, n_s, big_ratio(ratio)),
         )
     return replace(
-        state, errors=errors, rollout=rollout,
+        state, errors=errors, rollout=rollout, dispersion=phi,
         stable=Seen(s.requests, s.errors, s.error_users, seen_s.timed, seen_s.slow),
         canary=Seen(c.requests, c.errors, c.error_users, seen_c.timed, seen_c.slow),
     )
@@ -298,9 +303,7 @@ def _count_latency(state: JudgeState, look: Look) -> JudgeState:
     )
     rollout = state.rollout
     if rollout is not None and x_c + x_s > 0:
-        rollout = RolloutTest(
-            rollout.errors, rollout.errors_big, rollout.latency + rate_ratio_llr(x_c, x_s, n_c, n_s, ratio)
-        )
+        rollout = replace(rollout, latency=rollout.latency + rate_ratio_llr(x_c, x_s, n_c, n_s, ratio))
     return replace(
         state, latency=latency, rollout=rollout,
         stable=Seen(seen_s.requests, seen_s.errors, seen_s.error_users, s.timed, slow_s),
@@ -372,9 +375,9 @@ class Rejection:
     threshold: float
 
 
-def rollout_errors_statistic(rollout: RolloutTest) -> float:
+def rollout_errors_statistic(rollout: RolloutTest, dispersion: float = 1.0) -> float:
     """The rollout error test: a mixture of the two alternatives, each a test supermartingale."""
-    return log_mixture([rollout.errors, rollout.errors_big], [1 - BIG_WEIGHT, BIG_WEIGHT])
+    return log_mixture(list(rollout.errors_pair(dispersion)), [1 - BIG_WEIGHT, BIG_WEIGHT])
 
 
 def rejection(state: JudgeState, look: Look) -> Rejection | None:
@@ -383,11 +386,12 @@ def rejection(state: JudgeState, look: Look) -> Rejection | None:
     limits = look.limits
     checks: list[Rejection] = []
     if state.rollout is not None:
-        checks.append(Rejection("errors", "rollout", rollout_errors_statistic(state.rollout), limits.rollout_errors))
+        checks.append(Rejection("errors", "rollout", rollout_errors_statistic(state.rollout, state.dispersion),
+                                limits.rollout_errors))
         checks.append(Rejection("latency", "rollout", state.rollout.latency, limits.rollout_latency))
     if look.stage_index > 0:
-        checks.append(Rejection("errors", "stage", state.errors.llr, limits.stage_errors))
-        checks.append(Rejection("latency", "stage", state.latency.llr, limits.stage_latency))
+        checks.append(Rejection("errors", "stage", state.errors.statistic(state.dispersion), limits.stage_errors))
+        checks.append(Rejection("latency", "stage", state.latency.statistic(), limits.stage_latency))
     return next((check for check in checks if check.statistic >= check.threshold), None)
 
 
@@ -406,11 +410,12 @@ class Acceptance:
 
 def acceptance(state: JudgeState, look: Look) -> Acceptance:
     accept_at = look.limits.accept
-    errors: Status = "accepted" if state.errors.llr <= accept_at else _pending_unless_quiet(state, "errors")
+    accepted = state.errors.statistic(state.dispersion) <= accept_at
+    errors: Status = "accepted" if accepted else _pending_unless_quiet(state, "errors")
     latency: Status
     if state.slow_ms is None:
         latency = "not reported" if look.stable.timed == 0 and look.canary.timed == 0 else "pending"
-    elif state.latency.llr <= accept_at:
+    elif state.latency.statistic() <= accept_at:
         latency = "accepted"
     else:
         latency = _pending_unless_quiet(state, "latency")

@@ -172,7 +172,7 @@ def _both_why(progress: Acceptance, look: Look, state: JudgeState) -> str:
 
 
 def _errors_why(look: Look, state: JudgeState, status: Status) -> str:
-    llr, accept_at = state.errors.llr, look.limits.accept
+    llr, accept_at = state.errors.statistic(state.dispersion), look.limits.accept
     if status == "accepted":
         return f"errors accepted ({_error_words(look)}; evidence {llr:.1f} <= {accept_at:.1f})"
     if status == "no events":
@@ -184,7 +184,7 @@ def _errors_why(look: Look, state: JudgeState, status: Status) -> str:
 
 
 def _latency_why(look: Look, state: JudgeState, status: Status) -> str:
-    llr, accept_at = state.latency.llr, look.limits.accept
+    llr, accept_at = state.latency.statistic(), look.limits.accept
     if status == "accepted":
         return f"latency accepted ({_latency_words(state)}; evidence {llr:.1f} <= {accept_at:.1f})"
     if status == "no events":
@@ -245,7 +245,9 @@ def evidence(
         "arms": {"stable": _arm_summary(look.stable), "canary": _arm_summary(look.canary)},
         "errors": {
             "tested_ratio": round(look.errors_ratio, 4), "canary_events": errors.canary_events,
-            "stable_events": errors.stable_events, "statistic": round(errors.llr, 4), "accept_at": accept_at,
+            "stable_events": errors.stable_events, "statistic": round(errors.statistic(state.dispersion), 4),
+            "accept_at": accept_at,
+            "dispersion": round(state.dispersion, 4),
             "reject_at": _shown(limits.stage_errors) if later else None,
         },
         "latency": {
@@ -254,11 +256,11 @@ def evidence(
                 stage_ratio(state.slow_ratio, look.percent), 4),
             "canary_slow": latency.canary_events, "canary_timed": latency.canary_exposure,
             "stable_slow": latency.stable_events, "stable_timed": latency.stable_exposure,
-            "statistic": round(latency.llr, 4), "accept_at": accept_at,
+            "statistic": round(latency.statistic(), 4), "accept_at": accept_at,
             "reject_at": _shown(limits.stage_latency) if later else None,
         },
         "rollout_test": None if rollout is None else {
-            "errors_statistic": round(rollout_errors_statistic(rollout), 4),
+            "errors_statistic": round(rollout_errors_statistic(rollout, state.dispersion), 4),
             "errors_ratios": [settings.error_ratio, big_ratio(settings.error_ratio)],
             "errors_reject_at": _shown(limits.rollout_errors),
             "latency_statistic": round(rollout.latency, 4),

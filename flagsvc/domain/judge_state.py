@@ -34,17 +34,26 @@ class StageTest:
     """One metric's test for this stage alone, at the stage's ratio: decides acceptance, and (after the first
     stage) rollback for regressions that begin late."""
 
-    llr: float = 0.0
+    llr: float = 0.0  # this revision's, untempered
     canary_events: int = 0
     stable_events: int = 0
     canary_exposure: int = 0
     stable_exposure: int = 0
+    banked: float = 0.0  # earlier revisions' evidence of this stage (a paused and resumed stage), tempered
 
     def add(self, llr: float, x_c: int, x_s: int, n_c: int, n_s: int) -> StageTest:
-        return StageTest(
-            self.llr + llr, self.canary_events + x_c, self.stable_events + x_s,
-            self.canary_exposure + max(n_c, 0), self.stable_exposure + max(n_s, 0),
+        return replace(
+            self, llr=self.llr + llr, canary_events=self.canary_events + x_c,
+            stable_events=self.stable_events + x_s, canary_exposure=self.canary_exposure + max(n_c, 0),
+            stable_exposure=self.stable_exposure + max(n_s, 0),
         )
+
+    def statistic(self, dispersion: float = 1.0) -> float:
+        """The test's log-likelihood ratio, this revision's tempered by its design effect (docs/judge.md)."""
+        return self.banked + self.llr / dispersion
+
+    def banked_at(self, dispersion: float) -> StageTest:
+        return replace(self, llr=0.0, banked=self.statistic(dispersion))
 
 
 @dataclass(frozen=True)
@@ -66,9 +75,18 @@ class SplitTest:
 class RolloutTest:
     """The tests that run from the first stage to the last, carried from stage to stage (see docs/judge.md)."""
 
-    errors: float = 0.0  # at error_ratio
-    errors_big: float = 0.0  # at big_ratio(error_ratio)
+    errors: float = 0.0  # at error_ratio, this revision's, untempered
+    errors_big: float = 0.0  # at big_ratio(error_ratio), this revision's, untempered
     latency: float = 0.0  # at the slow-count ratio equivalent to latency_ratio
+    errors_banked: float = 0.0  # earlier revisions' errors evidence, each tempered by its design effect
+    errors_big_banked: float = 0.0
+
+    def errors_pair(self, dispersion: float = 1.0) -> tuple[float, float]:
+        return self.errors_banked + self.errors / dispersion, self.errors_big_banked + self.errors_big / dispersion
+
+    def banked_at(self, dispersion: float) -> RolloutTest:
+        errors, big = self.errors_pair(dispersion)
+        return RolloutTest(0.0, 0.0, self.latency, errors, big)
 
 
 @dataclass(frozen=True)
@@ -83,6 +101,7 @@ class JudgeState:
     rollout: RolloutTest | None = None
     looks: int = 0
     split: SplitTest = field(default_factory=SplitTest)
+    dispersion: float = 1.0  # the design effect of the error contrast at the last look (users as the unit)
     # The aggregates' epoch the `Seen` totals belong to: the store gives a revision's aggregates a new epoch each
     # time they are created, so a reset that refilled between two looks is seen even when no total went down.
     epoch: str = ""
@@ -116,6 +135,7 @@ class JudgeState:
                 rollout=None if rollout is None else RolloutTest(**{k: _finite(v) for k, v in rollout.items()}),
                 looks=_count(data.get("looks", 0)),
                 split=_split_test(data.get("split") or {}),
+                dispersion=_finite(data.get("dispersion", 1.0), low=1.0, high=MAX_STATISTIC),
                 epoch=epoch,
             )
         except (KeyError, TypeError, AttributeError, OverflowError) as e:
@@ -144,12 +164,15 @@ class JudgeState:
         At the same stage (a pause and a resume) the stage's own tests are carried as well: a fresh stage test
         would spend the stage's share of alpha once more at every resume, and a rollout paused and resumed every
         ten minutes would see its false-rollback rate grow with time."""
-        fresh = JudgeState(stage_index=stage_index, rollout=self.rollout, slow_ms=self.slow_ms,
+        # The error evidence so far is banked, tempered by the design effect its revision's user buckets showed:
+        # the new revision's buckets start empty and cannot speak for the old data.
+        rollout = None if self.rollout is None else self.rollout.banked_at(self.dispersion)
+        fresh = JudgeState(stage_index=stage_index, rollout=rollout, slow_ms=self.slow_ms,
                            slow_ratio=self.slow_ratio)
         if stage_index != self.stage_index:
             return fresh
         split = replace(self.split, seen_canary=0, seen_total=0)  # the new revision's totals start at 0
-        return replace(fresh, errors=self.errors, latency=self.latency, split=split)
+        return replace(fresh, errors=self.errors.banked_at(self.dispersion), latency=self.latency, split=split)
 
 
 def _finite(value: Any, *, low: float = MIN_STATISTIC, high: float = MAX_STATISTIC) -> float:
@@ -179,4 +202,6 @@ def _split_test(data: Mapping[str, Any]) -> SplitTest:
 
 
 def _stage_test(data: Mapping[str, Any]) -> StageTest:
-    return StageTest(llr=_finite(data["llr"]), **{k: _count(v) for k, v in data.items() if k != "llr"})
+    floats = ("llr", "banked")
+    return StageTest(llr=_finite(data["llr"]), banked=_finite(data.get("banked", 0.0)),
+                     **{k: _count(v) for k, v in data.items() if k not in floats})

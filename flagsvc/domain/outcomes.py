@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flagsvc_client.protocol.limits import ARMS
+from flagsvc_client.protocol.limits import ARMS, UNIT_BUCKETS
 from flagsvc_client.protocol.shapes import ArmStats
 from flagsvc_client.protocol.sketch import LatencySketch
 
@@ -26,6 +26,9 @@ class ArmTotals:
     # Which incarnation of the revision's aggregates these are: the store picks a new one each time it starts
     # them, so the judge sees a reset that refilled between two looks ("" from a store that keeps none).
     epoch: str = ""
+    # Requests and errors per user bucket (0 .. UNIT_BUCKETS-1): {bucket: (requests, errors)}; empty when the
+    # SDKs do not report buckets. The judge reads between-bucket variation from it (docs/judge.md, "Users").
+    units: Mapping[int, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def error_rate(self) -> float | None:
@@ -57,12 +60,16 @@ def counter_fields(arms: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
         for index, n in (totals.get("latency") or {}).items():
             if n:
                 increments[f"{arm}:lat:{int(index)}"] = int(n)
+        for index, pair in (totals.get("units") or {}).items():
+            for kind, n in zip("ne", pair, strict=False):
+                if n:
+                    increments[f"{arm}:u:{int(index)}:{kind}"] = int(n)
     return increments
 
 
 def totals_from_fields(fields: Mapping[str, str | int]) -> dict[str, ArmTotals]:
     """The store's flat counters -> ArmTotals per arm (arms with no data are empty totals)."""
-    raw: dict[str, dict[str, Any]] = {arm: {"latency": {}} for arm in ARMS}
+    raw: dict[str, dict[str, Any]] = {arm: {"latency": {}, "units": {}} for arm in ARMS}
     epoch = str(fields.get("epoch", ""))
     for name, value in fields.items():
         arm, _, rest = name.partition(":")
@@ -70,12 +77,18 @@ def totals_from_fields(fields: Mapping[str, str | int]) -> dict[str, ArmTotals]:
             continue
         if rest.startswith("lat:"):
             raw[arm]["latency"][int(rest[4:])] = int(value)
+        elif rest.startswith("u:"):
+            index, _, kind = rest[2:].partition(":")
+            if kind in ("n", "e") and 0 <= int(index) < UNIT_BUCKETS:
+                n, e = raw[arm]["units"].get(int(index), (0, 0))
+                raw[arm]["units"][int(index)] = (n + int(value), e) if kind == "n" else (n, e + int(value))
         else:
             raw[arm][rest] = int(value)
     return {
         arm: ArmTotals(
             count=values.get("count", 0), errors=values.get("errors", 0),
             error_users=values.get("error_users", 0), latency=LatencySketch(values["latency"]), epoch=epoch,
+            units=values["units"],
         )
         for arm, values in raw.items()
     }

@@ -9,7 +9,7 @@ it ever crosses 1/alpha by alpha, whenever and however often one looks (docs/jud
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 # Small stages see little traffic, so they test for a larger regression than asked (and larger ones still are
@@ -32,6 +32,8 @@ SPLIT_ACCEPT_ODDS = 1.25
 # The look-to-look dispersion of the split starts from this many pseudo-looks at 1 (independent requests), so a
 # handful of looks cannot talk it down or up by luck.
 DISPERSION_PRIOR_LOOKS = 10
+MAX_DISPERSION = 1e6
+UNIT_PRETEST_Z = 3.09  # the user-bucket dispersion counts from the 0.999 quantile of its null distribution
 
 # Guardrail alternatives: the true rate this many times the limit (a mixture, so no one size must be guessed).
 GUARDRAIL_FACTORS = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -135,6 +137,58 @@ def split_dispersion(canary: int, total: int, sq: float, looks: int) -> float:
     share = canary / total
     pearson = max(sq - share * canary, 0.0) / (share * (1 - share))
     return max((pearson + DISPERSION_PRIOR_LOOKS) / (looks - 1 + DISPERSION_PRIOR_LOOKS), 1.0)
+
+
+def unit_dispersion(units: Mapping[int, tuple[int, int]]) -> tuple[float, float]:
+    """How many times more one arm's errors vary between user buckets than independent requests would: the
+    Pearson statistic of the buckets' error counts around the arm's own rate, per degree of freedom, once the
+    errors are shown to cluster (below that, 1: the noise of an estimate must not cost power where there is
+    nothing to correct); with the arm's errors. Clustering is shown by the pairs of errors that share a bucket:
+    independent errors make about E(E-1)/2 * sum(share_j^2) of them (Poisson while sparse, with variance
+    inflated by 1 + 2 x errors per bucket when dense); more than its 0.999 quantile counts.
+    Users are hashed to buckets at random, so buckets are independent samples of users: a few users who keep
+    failing put their errors in a few buckets and show here, while independent errors give about 1."""
+    n_total = sum(max(n, 0) for n, _ in units.values())
+    e_total = sum(max(e, 0) for _, e in units.values())
+    used = [(n, e) for n, e in units.values() if n > 0]
+    if n_total <= 0 or e_total <= 0 or len(used) < 2:
+        return 1.0, float(max(e_total, 0))
+    rate = e_total / n_total
+    pairs = sum(e * (e - 1) / 2 for _, e in used)
+    expected = e_total * (e_total - 1) / 2 * sum((n / n_total) ** 2 for n, _ in used)
+    per_bucket = e_total / len(used)
+    spread = UNIT_PRETEST_Z * math.sqrt(expected * (1 + 2 * per_bucket))
+    if pairs <= max(_poisson_quantile(expected), expected + spread):
+        return 1.0, float(e_total)
+    pearson = sum((e - rate * n) ** 2 / (rate * n) for n, e in used)
+    return max(pearson / (len(used) - 1), 1.0), float(e_total)
+
+
+def _poisson_quantile(mean: float, tail: float = 1e-3) -> float:
+    """The smallest k with P(Poisson(mean) > k) <= tail (by summation; a normal bound above a mean of 100)."""
+    if mean > 100:
+        return mean + UNIT_PRETEST_Z * math.sqrt(mean)
+    k, p = 0, math.exp(-mean)
+    total = p
+    while 1 - total > tail and k < 1000:
+        k += 1
+        p *= mean / k
+        total += p
+    return float(k)
+
+
+def contrast_dispersion(canary: Mapping[int, tuple[int, int]], stable: Mapping[int, tuple[int, int]]) -> float:
+    """The design effect of the canary-vs-stable error contrast: the variance of the log rate ratio with users
+    as the unit over the variance that independent requests would give (delta method: each arm's Poisson
+    variance 1/E scaled by its dispersion). 1 when no buckets are reported."""
+    try:
+        phi_c, e_c = unit_dispersion(canary)
+        phi_s, e_s = unit_dispersion(stable)
+        w_c, w_s = 1 / (e_c + 1), 1 / (e_s + 1)
+        phi = (phi_c * w_c + phi_s * w_s) / (w_c + w_s)
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+        return MAX_DISPERSION
+    return min(phi, MAX_DISPERSION) if math.isfinite(phi) else MAX_DISPERSION  # garbage counts: no evidence
 
 
 def split_acceptance_log_evidence(n_c: int, n: int, expected_share: float, dispersion: float) -> float:

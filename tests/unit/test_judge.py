@@ -9,8 +9,10 @@ import json
 import math
 import random
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
+from flagsvc_client.protocol.limits import UNIT_BUCKETS
 from flagsvc_client.protocol.sketch import MAX_INDEX, MIN_INDEX, LatencySketch, bucket_index
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -214,8 +216,9 @@ def test_the_state_after_an_advance_carries_the_rollout_test_to_the_next_stage()
     first = drive(judge_with(), stage_index=0, percent=1.0, per_look=2_000, stable_rate=0.2, canary_rate=0.2)[-1]
     assert first.decision == "advance"
     carried = first.state.next_stage()
-    assert carried.stage_index == 1 and carried.rollout == first.state.rollout
-    assert carried.rollout is not None and carried.rollout.errors < 0
+    assert carried.stage_index == 1 and carried.rollout is not None and first.state.rollout is not None
+    assert carried.rollout.errors_pair() == first.state.rollout.errors_pair(first.state.dispersion)
+    assert carried.rollout.latency == first.state.rollout.latency and carried.rollout.errors_pair()[0] < 0
     # ... and the next stage's judge goes on with it: the rollout test is still there.
     verdict = drive(judge_with(), stage_index=1, percent=5.0, looks=3, state=carried, stop=False)[-1]
     assert verdict.state.rollout is not None and verdict.evidence["rollout_test"] is not None
@@ -576,8 +579,10 @@ def test_a_resume_at_the_same_stage_spends_no_new_alpha() -> None:
     state = drive(judge, looks=40, per_look=50, stop=False)[-1].state  # stage 2, threshold fixed, tests running
     assert state.slow_ms is not None and state.errors.canary_events + state.errors.stable_events > 0
     resumed = state.carry_to(state.stage_index)
-    assert (resumed.errors, resumed.latency, resumed.slow_ms, resumed.slow_ratio, resumed.rollout) == (
-        state.errors, state.latency, state.slow_ms, state.slow_ratio, state.rollout)
+    assert resumed.errors.statistic() == state.errors.statistic(state.dispersion)
+    assert resumed.errors.canary_events == state.errors.canary_events
+    assert (resumed.latency, resumed.slow_ms, resumed.slow_ratio) == (state.latency, state.slow_ms, state.slow_ratio)
+    assert resumed.rollout is None and state.rollout is None  # judged from stage 2 on without carried state
     assert resumed.canary == resumed.stable == type(state.canary)()  # the new revision's totals start at 0
     # The first look of the resumed revision continues the same statistic rather than starting one.
     after = judge.judge(resumed, arm(180), arm(20), percent=10, stage_index=2, stage_count=6,
@@ -586,7 +591,7 @@ def test_a_resume_at_the_same_stage_spends_no_new_alpha() -> None:
         state.errors.stable_events + state.errors.canary_events)
     # Another stage starts its own stage test (that stage's share of the budget), the rollout test carried.
     promoted = state.carry_to(3)
-    assert promoted.errors.llr == 0 and promoted.rollout == state.rollout
+    assert promoted.errors.statistic() == 0 and promoted.rollout == resumed.rollout
     assert (promoted.slow_ms, promoted.slow_ratio) == (state.slow_ms, state.slow_ratio)  # stable's, unchanged
 
 
@@ -694,3 +699,53 @@ def test_data_seen_during_a_mismatch_hold_is_counted_once_the_split_is_fine() ->
                                    stage_count=6, seconds_at_stage=62, bake_seconds=60)
     assert not recovered.reason.startswith("sample-ratio mismatch")
     assert recovered.state.errors.canary_exposure == 660
+
+
+# --- users as the unit: user buckets --------------------------------------------------------------------------
+
+
+def bucketed(n: int, errors: int, *, heavy: tuple[int, int] | None = None) -> ArmTotals:
+    """n requests and errors spread evenly over the user buckets, plus (bucket, errors) of one user who fails."""
+    units = {j: (n // UNIT_BUCKETS, errors // UNIT_BUCKETS) for j in range(UNIT_BUCKETS)}
+    if heavy:
+        j, extra = heavy
+        units[j] = (units[j][0] + extra, units[j][1] + extra)
+    total_n, total_e = n + (heavy[1] if heavy else 0), errors + (heavy[1] if heavy else 0)
+    return ArmTotals(total_n, total_e, total_e, shaped_sketch(total_n), units=units)
+
+
+def test_one_failing_user_in_the_canary_is_not_a_regression_of_the_canary() -> None:
+    """The canary's only extra errors come from one user who keeps failing (all in one user bucket): with the
+    buckets the judge sees that they come from one unit and does not roll back; counted as independent
+    requests the same totals would."""
+    def run(units: bool) -> list[Verdict]:
+        state, verdicts = None, []
+        for k in range(1, 120):
+            stable, canary = bucketed(1792 * k, 64 * k // 3), bucketed(192 * k, 64 * k // 30, heavy=(7, 2 * k))
+            if not units:
+                stable, canary = (replace(t, units={}) for t in (stable, canary))
+            verdict = judge_with(min_requests=10**9).judge(
+                state, stable, canary, percent=10, stage_index=2, stage_count=6, seconds_at_stage=2.0 * k,
+                bake_seconds=60)
+            verdicts.append(verdict)
+            state = verdict.state
+        return verdicts
+
+    assert any(v.decision == "rollback" for v in run(units=False))
+    with_units = run(units=True)
+    assert not any(v.decision == "rollback" for v in with_units)
+    assert with_units[-1].evidence["errors"]["dispersion"] > 10
+
+
+def test_user_buckets_that_show_no_clustering_change_nothing() -> None:
+    plain = drive(judge_with(), canary_rate=0.03, looks=60)
+    args = {"percent": 10.0, "stage_index": 2, "stage_count": 6, "bake_seconds": 60.0}
+    state, decisions = None, []
+    for k in range(1, 61):
+        v = judge_with().judge(state, bucketed(180 * k, round(1.8 * k)), bucketed(20 * k, round(0.6 * k)),
+                               seconds_at_stage=2.0 * k, **args)
+        decisions.append(v.decision)
+        state = v.state
+        if v.decision != "hold":
+            break
+    assert decisions[-1] == plain[-1].decision == "rollback" and state.dispersion == 1.0

@@ -9,6 +9,9 @@ ARMS = ("stable", "canary")
 KILLED_STATES = frozenset({"off", "rolled_back"})
 
 MAX_COUNT = 10**9  # any one counter of one arm in one batch
+# Each arm's outcomes are also counted per user bucket (a slice of the user's hash the arm assignment does not
+# use), so the judge can measure how much users differ from each other: users, not requests, are randomised.
+UNIT_BUCKETS = 64
 MAX_BATCH_FLAGS = 1_000  # flags in one batch
 MAX_FLAG_KEY_LENGTH = 128
 BATCH_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}\Z"
