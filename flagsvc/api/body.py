@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import current_app, g, request
+from flask import g, request
 from marshmallow import Schema
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -22,7 +22,7 @@ def raw_body() -> bytes:
     past the limit and refused then, never cut to the limit and used."""
     if "raw_body" in g:
         return g.raw_body
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    limit = request.max_content_length  # the app's limit, or a route's own (an import is larger)
     chunked = request.content_length is None and request.environ.get("wsgi.input_terminated")
     if not chunked or limit is None:  # a length the limit is checked against, or no body at all
         raw = request.get_data(cache=True)

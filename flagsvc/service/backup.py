@@ -113,7 +113,8 @@ class ConfigBackup:
             if current is not None and not replace:
                 return "unchanged"
             revision = max(exported.revision, current.revision if current else 0) + 1
-            imported = dc_replace(exported, revision=revision, updated_at=now, stage_started_at=now)
+            imported = dc_replace(exported, revision=revision, updated_at=now, stage_started_at=now,
+                                  percent=exported.percent + 0.0)  # -0.0 is stored as 0.0
             entry = HistoryEntry(now, actor, Action.IMPORT, revision, current.state if current else None,
                                  imported.state, current.percent if current else None, imported.percent,
                                  reason, evidence)
@@ -199,8 +200,8 @@ def _flag_problems(item: object) -> dict[str, list[str]]:
         problems["state"] = [f"must be one of {', '.join(s.value for s in State)}"]
     if not 0 <= item["percent"] <= 100 or not flags.has_two_decimals_at_most(item["percent"]):
         problems["percent"] = ["must be 0 to 100 with at most two decimals"]
-    if item["revision"] < 1:
-        problems["revision"] = ["must be at least 1"]
+    if not 1 <= item["revision"] < 2**53:  # what the outcomes schema (and JSON numbers) carry exactly
+        problems["revision"] = ["must be from 1 to 2^53 - 1"]
     if not 0 <= item["stage_index"] < max(len(stages), 1):
         problems["stage_index"] = ["must point into stages"]
     if problems:

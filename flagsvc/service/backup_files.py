@@ -59,6 +59,8 @@ class BackupFiles:
         document = self._backup.export(history=20)
         if (document["epoch"], document["version"]) == self._written:
             return None
+        if document["epoch"] != self._watcher.seen_epoch:  # a dataset not looked at yet: maybe a wipe, wait
+            return None
         self.directory.mkdir(parents=True, exist_ok=True)
         self._keep_other_dataset(document["epoch"])
         body = json.dumps(document, indent=1, sort_keys=False).encode()

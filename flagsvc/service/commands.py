@@ -181,6 +181,9 @@ class FlagCommands:
         for attempt in range(MAX_ATTEMPTS):
             current = self.get(key)
             if request.if_revision is not None and current.revision != request.if_revision:
+                first = self._first_answer(key, request)  # moved on by this very request, sent twice at once?
+                if first is not None:
+                    return _replayed_flag(first, request)
                 raise PreconditionFailed(key, request.if_revision, current.revision)
             after, entry = transition(current)
             try:
@@ -190,6 +193,9 @@ class FlagCommands:
                 return _replayed_flag(racing, request)
             except RevisionConflict:
                 if request.if_revision is not None:  # changed between our read and our write
+                    first = self._first_answer(key, request)
+                    if first is not None:
+                        return _replayed_flag(first, request)
                     raise PreconditionFailed(key, request.if_revision, self.get(key).revision) from None
                 # Back off a little so a burst of writers to one flag spreads out instead of colliding again.
                 self._sleep(self._jitter(0, 0.001 * min(attempt + 1, 10)))

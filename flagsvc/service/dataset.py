@@ -81,9 +81,19 @@ class DatasetWatcher:
         self.interval = interval
         self._seen: _Seen | None = None
         self._suspect: frozenset[str] = frozenset()  # vanished without announcement, seen once
+        # The open notice as this process last saw it, and the dataset then: the notice lives in the store, so
+        # a second wipe would take it away too; seen gone under a new epoch, it is written again.
+        self._remembered: tuple[DatasetNoticeDoc, str] | None = None
         self._lock = threading.Lock()
 
     # -- what /readyz and operators ask -----------------------------------------------------------------
+
+    @property
+    def seen_epoch(self) -> str | None:
+        """The dataset (epoch) of the last look, None before the first: the on-disk export is written only for a
+        dataset the watcher has looked at, so a wipe it has not noticed yet cannot replace the export to restore
+        from."""
+        return self._seen.epoch if self._seen is not None else None
 
     def notice(self) -> DatasetNoticeDoc | None:
         """The open notice (any process may have written it), or None."""
@@ -131,8 +141,26 @@ class DatasetWatcher:
             version = self._versions.config_version()  # draws a new epoch if the dataset lost it
             now = {f.key: f for f in self._flags.list_flags()}
             opened = self._compare(self._seen, _Seen(version.epoch, version.version, now))
+            self._keep_open_across_wipes(version.epoch)
         self._close_if_restored(now)
         return opened
+
+    def _keep_open_across_wipes(self, epoch: str) -> None:
+        current = self.notice()
+        if current is not None:
+            self._remembered = (current, epoch)
+            return
+        if self._remembered is None:
+            return
+        remembered, then = self._remembered
+        if then == epoch:  # closed in this dataset: restored or acknowledged
+            self._remembered = None
+            return
+        reopened: DatasetNoticeDoc = {**remembered, "reason": f"{remembered['reason']}; then the dataset was "
+                                                                f"reset again (epoch {epoch})", "epoch": epoch}
+        self._health.keep_dataset_notice(json.dumps(reopened), only_if_absent=True)
+        self._remembered = (reopened, epoch)
+        log.error("DATASET RESET AGAIN while a reset was open: %s", describe(reopened))
 
     def _compare(self, before: _Seen | None, after: _Seen) -> DatasetNoticeDoc | None:
         if before is None:

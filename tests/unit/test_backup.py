@@ -114,6 +114,8 @@ def test_backup_files_write_latest_and_dated_copies_at_most_every_interval(servi
     files = services.backup_files
     files.min_interval, files.keep = 10, 2
     _setup(services)
+    assert files.step() is None  # a dataset the watcher has not looked at yet
+    services.dataset.look()
     assert files.step() == files.latest
     assert [f["key"] for f in json.loads(files.latest.read_text())["flags"]] == ["checkout", "search"]
     services.commands.delete("search")
@@ -170,3 +172,34 @@ def test_flagctl_export_then_import_after_a_wipe(services, fake_store, tmp_path)
         assert result.exit_code == 2
         result = runner.invoke(flagctl, ["dataset"], env=env)
         assert result.exit_code == 0 and "no dataset reset" in result.output
+
+
+def test_a_wipe_the_watcher_has_not_noticed_yet_never_replaces_the_export(services, fake_store, manual_clock):
+    files = services.backup_files
+    _setup(services)
+    services.dataset.look()
+    files.step()
+    before = files.latest.read_text()
+    fake_store.redis.flushall()
+    manual_clock.advance(60)
+    assert files.step() is None  # the backup ran first: the empty dataset is not written over the good export
+    assert files.latest.read_text() == before
+    assert services.dataset.look() is not None  # and then the watcher opens the notice
+    manual_clock.advance(60)
+    assert files.step() is None and files.latest.read_text() == before
+
+
+def test_a_second_wipe_keeps_the_first_notice_open(services, fake_store):
+    _setup(services)
+    services.dataset.look()
+    fake_store.redis.flushall()
+    first = services.dataset.look()
+    assert first is not None and {v["key"] for v in first["vanished"]} == {"checkout", "search"}
+    fake_store.redis.flushall()  # the notice lived in Redis: gone with the second wipe
+    services.dataset.look()
+    reopened = services.dataset.notice()
+    assert reopened is not None and {v["key"] for v in reopened["vanished"]} == {"checkout", "search"}
+    assert "reset again" in reopened["reason"]
+    services.dataset.acknowledge("ops")  # an operator's acknowledgement in this dataset does close it
+    services.dataset.look()
+    assert services.dataset.notice() is None

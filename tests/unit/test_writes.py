@@ -146,3 +146,31 @@ def test_minus_zero_is_stored_as_zero(client, flag):
     assert stored == 0 and math.copysign(1, stored) == 1
     assert '"percent":-0' not in json.dumps(client.get("/sdk/v1/flags", headers={
         "Authorization": f"Bearer {TEST_SETTINGS.sdk_keys['web']}"}).get_json(), separators=(",", ":"))
+
+
+def test_a_keyed_write_racing_its_own_retry_is_never_told_412_for_itself():
+    """Two copies of one request: the second checked for the key before the first was stored, then found the
+    flag moved on (by the first). It must get the first answer, not "it changed since you read it"."""
+    from flagsvc.service.announce import ChangeAnnouncer
+    from flagsvc.service.commands import FlagCommands, WriteRequest
+    from flagsvc.store.memory import MemoryStore
+
+    class CheckedTooEarly(MemoryStore):
+        early = True
+
+        def idempotent_answer(self, key, idempotency_key):
+            if self.early:  # the copy's first look, before the other copy stored its write
+                self.early = False
+                return None
+            return super().idempotent_answer(key, idempotency_key)
+
+    store = CheckedTooEarly()
+    commands = FlagCommands(store, ChangeAnnouncer(store))
+    commands.create("race", {}, actor="ops")
+    commands.start("race", actor="ops")
+    request = WriteRequest(if_revision=2, idempotency_key="promote-once", fingerprint="fp")
+    store.early = False
+    first = commands.promote("race", actor="ops", request=request)
+    store.early = True
+    again = commands.promote("race", actor="ops", request=request)
+    assert again == first and [e.action for e in store.history("race")] == ["promote", "start", "create"]
