@@ -65,7 +65,8 @@ class OutcomeIngestion:
                 for arm, totals in entry["arms"].items():
                     metrics.EXCLUDED_OUTCOMES.labels(key, arm).inc(totals["count"])
                 continue
-            entries[key] = OutcomeEntry(entry["revision"], increments, batch["reporter"])
+            entries[key] = OutcomeEntry(entry["revision"], increments, batch["reporter"],
+                                        (batch["window"]["start"], batch["window"]["end"]))
         for key, result in (self._outcomes.add_outcomes(batch["batch_id"], entries).items() if entries else ()):
             results[result] += 1
             metrics.OUTCOME_BATCHES.labels(result).inc()
@@ -82,6 +83,7 @@ class OutcomeIngestion:
             "unknown": results["unknown"],
             "duplicate": results["duplicate"] > 0 and not results["accepted"],
             "excluded": results["excluded"],
+            "overlapping": results["overlapping"],
         }
 
     def stats(self, key: str) -> FlagStats:

@@ -17,6 +17,8 @@ from flagsvc.store.keys import BATCH_MARKER_TTL
 from flagsvc.store.roles import (
     HISTORY_CAP,
     IDEMPOTENCY_TTL,
+    MAX_NAMED_REPORTERS,
+    OTHER_REPORTERS,
     AlreadyApplied,
     Clock,
     ConfigVersion,
@@ -44,6 +46,7 @@ class MemoryStore:
         self._outcomes: dict[str, tuple[int, dict[str, int]]] = {}  # one revision's aggregates per flag
         self._epochs: dict[str, str] = {}  # the epoch of each flag's aggregates (new each time they start)
         self._by_reporter: dict[str, dict[str, int]] = {}  # the same revision's, "<reporter>|<arm>:count|errors"
+        self._windows: dict[str, dict[str, float]] = {}  # per flag: each named reporter's latest window end
         self._batches: dict[tuple[str, str], float] = {}  # (flag, batch_id) -> remembered until (by the clock)
         self._idempotency: dict[tuple[str, str], tuple[str, str, float]] = {}  # -> fingerprint, answer, until
         self._ingest: dict[str, dict[str, int]] = {}
@@ -149,6 +152,7 @@ class MemoryStore:
             self._outcomes.pop(key, None)
             self._epochs.pop(key, None)
             self._by_reporter.pop(key, None)
+            self._windows.pop(key, None)
             self._fences.pop(key, None)
             self._judgements.pop(key, None)
             self._batches = {b: until for b, until in self._batches.items() if b[0] != key}
@@ -170,29 +174,39 @@ class MemoryStore:
         return version
 
     def add_outcomes(self, batch_id: str, entries: Mapping[str, OutcomeEntry]) -> dict[str, IngestResult]:
-        return {key: self._add_outcomes(key, entry.revision, batch_id, entry.increments, entry.reporter)
+        return {key: self._add_outcomes(key, entry.revision, batch_id, entry.increments, entry.reporter,
+                                        entry.window)
                 for key, entry in entries.items()}
 
     def _add_outcomes(self, key: str, revision: int, batch_id: str, increments: dict[str, int],
-                      reporter: str) -> IngestResult:
+                      reporter: str, window: tuple[float, float]) -> IngestResult:
         with self._lock:
             flag = self._flags.get(key)
             if flag is None:
                 return "unknown"
-            counters = self._ingest.setdefault(key, {"accepted": 0, "duplicate": 0, "stale": 0})
+            counters = self._ingest.setdefault(key, {"accepted": 0, "duplicate": 0, "stale": 0, "overlapping": 0})
             result: IngestResult
             if flag.revision != revision:
                 result = "stale"
             elif self._batches.get((key, batch_id), -math.inf) > self._clock():
                 result = "duplicate"
+            elif (self._outcomes.get(key, (None, {}))[0] == revision and reporter in self._windows.get(key, {})
+                  and window[0] < self._windows[key][reporter] - 0.5):
+                result = "overlapping"  # the same moments from the same reporter again (see roles)
             else:
                 self._remember_batch(key, batch_id)
                 kept_revision, totals = self._outcomes.get(key, (None, {}))
                 if kept_revision != revision:
                     totals = {}
                     self._by_reporter[key] = {}
+                    self._windows[key] = {}
                     self._epochs[key] = new_epoch()
                 self._outcomes[key] = (revision, totals)
+                windows = self._windows.setdefault(key, {})
+                if reporter and reporter not in windows:
+                    reporter = reporter if len(windows) < MAX_NAMED_REPORTERS else OTHER_REPORTERS
+                if reporter and reporter != OTHER_REPORTERS:
+                    windows[reporter] = max(windows.get(reporter, 0.0), window[1])
                 by_reporter = self._by_reporter.setdefault(key, {})
                 for name, n in increments.items():
                     totals[name] = totals.get(name, 0) + n
@@ -225,7 +239,8 @@ class MemoryStore:
 
     def ingest_counts(self, key: str) -> dict[str, int]:
         with self._lock:
-            return dict(self._ingest.get(key, {"accepted": 0, "duplicate": 0, "stale": 0}))
+            counts = self._ingest.get(key, {})
+            return {name: counts.get(name, 0) for name in ("accepted", "duplicate", "stale")}
 
     def count_unknown(self, n: int) -> None:
         with self._lock:

@@ -26,6 +26,7 @@ from flagsvc.store.keys import BATCH_MARKER_TTL, DEFAULT_NAMESPACE, OUTCOMES_TTL
 from flagsvc.store.roles import (
     HISTORY_CAP,
     IDEMPOTENCY_TTL,
+    MAX_NAMED_REPORTERS,
     AlreadyApplied,
     Clock,
     ConfigVersion,
@@ -214,11 +215,12 @@ class RedisStore:
         """One script per flag (its keys share the flag's hash slot), all of them in one pipelined round trip:
         with `appendfsync always` that is also one fsync for the batch instead of one per flag."""
         pipe = self.redis.pipeline(transaction=False)
-        for key, (revision, increments, reporter) in entries.items():
+        for key, (revision, increments, reporter, (start, end)) in entries.items():
             self._add_outcomes(
                 keys=[self.keys.flag(key), self.keys.batch_marker(key, batch_id), self.keys.outcomes(key),
                       self.keys.ingest_counters(key), self.keys.reporters(key)],
-                args=[revision, BATCH_MARKER_TTL, OUTCOMES_TTL, json.dumps(increments), reporter, new_epoch()],
+                args=[revision, BATCH_MARKER_TTL, OUTCOMES_TTL, json.dumps(increments), reporter, new_epoch(),
+                      repr(float(start)), repr(float(end)), MAX_NAMED_REPORTERS],
                 client=pipe,
             )
         return dict(zip(entries, pipe.execute(), strict=True))

@@ -28,7 +28,9 @@ HISTORY_CAP = 1_000
 def new_epoch() -> str:
     """A fresh epoch for a revision's aggregates: random, so a restarted store never repeats the last one."""
     return str(uuid.uuid4().int >> 64)
-IngestResult = Literal["accepted", "duplicate", "stale", "unknown"]
+IngestResult = Literal["accepted", "duplicate", "stale", "unknown", "overlapping"]
+MAX_NAMED_REPORTERS = 1_000  # reporters a flag's revision keeps by name; the rest add up as OTHER_REPORTERS
+OTHER_REPORTERS = "~others"
 Clock = Callable[[], float]
 
 
@@ -39,6 +41,7 @@ class OutcomeEntry(NamedTuple):
     revision: int
     increments: dict[str, int]
     reporter: str = ""
+    window: tuple[float, float] = (0.0, 0.0)  # when the reporter recorded them (Unix seconds)
 
 
 IDEMPOTENCY_TTL = 24 * 3600  # how long a write's Idempotency-Key is remembered
@@ -132,8 +135,11 @@ class OutcomeRepository(Protocol):
 
     def add_outcomes(self, batch_id: str, entries: Mapping[str, OutcomeEntry]) -> dict[str, IngestResult]:
         """Add one batch's counters to each flag's aggregates: per flag atomically and once per (flag, batch_id),
-        and only when the entry's revision is the flag's current one. Flags are independent of each other (a
-        retried batch adds only what was not added yet), so a store may send them all in one round trip."""
+        and only when the entry's revision is the flag's current one, and its window does not reach back into
+        one its reporter already sent for the revision ('overlapping': the same moments counted twice). The
+        first MAX_NAMED_REPORTERS reporters of a revision are kept by name, the rest as OTHER_REPORTERS. Flags
+        are independent of each other (a retried batch adds only what was not added yet), so a store may send
+        them all in one round trip."""
 
     def outcome_totals(self, key: str, revision: int) -> dict[str, ArmTotals]:
         """The aggregates of one revision, per arm, each carrying the aggregates' `epoch`: a random id set when

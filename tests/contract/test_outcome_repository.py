@@ -133,3 +133,36 @@ def test_redis_aggregates_lost_and_refilled_get_a_new_epoch(real_store):
     add_one(real_store, flag.key, 1, "batch-0002", {"canary:count": 1100, "canary:errors": 40})
     after = real_store.outcome_totals(flag.key, 1)["canary"]
     assert (after.count, after.errors) == (1100, 40) and after.epoch not in ("", before.epoch)
+
+
+def test_a_reporter_window_that_reaches_back_is_overlapping_and_not_counted(any_store):
+    flag, entry = new()
+    any_store.create(flag, entry)
+
+    def add(batch_id, window, reporter="instance-a"):
+        return any_store.add_outcomes(batch_id, {flag.key: OutcomeEntry(1, {"stable:count": 10}, reporter,
+                                                                         window)})[flag.key]
+
+    assert add("b-1", (100.0, 105.0)) == "accepted"
+    assert add("b-2", (105.0, 110.0)) == "accepted"  # the next window: back to back
+    assert add("b-3", (100.0, 110.0)) == "overlapping"  # the same moments again
+    assert add("b-3", (110.0, 115.0)) == "accepted"  # not remembered as applied: the id may be used
+    assert add("b-4", (100.0, 110.0), reporter="instance-b") == "accepted"  # another instance's own moments
+    assert any_store.outcome_totals(flag.key, 1)["stable"].count == 40
+
+
+def test_reporters_kept_by_name_are_bounded(any_store, monkeypatch):
+    import flagsvc.store.memory
+    import flagsvc.store.redis_store
+    from flagsvc.store.roles import OTHER_REPORTERS
+
+    monkeypatch.setattr(flagsvc.store.memory, "MAX_NAMED_REPORTERS", 3)
+    monkeypatch.setattr(flagsvc.store.redis_store, "MAX_NAMED_REPORTERS", 3)
+    flag, entry = new()
+    any_store.create(flag, entry)
+    for n in range(10):
+        any_store.add_outcomes(f"batch-{n:04d}", {flag.key: OutcomeEntry(1, {"canary:count": 1}, f"instance-{n}",
+                                                                        (100.0, 105.0))})
+    totals = any_store.reporter_totals(flag.key, 1)
+    assert set(totals) == {"instance-0", "instance-1", "instance-2", OTHER_REPORTERS}
+    assert totals[OTHER_REPORTERS]["canary"] == ReporterTotals(7, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 from flagsvc_client.protocol.sketch import LatencySketch
@@ -31,7 +32,7 @@ def batch(revision, batch_id="b-00000001", stable=(100, 1), canary=(10, 1), late
 def test_batches_add_up_and_retries_count_once(client, flag):
     answer = client.post("/sdk/v1/outcomes", json=batch(flag["revision"]), headers=SDK).get_json()
     assert answer == {"batch_id": "b-00000001", "accepted": 1, "stale": 0, "unknown": 0, "duplicate": False,
-                      "excluded": 0}
+                      "excluded": 0, "overlapping": 0}
     again = client.post("/sdk/v1/outcomes", json=batch(flag["revision"]), headers=SDK).get_json()
     assert again["duplicate"] is True and again["accepted"] == 0
     client.post("/sdk/v1/outcomes", json=batch(flag["revision"], "b-00000002", (50, 0), (5, 0), ()), headers=SDK)
@@ -170,3 +171,21 @@ def test_outcomes_are_kept_per_reporter(client, flag, fake_store):
         "test-reporter-0001": {"stable": (100, 1), "canary": (10, 1)},
         "another-instance": {"stable": (7, 0), "canary": (3, 2)},
     }
+
+
+def test_a_reporter_cannot_send_the_same_moments_twice(client, flag):
+    """Five batches claiming the same window from one reporter: the first counts, the rest overlap it."""
+    now = time.time()
+    answers = []
+    for n in range(5):
+        body = batch(flag["revision"], f"same-window-{n}", stable=(1000, 10), canary=(10, 0))
+        body["reporter"], body["window"] = "replaying-instance", {"start": now - 5.0, "end": now}
+        answer = client.post("/sdk/v1/outcomes", json=body, headers=SDK)
+        assert answer.status_code == 200, answer.get_json()
+        answers.append(answer.get_json())
+    assert [(a["accepted"], a["overlapping"]) for a in answers] == [(1, 0)] + [(0, 1)] * 4
+    stats = client.get("/api/v1/flags/new_checkout/stats", headers=ADMIN).get_json()
+    assert stats["arms"]["stable"]["count"] == 1000
+    following = batch(flag["revision"], "next-window", stable=(7, 0), canary=(1, 0), latencies=())
+    following["reporter"], following["window"] = "replaying-instance", {"start": now, "end": now + 1.0}
+    assert client.post("/sdk/v1/outcomes", json=following, headers=SDK).get_json()["accepted"] == 1

@@ -82,6 +82,7 @@ class OutcomeReceipt(TypedDict):
     unknown: int
     duplicate: bool
     excluded: int  # entries dropped: the flag's analysis excludes this reporter (an operator's decision)
+    overlapping: int  # entries dropped: their reporter already sent a window overlapping this one
 
 
 class ArmStats(TypedDict):

@@ -5,8 +5,11 @@
 -- ARGV[4] a JSON object {aggregate field: increment} (one argument: hundreds of separate ones cost the client
 --   more to encode than the whole script costs Redis to run), ARGV[5] the reporter ("" for none),
 --   ARGV[6] a fresh random epoch, written only when this batch starts the aggregates (so a reset that refills
---   them between two looks of the judge shows as a new epoch, even when no total went down)
--- Returns 'accepted', 'duplicate', 'stale' (another revision is current) or 'unknown' (no such flag).
+--   them between two looks of the judge shows as a new epoch, even when no total went down),
+--   ARGV[7], ARGV[8] the batch's window (start, end; Unix seconds), ARGV[9] how many reporters a revision
+--   tracks by name (the rest add up as '~others')
+-- Returns 'accepted', 'duplicate', 'stale' (another revision is current), 'unknown' (no such flag) or
+-- 'overlapping' (this reporter already reported a window that overlaps this one: its outcomes would count twice).
 local current = redis.call('HGET', KEYS[1], 'revision')
 if not current then
   return 'unknown'
@@ -20,15 +23,39 @@ if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[2])) then
   return 'duplicate'
 end
 -- The aggregates hash holds one revision only: the first batch of a new revision starts it afresh.
-if redis.call('HGET', KEYS[3], 'revision') ~= ARGV[1] then
+local fresh = redis.call('HGET', KEYS[3], 'revision') ~= ARGV[1]
+-- One SDK instance's windows follow each other: a window reaching back before the end of one it already sent
+-- (half a second of clock slack) would count the same moments twice.
+local reporter = ARGV[5]
+if reporter ~= '' and not fresh then
+  local reported = redis.call('HGET', KEYS[5], reporter .. '|until')
+  if reported and tonumber(ARGV[7]) < tonumber(reported) - 0.5 then
+    redis.call('DEL', KEYS[2])
+    redis.call('HINCRBY', KEYS[4], 'overlapping', 1)
+    return 'overlapping'
+  end
+end
+if fresh then
   redis.call('DEL', KEYS[3], KEYS[5])
   redis.call('HSET', KEYS[3], 'revision', ARGV[1], 'epoch', ARGV[6])
+end
+-- Reporters tracked by name are bounded: past the cap, new ones add up as one, '~others'.
+if reporter ~= '' and redis.call('HEXISTS', KEYS[5], reporter .. '|until') == 0 then
+  if tonumber(redis.call('HGET', KEYS[5], '~named') or '0') >= tonumber(ARGV[9]) then
+    reporter = '~others'
+  else
+    redis.call('HINCRBY', KEYS[5], '~named', 1)
+  end
+end
+if reporter ~= '' and reporter ~= '~others' then
+  local reported = tonumber(redis.call('HGET', KEYS[5], reporter .. '|until') or '0')
+  redis.call('HSET', KEYS[5], reporter .. '|until', string.format('%.3f', math.max(reported, tonumber(ARGV[8]))))
 end
 for field, n in pairs(cjson.decode(ARGV[4])) do
   redis.call('HINCRBY', KEYS[3], field, string.format('%d', n))
   -- per reporter: requests and errors of each arm ("<reporter>|<arm>:count", "<reporter>|<arm>:errors")
-  if ARGV[5] ~= '' and (string.match(field, '^%a+:count$') or string.match(field, '^%a+:errors$')) then
-    redis.call('HINCRBY', KEYS[5], ARGV[5] .. '|' .. field, string.format('%d', n))
+  if reporter ~= '' and (string.match(field, '^%a+:count$') or string.match(field, '^%a+:errors$')) then
+    redis.call('HINCRBY', KEYS[5], reporter .. '|' .. field, string.format('%d', n))
   end
 end
 redis.call('EXPIRE', KEYS[3], tonumber(ARGV[3]))
