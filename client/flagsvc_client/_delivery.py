@@ -110,6 +110,11 @@ class OutcomeDelivery:
     def __len__(self) -> int:
         return len(self._queue)
 
+    def pending_outcomes(self) -> int:
+        """Outcomes in batches not acknowledged yet."""
+        with self._lock:
+            return sum(batch.outcomes for batch in self._queue)
+
     @property
     def drops(self) -> int:
         return self.stats["batches_expired"] + self.stats["batches_rejected"]

@@ -337,6 +337,9 @@ class FlagClient:
                 self._sync.interrupt()
             if timeout > 0 and self._reporter is not None:
                 self._flush_within(timeout)
+            if self._reporter is not None and (left := self._reporter.delivery.pending_outcomes()):
+                self._log.warning("close_undelivered", "closing with %d outcome(s) the server has not acknowledged "
+                                  "(unreachable or rate-limiting): they are lost", left)
             self._window.discard()  # later outcomes have nowhere to go
             for thread in self._threads:
                 thread.join(max(0.0, min(0.5, deadline - time.monotonic())))

@@ -98,6 +98,17 @@ def test_close_waits_at_most_its_timeout(server):
     assert len(client._window) == 0 and client.stats["batches_pending"] == 1
 
 
+def test_close_says_how_many_outcomes_it_could_not_deliver(caplog):
+    transport = FakeTransport()
+    transport.default = Response(429, {"Retry-After": "30"}, b"")  # the server is rate-limiting this key
+    client = manual_client(transport)
+    for n in range(7):
+        client.record("new_checkout", f"u{n}")
+    with caplog.at_level("WARNING", logger="flagsvc_client"):
+        client.close(timeout=0.2)
+    assert "closing with 7 outcome(s) the server has not acknowledged" in caplog.text
+
+
 def test_close_with_no_timeout_sends_nothing():
     transport = FakeTransport()
     client = manual_client(transport)
