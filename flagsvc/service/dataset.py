@@ -173,6 +173,14 @@ class DatasetWatcher:
                 log.warning("the config epoch changed from %s to %s; no flag was lost", before.epoch, after.epoch)
                 return None
             return self._open(f"config epoch changed from {before.epoch} to {after.epoch}", before, after, vanished)
+        if after.version < before.version:
+            # The same dataset with an older version: restored from an older copy. SDKs holding the later version
+            # would ignore every change until the version caught up again, the kill switch included.
+            restarted = self._versions.restart_epoch(after.epoch)
+            log.error("the config version went back from %s to %s in epoch %s (Redis restored from an older copy?); "
+                      "the dataset is named anew (epoch %s) so every SDK takes the current config", before.version,
+                      after.version, after.epoch, restarted.epoch)
+            after = _Seen(restarted.epoch, restarted.version, after.flags)
         announced = max(after.version - before.version, 0)
         if len(vanished) > announced:
             keys = frozenset(f.key for f in vanished)

@@ -162,6 +162,12 @@ class MemoryStore:
         with self._lock:
             return list(self._history.get(key, ()))[:limit]
 
+    def restart_epoch(self, expected: str) -> ConfigVersion:
+        with self._lock:
+            if self._epoch == expected:
+                self._epoch = uuid.uuid4().hex[:12]
+        return self.bump_config_version()
+
     def config_version(self) -> ConfigVersion:
         return ConfigVersion(self._epoch, self._version)
 

@@ -196,6 +196,23 @@ class RedisStore:
         self.redis.set(self.keys.config_epoch, uuid.uuid4().hex[:12], nx=True)
         return cast(str, self.redis.get(self.keys.config_epoch))
 
+    def restart_epoch(self, expected: str) -> ConfigVersion:
+        epoch = uuid.uuid4().hex[:12]
+        with self.redis.pipeline() as pipe:  # MULTI: compare and set in one step (both keys outside any slot)
+            while True:
+                try:
+                    pipe.watch(self.keys.config_epoch)
+                    if pipe.get(self.keys.config_epoch) != expected:
+                        pipe.unwatch()
+                        break
+                    pipe.multi()
+                    pipe.set(self.keys.config_epoch, epoch)
+                    pipe.execute()
+                    break
+                except redis.WatchError:
+                    continue
+        return self.bump_config_version()
+
     def config_version(self) -> ConfigVersion:
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.get(self.keys.config_epoch)

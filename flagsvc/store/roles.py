@@ -191,6 +191,10 @@ class ChangeBus(Protocol):
     def bump_config_version(self) -> ConfigVersion:
         """Announce a change: +1 on the version, and tell subscribers."""
 
+    def restart_epoch(self, expected: str) -> ConfigVersion:
+        """Name the dataset anew (a fresh epoch), if it is still `expected`, and announce it: SDKs then take the
+        current config whatever version they hold (for a version that went backwards, a restored old copy)."""
+
     def listen_changes(self, on_change: Callable[[], None], stop: threading.Event) -> None:
         """Block, calling `on_change` once subscribed and after every announced config change (from any
         process), until `stop`."""

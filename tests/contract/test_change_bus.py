@@ -43,3 +43,11 @@ def test_listeners_hear_of_every_announced_change(any_store):
         any_store.bump_config_version()  # wakes the listener now rather than at its next poll
         listener.join(5)
     assert not listener.is_alive()  # stop ends the listening
+
+
+def test_restarting_the_epoch_is_a_compare_and_set_and_announced(any_store):
+    first = any_store.config_version()
+    restarted = any_store.restart_epoch(first.epoch)
+    assert restarted.epoch != first.epoch and any_store.config_version() == restarted
+    again = any_store.restart_epoch(first.epoch)  # someone restarted it already: it stays theirs
+    assert again.epoch == restarted.epoch and again.version == restarted.version + 1

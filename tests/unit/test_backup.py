@@ -203,3 +203,20 @@ def test_a_second_wipe_keeps_the_first_notice_open(services, fake_store):
     services.dataset.acknowledge("ops")  # an operator's acknowledgement in this dataset does close it
     services.dataset.look()
     assert services.dataset.notice() is None
+
+
+def test_a_config_version_that_goes_back_names_the_dataset_anew(services, fake_store, caplog):
+    """Redis restored from an older copy: the same epoch, a lower version. SDKs holding the later version would
+    ignore every change (the kill switch too) until the version caught up, so the dataset gets a new epoch."""
+    _setup(services)
+    services.dataset.look()
+    before = fake_store.config_version()
+    fake_store.redis.set(fake_store.keys.config_version, before.version - 3)
+    with caplog.at_level("ERROR", logger="flagsvc.dataset"):
+        services.dataset.look()
+    after = fake_store.config_version()
+    assert after.epoch != before.epoch and "went back" in caplog.text
+    body = services.changes.latest().body
+    assert f'"epoch":"{after.epoch}"'.encode() in body  # what SDKs are served now: they take it whole
+    assert services.dataset.notice() is None  # no flag was lost: nothing to restore
+
