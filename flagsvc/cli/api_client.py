@@ -42,7 +42,7 @@ class ApiClient:
         self._sleep = sleep
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None, *,
-                if_revision: int | None = None) -> Any:
+                if_revision: int | None = None, timeout: float | None = None) -> Any:
         """The answer's JSON. A write is retried (same key) on 503 or a broken connection, backing off 0.5, 1,
         2 s; `if_revision` sends If-Match, so the write applies only to the flag at that revision (else 412)."""
         data = json.dumps(body, allow_nan=False).encode() if body is not None else None
@@ -60,7 +60,7 @@ class ApiClient:
         for attempt in range(1, attempts + 1):
             request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
                     raw = response.read()
                 return json.loads(raw) if raw else None
             except urllib.error.HTTPError as e:

@@ -493,7 +493,10 @@ def import_flags(api: ApiClient, file: str, replace: bool, as_json: bool) -> Non
         raise click.UsageError(f"cannot read an export from {file}: {e}") from None
     if not isinstance(document, dict):
         raise click.UsageError(f"{file} is not an export (a JSON object)")
-    result = api.post(f"/api/v1/import?replace={'true' if replace else 'false'}", document)
+    # An import of thousands of flags takes longer than one request's usual timeout; a retry after a timeout
+    # would find the first import's flags and leave them alone (or, with --replace, apply it again).
+    result = api.request("POST", f"/api/v1/import?replace={'true' if replace else 'false'}", document,
+                         timeout=max(api.timeout, 300.0))
     _emit(result, as_json, lambda r: "\n".join(
         f"{label}: {', '.join(r[name]) or 'none'}"
         for name, label in (("created", "created"), ("replaced", "replaced"), ("unchanged", "left alone"))))

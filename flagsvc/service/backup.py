@@ -206,6 +206,8 @@ def _flag_problems(item: object) -> dict[str, list[str]]:
         problems["stage_index"] = ["must point into stages"]
     if problems:
         return problems
+    if p := _state_problems(item["state"], float(item["percent"]), float(stages[item["stage_index"]])):
+        return {"percent": [p]}
     try:
         flags.validate(Flag.from_dict(item))
     except InvalidFlag as e:
@@ -213,3 +215,14 @@ def _flag_problems(item: object) -> dict[str, list[str]]:
     except (TypeError, ValueError) as e:  # anything from_dict cannot read
         return {"": [str(e)]}
     return {}
+
+
+def _state_problems(state: str, percent: float, stage: float) -> str:
+    """A state and a percent that no rollout could have left behind (say rolled back at 50 %)."""
+    if state in (State.OFF, State.ROLLED_BACK) and percent != 0:
+        return f"a flag that is {state} is at 0 %, not {percent:g}"
+    if state == State.COMPLETE and percent != 100:
+        return f"a complete flag is at 100 %, not {percent:g}"
+    if state in (State.ROLLING, State.PAUSED) and percent != stage:
+        return f"a {state} flag is at its stage's percent ({stage:g}), not {percent:g}"
+    return ""

@@ -85,6 +85,9 @@ def test_import_with_replace_overwrites_existing_flags(api, services):
     (lambda d: d["flags"][1].update(state="exploded"), "flags.1.state"),
     (lambda d: d["flags"][1].update(stages=[50, 10]), "flags.1.stages"),
     (lambda d: d["flags"][1].update(stage_index=9), "flags.1.stage_index"),
+    (lambda d: d["flags"][1].update(revision=2**63), "flags.1.revision"),  # past what batches can name
+    (lambda d: d["flags"][1].update(state="rolled_back", percent=50), "flags.1.percent"),
+    (lambda d: d["flags"][0].update(percent=33), "flags.0.percent"),  # rolling, but not at its stage's percent
     (lambda d: d["flags"][1].update(key="Not A Key"), "flags.1.key"),
     (lambda d: d["flags"][1].pop("revision"), "flags.1.revision"),
     (lambda d: d["flags"][1].update(revision=True), "flags.1.revision"),
