@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from flagsvc_client.protocol.sketch import MAX_MS
+
 STATE_VERSION = 2
 READABLE_VERSIONS = frozenset({1, 2})  # version 1 had no epoch: read as "" (the first look adopts the current one)
 MAX_COUNT = 10**15  # counts above this are not traffic but corruption: no flag sees 10^15 requests in a stage
@@ -128,7 +130,8 @@ class JudgeState:
                 stage_index=_count(data["stage_index"]),
                 stable=Seen(**{k: _count(v) for k, v in data["stable"].items()}),
                 canary=Seen(**{k: _count(v) for k, v in data["canary"].items()}),
-                slow_ms=None if slow_ms is None else _finite(slow_ms, low=0.0),
+                # a latency in ms, up to the sketch's ceiling (an hour), not a statistic
+                slow_ms=None if slow_ms is None else _finite(slow_ms, low=0.0, high=2 * MAX_MS),
                 slow_ratio=None if slow_ratio is None else _finite(slow_ratio, low=1.0),
                 errors=_stage_test(data["errors"]),
                 latency=_stage_test(data["latency"]),
