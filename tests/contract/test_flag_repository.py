@@ -54,6 +54,7 @@ def test_replace_missing_flag(any_store):
         any_store.replace(started, entry, expected_revision=1)
 
 
+@pytest.mark.slow  # a thousand writes per store
 def test_history_newest_first_limited_and_capped(any_store):
     flag, entry = new()
     any_store.create(flag, entry)
@@ -76,6 +77,7 @@ def test_delete(any_store):
     assert any_store.get(flag.key) == flag
 
 
+@pytest.mark.slow  # 16 threads racing on each store
 def test_concurrent_compare_and_set_loses_no_update(any_store):
     """16 threads each try to bump one flag 8 times with read-modify-CAS; every success is in the history."""
     flag, entry = new()
