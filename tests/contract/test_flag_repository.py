@@ -9,10 +9,7 @@ import pytest
 from flagsvc.domain import flag as flags
 from flagsvc.domain.errors import FlagExists, FlagNotFound, RevisionConflict
 from flagsvc.store.roles import HISTORY_CAP, FlagRepository
-
-
-def new(key="new_checkout", **settings):
-    return flags.new_flag(key, settings, now=1.0, actor="ops")
+from tests.support.flags import new
 
 
 def test_every_store_plays_the_role(any_store):

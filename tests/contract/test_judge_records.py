@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from flagsvc.domain import flag as flags
 from flagsvc.domain.judge_record import JudgeRecord
 from flagsvc.store.roles import JudgeRecords
-
-
-def new(key="new_checkout", **settings):
-    return flags.new_flag(key, settings, now=1.0, actor="ops")
+from tests.support.flags import new
 
 
 def test_every_store_plays_the_role(any_store):

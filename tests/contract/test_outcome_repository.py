@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from flagsvc.domain import flag as flags
 from flagsvc.store.roles import OutcomeEntry, OutcomeRepository, ReporterTotals, Store
-
-
-def new(key="new_checkout", **settings):
-    return flags.new_flag(key, settings, now=1.0, actor="ops")
+from tests.support.flags import new
 
 
 def test_every_store_plays_the_role(any_store):
