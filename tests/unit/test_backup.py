@@ -25,6 +25,16 @@ def api(services):
     return create_app(TEST_SETTINGS, services=services).test_client()
 
 
+def _export_then_wipe(services, fake_store) -> str:
+    """Flags exported to disk, then Redis wiped; the export as it was."""
+    _setup(services)
+    services.dataset.look()
+    services.backup_files.step()
+    before = services.backup_files.latest.read_text()
+    fake_store.redis.flushall()
+    return before
+
+
 def _setup(services):
     services.commands.create("checkout", {"stages": [10, 50, 100], "allow": ["qa"]}, actor="ops")
     services.commands.start("checkout", actor="ops")
@@ -139,11 +149,7 @@ def test_backup_files_write_latest_and_dated_copies_at_most_every_interval(servi
 def test_backup_files_keep_the_last_export_while_a_reset_is_open_and_keep_another_epochs_aside(
         services, fake_store, manual_clock):
     files = services.backup_files
-    _setup(services)
-    services.dataset.look()
-    files.step()
-    before = files.latest.read_text()
-    fake_store.redis.flushall()
+    before = _export_then_wipe(services, fake_store)
     services.dataset.look()
     manual_clock.advance(60)
     assert files.step() is None and files.latest.read_text() == before
@@ -179,11 +185,7 @@ def test_flagctl_export_then_import_after_a_wipe(services, fake_store, tmp_path)
 
 def test_a_wipe_the_watcher_has_not_noticed_yet_never_replaces_the_export(services, fake_store, manual_clock):
     files = services.backup_files
-    _setup(services)
-    services.dataset.look()
-    files.step()
-    before = files.latest.read_text()
-    fake_store.redis.flushall()
+    before = _export_then_wipe(services, fake_store)
     manual_clock.advance(60)
     assert files.step() is None  # the backup ran first: the empty dataset is not written over the good export
     assert files.latest.read_text() == before
