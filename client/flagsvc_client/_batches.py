@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from flagsvc_client._outcomes import SKETCH_SIZE, ArmTally
+from flagsvc_client.protocol.limits import UNIT_BUCKETS
 from flagsvc_client.protocol.sketch import MIN_INDEX
 
 TYPE_CHECKING = False
@@ -29,11 +30,17 @@ def _arm_wire(tally: ArmTally | None, max_buckets: int) -> ArmOutcome:
         return {"count": 0, "errors": 0, "error_users": 0, "latency": {}}
     by_index = {MIN_INDEX + position: n for position, n in enumerate((tally.counts or ())[:SKETCH_SIZE]) if n}
     users = len(tally.error_users or ()) + tally.unremembered
+    units = tally.unit_counts or ()
+    slow = tally.slow_mark is not None  # counted against a mark: each pair gets its slow requests third
     return {
         "count": tally.count,
         "errors": tally.errors,
         "error_users": min(tally.errors, users),
         "latency": {str(i): n for i, n in sorted(_collapse(by_index, max_buckets).items())},
+        "units": {
+            str(j): [n, units[UNIT_BUCKETS + j], units[2 * UNIT_BUCKETS + j]] if slow else [n, units[UNIT_BUCKETS + j]]
+            for j, n in enumerate(units[:UNIT_BUCKETS]) if n
+        },
     }
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+from flagsvc_client.protocol.limits import UNIT_BUCKETS
 from flagsvc_client.protocol.sketch import MAX_INDEX, MIN_INDEX, bucket_index
 
 TYPE_CHECKING = False
@@ -32,32 +33,48 @@ if TYPE_CHECKING:
 
 ArmKey = tuple[str, int, str]  # (flag, revision, "stable" | "canary")
 
-# An event is the outcome's raw sketch bucket index, ceil(log(ms) / log(GAMMA)) as in sketch.bucket_index but
-# not yet clamped to MIN_INDEX..MAX_INDEX (folding clamps it, which is exactly bucket_index for every ms > 0);
-# NO_LATENCY when there was no latency; plus ERROR when the outcome failed. A finite float's index is within
-# +-40,000, so the three never collide.
+# An event is the outcome's code (its user bucket, `unit << UNIT_SHIFT`, plus CANARY on the canary: what
+# `record`'s compiled closure answers) plus the raw sketch bucket index, ceil(log(ms) / log(GAMMA)) as in
+# sketch.bucket_index but not yet clamped to MIN_INDEX..MAX_INDEX (folding clamps it, which is exactly
+# bucket_index for every ms > 0), or NO_LATENCY when there was no latency; plus ERROR when the outcome failed.
+# A finite float's index is within +-40,000: with OFFSET added, every part has bits of its own.
+OFFSET = 1 << 17
 NO_LATENCY = 1 << 20
 ERROR = 1 << 22
+UNIT_SHIFT = 23
+UNIT_MASK = (UNIT_BUCKETS - 1) << UNIT_SHIFT
+CANARY = 1 << 29  # above every other part, so `code >= CANARY` says the arm; folding ignores it (the tally knows)
+# every code, precomputed (a table lookup allocates nothing, where shifting the 32-bit hash would)
+STABLE_CODES = tuple(unit << UNIT_SHIFT for unit in range(UNIT_BUCKETS))
+CANARY_CODES = tuple(code + CANARY for code in STABLE_CODES)
 SKETCH_SIZE = MAX_INDEX - MIN_INDEX + 1  # histogram slots 0..SKETCH_SIZE-1 are buckets, SKETCH_SIZE no latency
 DRAIN_AT = 256
 # Erroring users remembered across all tallies of a window (the per-arm cap alone would allow max_arms times it).
 MAX_ERROR_USERS_PER_WINDOW = 20_000
 
 
-def event_of(ok: bool, latency_ms: float | None) -> int:
+def event_of(ok: bool, latency_ms: float | None, code: int = 0) -> int:
     """The event of one outcome, for any latency (bucket_index takes care of 0, negatives, NaN, infinities)."""
-    event = NO_LATENCY if latency_ms is None else bucket_index(latency_ms)
+    event = code + (NO_LATENCY if latency_ms is None else bucket_index(latency_ms))
     return event if ok else event + ERROR
 
 
 class ArmTally:
-    __slots__ = ("counts", "error_users", "errors", "events", "key", "retired", "unremembered")
+    __slots__ = (
+        "counts", "error_users", "errors", "events", "key", "retired", "slow_mark", "unit_counts", "unremembered",
+    )  # fmt: skip
 
     def __init__(self, key: ArmKey, retired: bool = False) -> None:
         self.key = key
         self.retired = retired
         self.events: list[int] | None = None if retired else []  # appended to without a lock (see above)
         self.counts: list[int] | None = None  # by bucket (index - MIN_INDEX), no latency last; when needed
+        # by user bucket: requests at [unit], errors at [UNIT_BUCKETS + unit], slow requests (latency bucket
+        # above `slow_mark`) at [2 * UNIT_BUCKETS + unit]; with `counts`
+        self.unit_counts: list[int] | None = None
+        # The bucket of this arm's p95 in the last window with enough latencies (None before): this window's
+        # requests above it are "slow" in the user buckets, for the judge to see whether slowness clusters in users
+        self.slow_mark: int | None = None
         self.errors = 0
         self.error_users: set[object] | None = None
         self.unremembered = 0  # errors from users we could not remember: each counted as a new user
@@ -118,10 +135,11 @@ class OutcomeWindow:
             tally.unremembered += 1  # an upper bound on distinct users (batches clamp it to `errors`)
             self._on_full()
 
-    def add(self, tally: ArmTally, user_id: object, ok: bool, latency_ms: float | None) -> ArmTally:
+    def add(self, tally: ArmTally, user_id: object, ok: bool, latency_ms: float | None, code: int = 0) -> ArmTally:
         """One outcome the careful way (the record path's fallback): input checked before anything changes,
-        a retired tally revived. Returns the tally counted in (the sink, when dropped)."""
-        event = event_of(ok, latency_ms)
+        a retired tally revived. `code` is the outcome rule's answer (the user's bucket). Returns the tally
+        counted in (the sink, when dropped)."""
+        event = event_of(ok, latency_ms, code)
         with self.lock:
             if tally.retired:
                 tally = self.revive(tally)
@@ -156,17 +174,25 @@ class OutcomeWindow:
             if not self.discarding:
                 self.dropped += len(chunk)
             return
-        counts = tally.counts
-        if counts is None:
-            counts = tally.counts = [0] * (SKETCH_SIZE + 1)
+        counts, units = tally.counts, tally.unit_counts
+        if counts is None or units is None:
+            counts, units = tally.counts, tally.unit_counts = [0] * (SKETCH_SIZE + 1), [0] * (3 * UNIT_BUCKETS)
+        slow_above = MAX_INDEX if tally.slow_mark is None else tally.slow_mark
         for event, n in Counter(chunk).items():  # C counts the chunk; this loop sees distinct events only
-            if event >= ERROR >> 1:
+            event += OFFSET
+            unit = (event & UNIT_MASK) >> UNIT_SHIFT
+            units[unit] += n
+            if event & ERROR:
                 tally.errors += n
-                event -= ERROR
-            if event == NO_LATENCY:
+                units[UNIT_BUCKETS + unit] += n
+            latency = event & (ERROR - 1)  # CANARY, above, is ignored
+            if latency >= NO_LATENCY:
                 counts[SKETCH_SIZE] += n
-            else:
-                counts[min(max(event, MIN_INDEX), MAX_INDEX) - MIN_INDEX] += n
+                continue
+            index = min(max(latency - OFFSET, MIN_INDEX), MAX_INDEX)
+            counts[index - MIN_INDEX] += n
+            if index > slow_above:
+                units[2 * UNIT_BUCKETS + unit] += n
 
     # -- the flusher -----------------------------------------------------------------------------------------
 
@@ -179,14 +205,20 @@ class OutcomeWindow:
                 self._drain(tally)
                 if tally.counts is not None:
                     out = ArmTally(key, retired=True)
-                    out.counts, out.errors = tally.counts, tally.errors
+                    out.counts, out.unit_counts, out.errors = tally.counts, tally.unit_counts, tally.errors
                     out.error_users, out.unremembered = tally.error_users, tally.unremembered
-                    tally.counts, tally.error_users = None, None
+                    out.slow_mark = tally.slow_mark  # what this window's slow counts were counted against
+                    tally.slow_mark = _p95_index(tally.counts, tally.slow_mark)
+                    tally.counts, tally.unit_counts, tally.error_users = None, None, None
                     tally.errors = tally.unremembered = 0
                     taken.append(out)
                 else:
-                    tally.retired, tally.events = True, None
+                    events, tally.retired, tally.events = tally.events, True, None
                     del self._live[key]
+                    # a writer may have appended after the drain above and checked before `retired`: take it
+                    straggler = _take(events) if events else None
+                    if straggler:
+                        self._fold(self.revive(tally), straggler)
             self._remembered = 0
         return taken
 
@@ -200,6 +232,24 @@ class OutcomeWindow:
 
     def __len__(self) -> int:
         return len(self._live)
+
+
+# latencies a window needs before its p95 becomes the next window's slow mark
+MIN_TIMED_FOR_MARK = 50
+
+
+def _p95_index(counts: list[int], previous: int | None) -> int | None:
+    """The sketch bucket of the window's p95 (nearest rank, as LatencySketch.quantile), or the previous mark
+    when the window had fewer than MIN_TIMED_FOR_MARK latencies."""
+    timed = sum(counts[:SKETCH_SIZE])
+    if timed < MIN_TIMED_FOR_MARK:
+        return previous
+    rank, seen = timed - timed // 20, 0  # the ceil(0.95 * timed)-th smallest
+    for position, n in enumerate(counts[:SKETCH_SIZE]):
+        seen += n
+        if seen >= rank:
+            return MIN_INDEX + position
+    return previous
 
 
 def _take(events: list[int]) -> list[int]:

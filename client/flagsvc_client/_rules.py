@@ -11,11 +11,13 @@ from collections.abc import Callable, Mapping
 
 from mmh3 import hash as _murmur3_32
 
-from flagsvc_client._outcomes import ArmTally, placeholders
-from flagsvc_client.protocol.bucketing import BUCKETS, SEPARATOR, hash_key, user_key
+from flagsvc_client._outcomes import CANARY_CODES, STABLE_CODES, ArmTally, placeholders
+from flagsvc_client.protocol.bucketing import BUCKETS, SEPARATOR, UNIT_SHIFT, hash_key, user_key
 from flagsvc_client.snapshot import FlagConfig, Snapshot
 
 Rule = Callable[[object], bool]
+# `record`'s closure: the same rule, answering the outcome's code (_outcomes.py): the user's unit, plus CANARY
+OutcomeRule = Callable[[object], int]
 
 
 # In each closure: a str goes straight through, an int is formatted in decimal (an exact int only: a subclass
@@ -59,6 +61,54 @@ def _listed_rule(prefix: str, threshold: int, allow: frozenset[str], deny: froze
     return rule
 
 
+def _killed_outcome_rule(prefix: str) -> OutcomeRule:
+    def rule(user_id: object) -> int:
+        if type(user_id) is not str:
+            user_id = f"{user_id}" if type(user_id) is int else user_key(user_id)
+        key = prefix + user_id
+        return STABLE_CODES[_murmur3_32(key if key.isascii() else key.encode(), 0, False) >> UNIT_SHIFT]
+
+    return rule
+
+
+def _rollout_outcome_rule(prefix: str, threshold: int) -> OutcomeRule:
+    def rule(user_id: object) -> int:
+        if type(user_id) is str:
+            key = prefix + user_id
+        elif type(user_id) is int:
+            key = f"{prefix}{user_id}"
+        else:
+            key = prefix + user_key(user_id)
+        h = _murmur3_32(key if key.isascii() else key.encode(), 0, False)
+        return (CANARY_CODES if h % BUCKETS < threshold else STABLE_CODES)[h >> UNIT_SHIFT]
+
+    return rule
+
+
+def _listed_outcome_rule(prefix: str, threshold: int, allow: frozenset[str], deny: frozenset[str]) -> OutcomeRule:
+    listed = allow | deny
+
+    def rule(user_id: object) -> int:
+        if type(user_id) is not str:
+            user_id = f"{user_id}" if type(user_id) is int else user_key(user_id)
+        key = prefix + user_id
+        h = _murmur3_32(key if key.isascii() else key.encode(), 0, False)
+        canary = user_id in allow if user_id in listed else h % BUCKETS < threshold
+        return (CANARY_CODES if canary else STABLE_CODES)[h >> UNIT_SHIFT]
+
+    return rule
+
+
+def compile_outcome_rule(flag: FlagConfig) -> OutcomeRule:
+    """`record`'s closure for the flag: which arm and which user bucket an outcome is counted in."""
+    prefix = flag.salt + SEPARATOR
+    if flag.killed:
+        return _killed_outcome_rule(prefix)
+    if flag.allow or flag.deny:
+        return _listed_outcome_rule(prefix, flag.threshold, flag.allow, flag.deny)
+    return _rollout_outcome_rule(prefix, flag.threshold)
+
+
 def compile_rule(flag: FlagConfig) -> Rule:
     if flag.killed:
         return _killed_rule()
@@ -83,7 +133,8 @@ def explain(flag: FlagConfig, user_id: object) -> tuple[bool, str]:
 class CompiledConfig:
     """An applied snapshot, replaced whole by swapping one reference (no lock to read it).
 
-    `rules[flag]` is `is_enabled`'s closure; `entries[flag]` is (rule, stable tally, canary tally) for `record`.
+    `rules[flag]` is `is_enabled`'s closure; `entries[flag]` is (outcome rule, stable tally, canary tally) for
+    `record`.
     The tallies start as retired placeholders and are replaced by the live ones on first use (under the outcome
     window's lock): the only part of a compiled config that changes after it is built.
     """
@@ -94,6 +145,6 @@ class CompiledConfig:
         self.snapshot = snapshot
         flags: Mapping[str, FlagConfig] = snapshot.flags if snapshot else {}
         self.rules: dict[str, Rule] = {key: compile_rule(flag) for key, flag in flags.items()}
-        self.entries: dict[str, tuple[Rule, ArmTally, ArmTally]] = {
-            key: (self.rules[key], *placeholders(key, flag.revision)) for key, flag in flags.items()
+        self.entries: dict[str, tuple[OutcomeRule, ArmTally, ArmTally]] = {
+            key: (compile_outcome_rule(flag), *placeholders(key, flag.revision)) for key, flag in flags.items()
         }

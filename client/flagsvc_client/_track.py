@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from flagsvc_client._outcomes import CANARY
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from flagsvc_client._outcomes import ArmTally
@@ -14,19 +16,21 @@ class Track:
     """An Exception in the block is an error (and is re-raised). The outcome goes to the arm and revision the block
     was served with, even if the config changes meanwhile; it never raises into the application."""
 
-    __slots__ = ("_client", "_flag", "_start", "_tally", "_user_id")
+    __slots__ = ("_client", "_code", "_flag", "_start", "_tally", "_user_id")
 
     _tally: ArmTally | None  # the arm served, when the fast path served it
 
     def __init__(self, client: FlagClient, flag: str, user_id: str | int) -> None:
         self._client, self._flag, self._user_id, self._start, self._tally = client, flag, user_id, 0.0, None
+        self._code = 0
 
     def __enter__(self) -> bool:
         client = self._client
         try:
             rule, stable, canary = client._entries[self._flag]
-            served = rule(self._user_id)
-            self._tally = canary if served else stable
+            code = rule(self._user_id)
+            served = bool(code >= CANARY)
+            self._tally, self._code = canary if served else stable, code
         except Exception:  # not ready, unknown flag, bad id, forked: the public path answers and logs
             served = client.is_enabled(self._flag, self._user_id)
         self._start = time.perf_counter()
@@ -41,6 +45,6 @@ class Track:
             if self._tally is None:
                 self._client.record(self._flag, self._user_id, ok=ok, latency_ms=elapsed_ms)
             else:
-                self._client._window.add(self._tally, self._user_id, ok, elapsed_ms)
+                self._client._window.add(self._tally, self._user_id, ok, elapsed_ms, self._code)
         except Exception:
             pass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from math import ceil, log
+from math import ceil, log2
 
 from flagsvc_client import _cache
 from flagsvc_client._arm_watch import watch_arms
@@ -19,12 +19,12 @@ from flagsvc_client._config import Carryover, ConfigSync
 from flagsvc_client._evaluations import EvaluationCounts
 from flagsvc_client._lifecycle import spawn_loop, watch_forks
 from flagsvc_client._log import LogOnce
-from flagsvc_client._outcomes import DRAIN_AT, ERROR, NO_LATENCY, OutcomeWindow
+from flagsvc_client._outcomes import CANARY, DRAIN_AT, ERROR, NO_LATENCY, OutcomeWindow
 from flagsvc_client._reporter import OutcomeReporter
 from flagsvc_client._rules import CompiledConfig, explain
 from flagsvc_client._track import Track
 from flagsvc_client._transport import HttpTransport
-from flagsvc_client.protocol.sketch import _INV_LOG_GAMMA as INV_LOG_GAMMA
+from flagsvc_client.protocol.sketch import _INV_LOG2_GAMMA as INV_LOG2_GAMMA
 from flagsvc_client.result import Evaluation, Reason, Status
 from flagsvc_client.settings import ClientSettings
 
@@ -118,9 +118,10 @@ class FlagClient:
         under the flag's current revision; the latency goes into the sketch (sketch.py)."""
         try:
             rule, stable, canary = self._entries[flag]
-            tally = canary if rule(user_id) else stable
-            # the sketch bucket (sketch.bucket_index, clamped when folded; log raises on 0, < 0, NaN, inf)
-            event = NO_LATENCY if latency_ms is None else ceil(log(latency_ms) * INV_LOG_GAMMA)
+            code = rule(user_id)  # the user's bucket, plus CANARY on the canary (_outcomes.py)
+            tally = canary if code >= CANARY else stable
+            # the sketch bucket (sketch.bucket_index, clamped when folded; log2 raises on 0, < 0, NaN, inf)
+            event = code + NO_LATENCY if latency_ms is None else code + ceil(log2(latency_ms) * INV_LOG2_GAMMA)
             # None for a retired tally; the append below failing on it is the hot path's only check, on purpose
             events: list[int] = tally.events  # type: ignore[assignment]
             # one int per outcome, appended without a lock: _outcomes.py explains why that is exact
@@ -179,7 +180,8 @@ class FlagClient:
                 self._log.warning(("record_unknown", flag), "outcome for unknown flag %r dropped", flag)
                 return
             rule, stable, canary = entry
-            tally = self._window.add(canary if rule(user_id) else stable, user_id, bool(ok), latency_ms)
+            code = rule(user_id)
+            tally = self._window.add(canary if code >= CANARY else stable, user_id, bool(ok), latency_ms, code)
             if not tally.retired:  # keep the live tally in the config, so the fast path finds it next time
                 with self._lock:
                     rule, stable, canary = config.entries[flag]

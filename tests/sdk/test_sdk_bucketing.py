@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from flagsvc_client._rules import compile_rule, explain
+from flagsvc_client._outcomes import CANARY, UNIT_MASK, UNIT_SHIFT
+from flagsvc_client._rules import compile_outcome_rule, compile_rule, explain
 from flagsvc_client.protocol import bucketing
 from flagsvc_client.snapshot import parse_flag
 from hypothesis import given
@@ -50,14 +51,19 @@ def test_bucket_and_answers_match_every_vector():
         salt, user_id = case["salt"], case["user_id"]
         if bucketing.user_key(user_id) != case["user_key"] or bucketing.bucket(salt, user_id) != case["bucket"]:
             mismatches.append((case, "bucket"))
+        if bucketing.unit(salt, user_id) != case["hash"] >> 26:
+            mismatches.append((case, "unit"))
         for percent, expected in zip(VECTORS["percents"], case["canary"], strict=True):
             flag = flags[salt, percent]
+            code = compile_outcome_rule(flag)(user_id)  # record's closure: the arm and the user's unit
             got = (
                 bucketing.is_canary(salt, user_id, percent),
                 compile_rule(flag)(user_id),  # the hot path's compiled closure
                 explain(flag, user_id),
+                (code >= CANARY, (code & UNIT_MASK) >> UNIT_SHIFT),
             )
-            if got != (expected, expected, (expected, "rollout")):
+            unit = case["hash"] >> 26  # the top 6 bits of the same hash (docs/protocol.md)
+            if got != (expected, expected, (expected, "rollout"), (expected, unit)):
                 mismatches.append((case, percent, got))
     assert not mismatches, mismatches[:5]
 
@@ -66,6 +72,7 @@ def test_the_whole_rule_matches_the_rule_vectors():
     for case in VECTORS["rule_cases"]:
         flag = parse_flag("f", {**case, "revision": 1})
         assert compile_rule(flag)(case["user_id"]) is case["canary"], case
+        assert (compile_outcome_rule(flag)(case["user_id"]) >= CANARY) is case["canary"], case
         assert explain(flag, case["user_id"])[0] is case["canary"], case
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -13,7 +14,7 @@ from flagsvc_client._batches import build_batches
 from flagsvc_client._outcomes import ArmTally, OutcomeWindow, event_of
 from flagsvc_client._transport import Response, TransportError
 from flagsvc_client.protocol import bucketing
-from flagsvc_client.protocol.sketch import _INV_LOG_GAMMA, MAX_INDEX, MIN_INDEX, LatencySketch, bucket_index
+from flagsvc_client.protocol.sketch import _INV_LOG2_GAMMA, MAX_INDEX, MIN_INDEX, LatencySketch, bucket_index
 from flagsvc_client.snapshot import parse_snapshot
 
 from tests.support.sdk_fakes import flag, snapshot
@@ -26,6 +27,16 @@ def users_in_arms(percent: float, n: int = 2000) -> tuple[list[str], list[str]]:
     canary = [f"u{i}" for i in range(n) if bucketing.is_canary("new_checkout", f"u{i}", percent)]
     stable = [f"u{i}" for i in range(n) if not bucketing.is_canary("new_checkout", f"u{i}", percent)]
     return canary, stable
+
+
+def per_unit(outcomes: list[tuple[str, bool]], salt: str = "new_checkout") -> dict[str, list[int]]:
+    """The wire's `units` of these (user, ok) outcomes, by the protocol's rule (bucketing.unit)."""
+    units: dict[str, list[int]] = {}
+    for user, ok in outcomes:
+        pair = units.setdefault(str(bucketing.unit(salt, user)), [0, 0])
+        pair[0] += 1
+        pair[1] += 0 if ok else 1
+    return units
 
 
 def test_record_then_flush_sends_exact_counts_per_arm(make_client, transport):
@@ -45,10 +56,12 @@ def test_record_then_flush_sends_exact_counts_per_arm(make_client, transport):
     failures = len(range(0, len(stable), 10))
     assert entry["arms"]["canary"] == {
         "count": len(canary), "errors": 0, "error_users": 0, "latency": {str(bucket_index(10.0)): len(canary)},
+        "units": per_unit([(user, True) for user in canary]),
     }  # fmt: skip
+    outcomes = [(user, i % 10 != 0) for i, user in enumerate(stable)] + [(stable[0], False)]
     assert entry["arms"]["stable"] == {
         "count": len(stable) + 1, "errors": failures + 1, "error_users": failures,
-        "latency": {str(bucket_index(20.0)): len(stable)},
+        "latency": {str(bucket_index(20.0)): len(stable)}, "units": per_unit(outcomes),
     }  # fmt: skip
     assert client.stats["outcomes_acknowledged"] == len(canary) + len(stable) + 1
     assert client.flush(0) is True and len(transport.posted()) == 1  # nothing new: nothing sent
@@ -64,6 +77,34 @@ def test_the_arm_follows_allow_deny_and_kill(make_client, transport):
     flags = transport.posted()[0]["flags"]
     assert flags["new_checkout"]["arms"]["canary"]["count"] == 1
     assert flags["killed"]["arms"]["stable"]["count"] == 1 and flags["killed"]["arms"]["canary"]["count"] == 0
+
+
+def test_every_path_counts_the_user_in_the_protocols_unit(make_client, transport):
+    """Listed, killed and plain flags, int ids, the careful path and `track` all put each outcome in the user
+    bucket `bucketing.unit` names, on the arm `is_enabled` answers."""
+    snap = snapshot(
+        flag(percent=30.0), flag("listed", percent=30.0, allow=["vip"], deny=["u3"]),
+        flag("killed", state="rolled_back", allow=["vip"]),
+    )  # fmt: skip
+    client = make_client(bootstrap=snap)
+    expected: dict[tuple[str, str], list[tuple[str, bool]]] = {}
+    for name in ("new_checkout", "listed", "killed"):
+        for i, user in enumerate(["vip", "u3", 7, *(f"u{j}" for j in range(40))]):
+            ok = i % 3 != 0
+            if i % 5 == 0:
+                with contextlib.suppress(RuntimeError), client.track(name, user):
+                    if not ok:
+                        raise RuntimeError("the block failed")
+            else:
+                client.record(name, user, ok=ok, latency_ms=None if i % 2 else 3.0)
+            arm = "canary" if client.is_enabled(name, user) else "stable"
+            expected.setdefault((name, arm), []).append((str(user), ok))
+    transport.answer(OUTCOMES, ACK)
+    client.flush(0)
+    flags = transport.posted()[0]["flags"]
+    for (name, arm), outcomes in expected.items():
+        assert flags[name]["arms"][arm]["units"] == per_unit(outcomes, salt=name), (name, arm)
+    assert {arm for name, arm in expected if name == "listed"} == {"canary", "stable"}
 
 
 def test_retries_keep_the_batch_id_and_body_until_acknowledged(make_client, transport, clock):
@@ -181,14 +222,14 @@ def test_a_writer_holding_an_evicted_tally_is_still_counted_once():
 
 
 def test_the_record_paths_bucket_is_exactly_the_sketch_bucket():
-    # record computes ceil(log(ms) * 1/log(GAMMA)) and the fold clamps it: bucket_index for every ms > 0
+    # record computes ceil(log2(ms) * 1/log2(GAMMA)) and the fold clamps it: bucket_index for every ms > 0
     rng = random.Random(7)
     probes = [1e-300, 1e-9, 0.001, 1.0, 12.5, 3_600_000.0, 1e12, 1e300]
     probes += [1.02**i for i in range(MIN_INDEX - 5, MAX_INDEX + 5)]
     probes += [math.nextafter(p, d) for p in list(probes) for d in (0, math.inf)]
     probes += [10 ** rng.uniform(-5, 8) for _ in range(20_000)] + [10**400]
     for ms in probes:
-        raw = math.ceil(math.log(ms) * _INV_LOG_GAMMA)
+        raw = math.ceil(math.log2(ms) * _INV_LOG2_GAMMA)
         assert min(max(raw, MIN_INDEX), MAX_INDEX) == bucket_index(ms), ms
 
 

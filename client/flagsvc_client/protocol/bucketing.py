@@ -10,6 +10,10 @@ pins the rule; the SDK's and the server's tests load it.
     bucket    = h % 10000                        # a basis point, 0..9999
     threshold = floor(percent * 100 + 0.5)       # IEEE-754 double arithmetic, clamped to 0..10000
     canary    = user_id in allow or (user_id not in deny and bucket < threshold)
+    unit      = h >> 26                          # the user bucket outcomes are counted in, 0..63
+
+The unit (docs/protocol.md, outcome batches) is the top 6 bits of the same hash: its blocks each span 6,700
+times 10,000 hashes, so the units are random groups of users, independent of the arm.
 
 `percent` has at most two decimals, so `percent * 100` lies within 1e-9 of an integer: any round-to-nearest gives
 the same threshold (Python's banker's `round` included); `floor(x + 0.5)` is the form every language has.
@@ -24,6 +28,7 @@ from mmh3 import hash as _murmur3_32
 
 BUCKETS = 10_000
 SEPARATOR = ":"
+UNIT_SHIFT = 26  # unit = h >> UNIT_SHIFT: limits.UNIT_BUCKETS (64) user buckets
 
 
 class InvalidUserId(TypeError):
@@ -55,6 +60,11 @@ def hash_key(key: str) -> int:
 def bucket(salt: str, user_id: str | int) -> int:
     """The user's basis point, 0..9999, for this salt."""
     return hash_key(f"{salt}{SEPARATOR}{user_key(user_id)}") % BUCKETS
+
+
+def unit(salt: str, user_id: str | int) -> int:
+    """The user bucket (0..63) this user's outcomes are counted in, for this salt."""
+    return hash_key(f"{salt}{SEPARATOR}{user_key(user_id)}") >> UNIT_SHIFT
 
 
 def threshold(percent: float) -> int:

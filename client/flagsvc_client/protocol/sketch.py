@@ -18,9 +18,10 @@ GAMMA = 1.02
 RELATIVE_ACCURACY = (GAMMA - 1) / (GAMMA + 1)
 MIN_MS = 0.001
 MAX_MS = 3_600_000.0  # one hour; anything slower is "one hour" for the judge's purposes
-_INV_LOG_GAMMA = 1.0 / math.log(GAMMA)
-MIN_INDEX = math.ceil(math.log(MIN_MS) * _INV_LOG_GAMMA)
-MAX_INDEX = math.ceil(math.log(MAX_MS) * _INV_LOG_GAMMA)
+# ceil(log2(x) * _INV_LOG2_GAMMA) is the bucket everywhere (log2: a third of math.log's cost on the SDK's path)
+_INV_LOG2_GAMMA = 1.0 / math.log2(GAMMA)
+MIN_INDEX = math.ceil(math.log2(MIN_MS) * _INV_LOG2_GAMMA)
+MAX_INDEX = math.ceil(math.log2(MAX_MS) * _INV_LOG2_GAMMA)
 
 
 def bucket_index(ms: float) -> int:
@@ -29,7 +30,7 @@ def bucket_index(ms: float) -> int:
         return MIN_INDEX
     if ms >= MAX_MS:
         return MAX_INDEX
-    return math.ceil(math.log(ms) * _INV_LOG_GAMMA)
+    return math.ceil(math.log2(ms) * _INV_LOG2_GAMMA)
 
 
 def bucket_value(index: int) -> float:
