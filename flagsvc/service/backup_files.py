@@ -59,7 +59,7 @@ class BackupFiles:
         document = self._backup.export(history=20)
         if (document["epoch"], document["version"]) == self._written:
             return None
-        if document["epoch"] != self._watcher.seen_epoch:  # a dataset not looked at yet: maybe a wipe, wait
+        if not self._watcher.may_export(document["epoch"]):  # a dataset not looked at yet (maybe a wipe): wait
             return None
         self.directory.mkdir(parents=True, exist_ok=True)
         self._keep_other_dataset(document["epoch"])

@@ -95,6 +95,13 @@ class DatasetWatcher:
         from."""
         return self._seen.epoch if self._seen is not None else None
 
+    def may_export(self, epoch: str) -> bool:
+        """Whether an export of dataset `epoch` may replace the on-disk one: the watcher has looked at that
+        dataset and no reset notice is open. Asked under the look's lock, so a look that is noticing a wipe
+        (its new epoch already seen, its notice not yet written) cannot answer yes in between."""
+        with self._lock:
+            return self.seen_epoch == epoch and self.notice() is None
+
     def notice(self) -> DatasetNoticeDoc | None:
         """The open notice (any process may have written it), or None."""
         raw = self._health.dataset_notice()

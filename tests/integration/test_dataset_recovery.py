@@ -72,6 +72,7 @@ def test_flushall_at_50_percent_noticed_sdk_keeps_answering_one_import_restores(
             latest = tmp_path / "backups" / "flags-latest.json"
             assert wait_for(lambda: latest.exists() and json.loads(latest.read_text())["version"] >= 3)
 
+            services.dataset.look()  # the watcher has seen the flag at 50 % (its own looks may be a beat behind)
             with caplog.at_level(logging.ERROR, "flagsvc.dataset"):
                 wiped = time.monotonic()
                 real_redis.flushall()
