@@ -50,6 +50,9 @@ LOOK_SECONDS = 2.0
 BAKE_SECONDS = 60.0
 STABLE_ERROR_RATE = 0.01
 MEDIAN_MS, SIGMA = 100.0, 0.5
+# The slow mark of the simulated SDKs: the bucket of stable's p95 (an SDK counts slow requests per user bucket
+# against its arm's p95 of the last window)
+SLOW_MARK = bucket_index(MEDIAN_MS * math.exp(1.6449 * SIGMA))
 LOW_BAND_MS = 130.0
 FLAGGER_INTERVAL = 60.0
 FLAGGER_THRESHOLD = 5
@@ -77,6 +80,10 @@ class Scenario:
     # Users as the randomisation unit: (users, failing users, chance a failing user's request fails). Errors then
     # come only from the failing users, each of whom stays in one arm (hashed), all others never fail.
     failing_users: tuple[int, int, float] | None = None
+    # Slowness clustered in users: (users, slow users, latency factor of every request of a slow user, a slow
+    # user's requests as a multiple of the average user's), on top of the ordinary traffic; each slow user stays
+    # in one arm and one user bucket.
+    slow_users: tuple[int, int, float, float] | None = None
     burst_requests: int = 1  # requests come in bursts of this many from one user (all in one arm)
     canary_loss: float = 0.0  # share of the canary's requests that never reach the outcomes
     look_seconds: float = LOOK_SECONDS
@@ -110,6 +117,10 @@ SCENARIOS = (
              horizon=3600.0),
     Scenario("users: 10 of 2,000 fail half", "false rollbacks <= 1 %", failing_users=(2_000, 10, 0.5),
              horizon=3600.0),
+    Scenario("users: 20 of 2,000 always slow (3x)", "false rollbacks <= 1 %", slow_users=(2_000, 20, 3.0, 1.0),
+             horizon=3600.0),
+    Scenario("users: 4 heavy of 2,000 always slow", "false rollbacks <= 1 %",
+             slow_users=(2_000, 4, 3.0, 25.0), horizon=3600.0),
     Scenario("paused/resumed every 10 min, 8 h at 10 %", "false rollbacks <= 1 %", hold_at_stage=2,
              resume_every=600.0, look_seconds=10.0, horizon=8 * 3600.0),
     Scenario("request bursts (10 per user, 50 req/s)", "false rollbacks <= 1 %", rate=50.0, burst_requests=10,
@@ -213,12 +224,30 @@ class Arm:
     buckets: dict[int, int] = field(default_factory=dict)
     timed: int = 0
     units: list[list[int]] = field(default_factory=lambda: [[0, 0] for _ in range(UNIT_BUCKETS)])
+    slow: list[int] = field(default_factory=lambda: [0] * UNIT_BUCKETS)  # per user bucket, above SLOW_MARK
 
     def totals(self, report_users: bool = True, report_units: bool = True) -> ArmTotals:
         sketch = LatencySketch()
         sketch.buckets, sketch.count = self.buckets, self.timed
         units = {j: (n, e) for j, (n, e) in enumerate(self.units) if n} if report_units else {}
-        return ArmTotals(self.count, self.errors, self.users if report_users else 0, sketch, units=units)
+        slow = {j: k for j, k in enumerate(self.slow) if k} if report_units else {}
+        return ArmTotals(self.count, self.errors, self.users if report_users else 0, sketch, units=units,
+                         slow_units=slow)
+
+    def time(self, rng: random.Random, n: int, factor: float, unit: int | None = None) -> None:
+        """n latencies (lognormal, times `factor`) into the sketch, and the slow ones (above SLOW_MARK, as an
+        SDK counts them against its recent p95) into `unit`'s slow count, or spread over the buckets."""
+        drawn: dict[int, int] = {}
+        LatencyModel.of(factor).draw(rng, n, drawn)
+        for index, k in drawn.items():
+            self.buckets[index] = self.buckets.get(index, 0) + k
+        self.timed += n
+        slow = sum(k for index, k in drawn.items() if index > SLOW_MARK)
+        if unit is not None:
+            self.slow[unit] += slow
+        else:
+            for j in rng.choices(range(UNIT_BUCKETS), k=slow):
+                self.slow[j] += 1
 
     def spread(self, rng: random.Random, n: int, errors: int) -> None:
         """n requests with `errors` among them from users spread over the buckets (errors independent of users)."""
@@ -241,6 +270,8 @@ class World:
         self.failing = [rng.random() * 100 for _ in range(scenario.failing_users[1])] if scenario.failing_users \
             else []
         self.unit_of_failing = [rng.randrange(UNIT_BUCKETS) for _ in self.failing]
+        slow_count = scenario.slow_users[1] if scenario.slow_users else 0
+        self.slow_users = [(rng.random() * 100, rng.randrange(UNIT_BUCKETS)) for _ in range(slow_count)]
 
     def regression_active(self) -> bool:
         sc = self.sc
@@ -270,6 +301,8 @@ class World:
         if sc.canary_loss:
             n_c = binomial(rng, n_c, 1 - sc.canary_loss)
         p_c = min(base * (sc.error_factor if active else 1.0), 1.0)
+        if sc.slow_users:
+            self._add_slow_users(stable, canary, seconds)
         if sc.failing_users:
             self._add_users(stable, canary, n_s, n_c, seconds)
         else:
@@ -298,8 +331,7 @@ class World:
         else:
             arm.spread(rng, n, errors)
         if latency_factor is not None:
-            LatencyModel.of(latency_factor).draw(rng, n, arm.buckets)
-            arm.timed += n
+            arm.time(rng, n, latency_factor)
 
     def _add_bursts(self, arm: Arm, bursts: int, p: float) -> None:
         k = self.sc.burst_requests
@@ -310,8 +342,7 @@ class World:
             arm.count += k
             arm.errors += errors
             arm.users += 1 if errors else 0
-        LatencyModel.of(1.0).draw(self.rng, bursts * k, arm.buckets)
-        arm.timed += bursts * k
+        arm.time(self.rng, bursts * k, 1.0)
 
     def _add_users(self, stable: Arm, canary: Arm, n_s: int, n_c: int, seconds: float) -> None:
         """Errors from the failing users only, each in the arm its position puts it in, counted once per user
@@ -322,8 +353,7 @@ class World:
         for arm, n in ((stable, n_s), (canary, n_c)):
             arm.count += n
             arm.spread(self.rng, n, 0)
-            LatencyModel.of(1.0).draw(self.rng, n, arm.buckets)
-            arm.timed += n
+            arm.time(self.rng, n, 1.0)
         for i, position in enumerate(self.failing):
             errors = binomial(self.rng, poisson(self.rng, per_user), fail)
             if errors:
@@ -333,6 +363,23 @@ class World:
                 arm.users += 1
                 arm.units[self.unit_of_failing[i]][0] += errors
                 arm.units[self.unit_of_failing[i]][1] += errors
+
+    def _add_slow_users(self, stable: Arm, canary: Arm, seconds: float) -> None:
+        """The slow users' requests, each user in the arm its position puts it in, in its own user bucket."""
+        users, _, factor, weight = self.sc.slow_users or (1, 0, 1.0, 1.0)
+        per_user = self.sc.rate * seconds / users * weight
+        percent = STAGES[self.stage]
+        for position, unit in self.slow_users:
+            n = poisson(self.rng, per_user)
+            if n:
+                arm = canary if position < percent else stable
+                errors = binomial(self.rng, n, STABLE_ERROR_RATE)
+                arm.count += n
+                arm.errors += errors
+                arm.users += 1 if errors else 0
+                arm.units[unit][0] += n
+                arm.units[unit][1] += errors
+                arm.time(self.rng, n, factor, unit)
 
     def advance(self) -> None:
         self.stage += 1
@@ -436,7 +483,8 @@ VARIANTS = {
     "ours, fresh state per stage": {"healthy", "errors 2x", "errors 5x"},
     "ours, raw error counts": {"error bursts (5 per user)"},
     "ours, no user buckets": {"healthy", "errors 2x", "users: 20 of 20,000 always fail",
-                              "users: 10 of 2,000 fail half"},
+                              "users: 10 of 2,000 fail half", "users: 20 of 2,000 always slow (3x)",
+                              "users: 4 heavy of 2,000 always slow"},
 }
 
 

@@ -138,13 +138,14 @@ UNIT_INDEX = re.compile(r"(0|[1-9][0-9]?)\Z")
 
 
 class UserBuckets(fields.Field):
-    """An arm's outcomes per user bucket, {bucket: [requests, errors]} with buckets 0 .. UNIT_BUCKETS-1
-    (docs/protocol.md). Optional: batches from SDKs that do not count buckets leave it out."""
+    """An arm's outcomes per user bucket, {bucket: [requests, errors]} or {bucket: [requests, errors, slow]}
+    with buckets 0 .. UNIT_BUCKETS-1 (docs/protocol.md). Optional: batches from SDKs that do not count buckets
+    leave it out."""
 
     def __init__(self) -> None:
         super().__init__(metadata={
             "type": "object", "maxProperties": limits.UNIT_BUCKETS,
-            "additionalProperties": {"type": "array", "minItems": 2, "maxItems": 2,
+            "additionalProperties": {"type": "array", "minItems": 2, "maxItems": 3,
                                      "items": {"type": "integer", "minimum": 0, "maximum": MAX_COUNT}},
         })
 
@@ -157,9 +158,10 @@ class UserBuckets(fields.Field):
         for index, pair in value.items():
             if not (isinstance(index, str) and UNIT_INDEX.match(index) and int(index) < limits.UNIT_BUCKETS):
                 errors[str(index)] = [f"must be a user bucket from 0 to {limits.UNIT_BUCKETS - 1}"]
-            elif not (isinstance(pair, list) and len(pair) == 2
-                      and all(type(n) is int and 0 <= n <= MAX_COUNT for n in pair) and pair[1] <= pair[0]):
-                errors[str(index)] = ["must be [requests, errors]: integers, errors at most requests"]
+            elif not (isinstance(pair, list) and len(pair) in (2, 3)
+                      and all(type(n) is int and 0 <= n <= MAX_COUNT for n in pair) and max(pair[1:]) <= pair[0]):
+                errors[str(index)] = ["must be [requests, errors] or [requests, errors, slow]: integers, errors "
+                                      "and slow requests at most requests"]
         if errors:
             raise ValidationError(errors)
         return value

@@ -304,8 +304,11 @@ def _count_latency(state: JudgeState, look: Look) -> JudgeState:
     rollout = state.rollout
     if rollout is not None and x_c + x_s > 0:
         rollout = replace(rollout, latency=rollout.latency + rate_ratio_llr(x_c, x_s, n_c, n_s, ratio))
+    # Slowness clusters in users as errors do (a few users whose requests are always slow): the latency tests are
+    # tempered by the design effect of the slow counts per user bucket, as the error tests are (1 without them).
+    phi = contrast_dispersion(c.totals.slow_by_unit(), s.totals.slow_by_unit())
     return replace(
-        state, latency=latency, rollout=rollout,
+        state, latency=latency, rollout=rollout, latency_dispersion=phi,
         stable=Seen(seen_s.requests, seen_s.errors, seen_s.error_users, s.timed, slow_s),
         canary=Seen(seen_c.requests, seen_c.errors, seen_c.error_users, c.timed, slow_c),
     )
@@ -388,10 +391,12 @@ def rejection(state: JudgeState, look: Look) -> Rejection | None:
     if state.rollout is not None:
         checks.append(Rejection("errors", "rollout", rollout_errors_statistic(state.rollout, state.dispersion),
                                 limits.rollout_errors))
-        checks.append(Rejection("latency", "rollout", state.rollout.latency, limits.rollout_latency))
+        checks.append(Rejection("latency", "rollout", state.rollout.latency_statistic(state.latency_dispersion),
+                                limits.rollout_latency))
     if look.stage_index > 0:
         checks.append(Rejection("errors", "stage", state.errors.statistic(state.dispersion), limits.stage_errors))
-        checks.append(Rejection("latency", "stage", state.latency.statistic(), limits.stage_latency))
+        checks.append(Rejection("latency", "stage", state.latency.statistic(state.latency_dispersion),
+                                limits.stage_latency))
     return next((check for check in checks if check.statistic >= check.threshold), None)
 
 
@@ -415,7 +420,7 @@ def acceptance(state: JudgeState, look: Look) -> Acceptance:
     latency: Status
     if state.slow_ms is None:
         latency = "not reported" if look.stable.timed == 0 and look.canary.timed == 0 else "pending"
-    elif state.latency.statistic() <= accept_at:
+    elif state.latency.statistic(state.latency_dispersion) <= accept_at:
         latency = "accepted"
     else:
         latency = _pending_unless_quiet(state, "latency")

@@ -184,7 +184,7 @@ def _errors_why(look: Look, state: JudgeState, status: Status) -> str:
 
 
 def _latency_why(look: Look, state: JudgeState, status: Status) -> str:
-    llr, accept_at = state.latency.statistic(), look.limits.accept
+    llr, accept_at = state.latency.statistic(state.latency_dispersion), look.limits.accept
     if status == "accepted":
         return f"latency accepted ({_latency_words(state)}; evidence {llr:.1f} <= {accept_at:.1f})"
     if status == "no events":
@@ -256,14 +256,15 @@ def evidence(
                 stage_ratio(state.slow_ratio, look.percent), 4),
             "canary_slow": latency.canary_events, "canary_timed": latency.canary_exposure,
             "stable_slow": latency.stable_events, "stable_timed": latency.stable_exposure,
-            "statistic": round(latency.statistic(), 4), "accept_at": accept_at,
+            "statistic": round(latency.statistic(state.latency_dispersion), 4), "accept_at": accept_at,
+            "dispersion": round(state.latency_dispersion, 4),
             "reject_at": _shown(limits.stage_latency) if later else None,
         },
         "rollout_test": None if rollout is None else {
             "errors_statistic": round(rollout_errors_statistic(rollout, state.dispersion), 4),
             "errors_ratios": [settings.error_ratio, big_ratio(settings.error_ratio)],
             "errors_reject_at": _shown(limits.rollout_errors),
-            "latency_statistic": round(rollout.latency, 4),
+            "latency_statistic": round(rollout.latency_statistic(state.latency_dispersion), 4),
             "latency_reject_at": _shown(limits.rollout_latency),
         },
         "split": None if split is None else _split_summary(split),

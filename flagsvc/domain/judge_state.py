@@ -82,13 +82,17 @@ class RolloutTest:
     latency: float = 0.0  # at the slow-count ratio equivalent to latency_ratio
     errors_banked: float = 0.0  # earlier revisions' errors evidence, each tempered by its design effect
     errors_big_banked: float = 0.0
+    latency_banked: float = 0.0  # earlier revisions' latency evidence, each tempered by its design effect
 
     def errors_pair(self, dispersion: float = 1.0) -> tuple[float, float]:
         return self.errors_banked + self.errors / dispersion, self.errors_big_banked + self.errors_big / dispersion
 
-    def banked_at(self, dispersion: float) -> RolloutTest:
+    def latency_statistic(self, dispersion: float = 1.0) -> float:
+        return self.latency_banked + self.latency / dispersion
+
+    def banked_at(self, dispersion: float, latency_dispersion: float = 1.0) -> RolloutTest:
         errors, big = self.errors_pair(dispersion)
-        return RolloutTest(0.0, 0.0, self.latency, errors, big)
+        return RolloutTest(0.0, 0.0, 0.0, errors, big, self.latency_statistic(latency_dispersion))
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ class JudgeState:
     looks: int = 0
     split: SplitTest = field(default_factory=SplitTest)
     dispersion: float = 1.0  # the design effect of the error contrast at the last look (users as the unit)
+    latency_dispersion: float = 1.0  # the same for the slow-count contrast
     # The aggregates' epoch the `Seen` totals belong to: the store gives a revision's aggregates a new epoch each
     # time they are created, so a reset that refilled between two looks is seen even when no total went down.
     epoch: str = ""
@@ -139,6 +144,7 @@ class JudgeState:
                 looks=_count(data.get("looks", 0)),
                 split=_split_test(data.get("split") or {}),
                 dispersion=_finite(data.get("dispersion", 1.0), low=1.0, high=MAX_STATISTIC),
+                latency_dispersion=_finite(data.get("latency_dispersion", 1.0), low=1.0, high=MAX_STATISTIC),
                 epoch=epoch,
             )
         except (KeyError, TypeError, AttributeError, OverflowError) as e:
@@ -167,15 +173,18 @@ class JudgeState:
         At the same stage (a pause and a resume) the stage's own tests are carried as well: a fresh stage test
         would spend the stage's share of alpha once more at every resume, and a rollout paused and resumed every
         ten minutes would see its false-rollback rate grow with time."""
-        # The error evidence so far is banked, tempered by the design effect its revision's user buckets showed:
+        # The evidence so far is banked, tempered by the design effects its revision's user buckets showed:
         # the new revision's buckets start empty and cannot speak for the old data.
-        rollout = None if self.rollout is None else self.rollout.banked_at(self.dispersion)
+        rollout = None if self.rollout is None else self.rollout.banked_at(self.dispersion, self.latency_dispersion)
         fresh = JudgeState(stage_index=stage_index, rollout=rollout, slow_ms=self.slow_ms,
                            slow_ratio=self.slow_ratio)
         if stage_index != self.stage_index:
             return fresh
         split = replace(self.split, seen_canary=0, seen_total=0)  # the new revision's totals start at 0
-        return replace(fresh, errors=self.errors.banked_at(self.dispersion), latency=self.latency, split=split)
+        return replace(
+            fresh, errors=self.errors.banked_at(self.dispersion),
+            latency=self.latency.banked_at(self.latency_dispersion), split=split,
+        )
 
 
 def _finite(value: Any, *, low: float = MIN_STATISTIC, high: float = MAX_STATISTIC) -> float:

@@ -29,6 +29,15 @@ class ArmTotals:
     # Requests and errors per user bucket (0 .. UNIT_BUCKETS-1): {bucket: (requests, errors)}; empty when the
     # SDKs do not report buckets. The judge reads between-bucket variation from it (docs/judge.md, "Users").
     units: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+    # Slow requests per user bucket (above the reporting SDK's recent p95 of the arm); empty when not reported.
+    slow_units: Mapping[int, int] = field(default_factory=dict)
+
+    def slow_by_unit(self) -> dict[int, tuple[int, int]]:
+        """{bucket: (requests, slow requests)} for the buckets with slow counts: what the latency test's design
+        effect is read from ({} when no SDK reported slow counts)."""
+        if not self.slow_units:
+            return {}
+        return {j: (n, min(self.slow_units.get(j, 0), n)) for j, (n, _) in self.units.items()}
 
     @property
     def error_rate(self) -> float | None:
@@ -61,7 +70,7 @@ def counter_fields(arms: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
             if n:
                 increments[f"{arm}:lat:{int(index)}"] = int(n)
         for index, pair in (totals.get("units") or {}).items():
-            for kind, n in zip("ne", pair, strict=False):
+            for kind, n in zip("nes", pair, strict=False):
                 if n:
                     increments[f"{arm}:u:{int(index)}:{kind}"] = int(n)
     return increments
@@ -69,7 +78,7 @@ def counter_fields(arms: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
 
 def totals_from_fields(fields: Mapping[str, str | int]) -> dict[str, ArmTotals]:
     """The store's flat counters -> ArmTotals per arm (arms with no data are empty totals)."""
-    raw: dict[str, dict[str, Any]] = {arm: {"latency": {}, "units": {}} for arm in ARMS}
+    raw: dict[str, dict[str, Any]] = {arm: {"latency": {}, "units": {}, "slow_units": {}} for arm in ARMS}
     epoch = str(fields.get("epoch", ""))
     for name, value in fields.items():
         arm, _, rest = name.partition(":")
@@ -79,7 +88,9 @@ def totals_from_fields(fields: Mapping[str, str | int]) -> dict[str, ArmTotals]:
             raw[arm]["latency"][int(rest[4:])] = int(value)
         elif rest.startswith("u:"):
             index, _, kind = rest[2:].partition(":")
-            if kind in ("n", "e") and 0 <= int(index) < UNIT_BUCKETS:
+            if kind == "s" and 0 <= int(index) < UNIT_BUCKETS:
+                raw[arm]["slow_units"][int(index)] = int(value)
+            elif kind in ("n", "e") and 0 <= int(index) < UNIT_BUCKETS:
                 n, e = raw[arm]["units"].get(int(index), (0, 0))
                 raw[arm]["units"][int(index)] = (n + int(value), e) if kind == "n" else (n, e + int(value))
         else:
@@ -88,7 +99,7 @@ def totals_from_fields(fields: Mapping[str, str | int]) -> dict[str, ArmTotals]:
         arm: ArmTotals(
             count=values.get("count", 0), errors=values.get("errors", 0),
             error_users=values.get("error_users", 0), latency=LatencySketch(values["latency"]), epoch=epoch,
-            units=values["units"],
+            units=values["units"], slow_units=values["slow_units"],
         )
         for arm, values in raw.items()
     }

@@ -141,11 +141,12 @@ def split_dispersion(canary: int, total: int, sq: float, looks: int) -> float:
 
 def unit_dispersion(units: Mapping[int, tuple[int, int]]) -> tuple[float, float]:
     """How many times more one arm's errors vary between user buckets than independent requests would: the
-    Pearson statistic of the buckets' error counts around the arm's own rate, per degree of freedom, once the
-    errors are shown to cluster (below that, 1: the noise of an estimate must not cost power where there is
-    nothing to correct); with the arm's errors. Clustering is shown by the pairs of errors that share a bucket:
-    independent errors make about E(E-1)/2 * sum(share_j^2) of them (Poisson while sparse, with variance
-    inflated by 1 + 2 x errors per bucket when dense); more than its 0.999 quantile counts.
+    squared deviations of the buckets' error counts from the arm's own rate, summed (times k/(k-1) for the k
+    buckets used), over the arm's errors (the Poisson variance), once the errors are shown to cluster (below
+    that, 1: the noise of an estimate must not cost power where there is nothing to correct); with the arm's
+    errors. Clustering is shown by the pairs of errors that share a bucket: independent errors make about
+    E(E-1)/2 * sum(share_j^2) of them (Poisson while sparse, with variance inflated by 1 + 2 x errors per bucket
+    when dense); more than its 0.999 quantile counts.
     Users are hashed to buckets at random, so buckets are independent samples of users: a few users who keep
     failing put their errors in a few buckets and show here, while independent errors give about 1."""
     n_total = sum(max(n, 0) for n, _ in units.values())
@@ -160,8 +161,12 @@ def unit_dispersion(units: Mapping[int, tuple[int, int]]) -> tuple[float, float]
     spread = UNIT_PRETEST_Z * math.sqrt(expected * (1 + 2 * per_bucket))
     if pairs <= max(_poisson_quantile(expected), expected + spread):
         return 1.0, float(e_total)
-    pearson = sum((e - rate * n) ** 2 / (rate * n) for n, e in used)
-    return max(pearson / (len(used) - 1), 1.0), float(e_total)
+    # The variance of the arm's event count with the bucket as the unit (the sandwich of a ratio estimator), over
+    # the Poisson variance of independent requests. With buckets of equal size it is the Pearson statistic per
+    # degree of freedom; unlike that, it does not down-weight a big bucket (one heavy user) that deviates.
+    k = len(used)
+    spread_sq = sum((e - rate * n) ** 2 for n, e in used) * k / (k - 1)
+    return max(spread_sq / (rate * n_total), 1.0), float(e_total)
 
 
 def _poisson_quantile(mean: float, tail: float = 1e-3) -> float:

@@ -107,6 +107,31 @@ def test_every_path_counts_the_user_in_the_protocols_unit(make_client, transport
     assert {arm for name, arm in expected if name == "listed"} == {"canary", "stable"}
 
 
+def test_slow_requests_per_user_bucket_are_counted_against_the_last_windows_p95(make_client, transport):
+    """The first window has no mark: pairs. Its p95 (nearest rank) becomes the mark of the next, whose units
+    carry each bucket's requests slower than that, third."""
+    client = make_client(bootstrap=snapshot(flag(percent=0.0)))
+    users = [f"u{i}" for i in range(100)]
+    transport.answer(OUTCOMES, ACK, ACK)
+    for i, user in enumerate(users):
+        client.record("new_checkout", user, latency_ms=float(i + 1))
+    client.flush(0)
+    first = transport.posted()[0]["flags"]["new_checkout"]["arms"]["stable"]["units"]
+    assert all(len(pair) == 2 for pair in first.values())
+    mark = bucket_index(95.0)  # the 95th of 1..100 ms
+    slow: dict[str, int] = {}
+    for i, user in enumerate(users):
+        latency = 200.0 - 2 * i
+        client.record("new_checkout", user, latency_ms=latency)
+        unit = str(bucketing.unit("new_checkout", user))
+        slow[unit] = slow.get(unit, 0) + (bucket_index(latency) > mark)
+    client.record("new_checkout", users[0])  # no latency: never slow
+    client.flush(0)
+    second = transport.posted()[1]["flags"]["new_checkout"]["arms"]["stable"]["units"]
+    assert {unit: pair[2] for unit, pair in second.items()} == slow
+    assert sum(slow.values()) == sum(1 for i in range(100) if bucket_index(200.0 - 2 * i) > mark) > 0
+
+
 def test_retries_keep_the_batch_id_and_body_until_acknowledged(make_client, transport, clock):
     client = make_client(bootstrap=snapshot(flag()))
     for i in range(100):

@@ -252,7 +252,7 @@ def test_the_real_judge_state_carries_the_rollout_test_and_at_the_same_stage_its
     errors = StageTest(llr=-1.5, canary_events=3, stable_events=30, canary_exposure=100, stable_exposure=900)
     state = JudgeState(stage_index=1, stable=Seen(requests=900), canary=Seen(requests=100), slow_ms=230.0,
                        slow_ratio=2.3, errors=errors, rollout=rollout, looks=7, epoch="e1")
-    banked = RolloutTest(latency=0.5, errors_banked=2.5, errors_big_banked=1.0)  # dispersion 1: as they were
+    banked = RolloutTest(errors_banked=2.5, errors_big_banked=1.0, latency_banked=0.5)  # dispersion 1: as they were
     stage = StageTest(banked=-1.5, canary_events=3, stable_events=30, canary_exposure=100, stable_exposure=900)
     assert state.carry_to(1) == JudgeState(stage_index=1, slow_ms=230.0, slow_ratio=2.3, errors=stage,
                                            rollout=banked)

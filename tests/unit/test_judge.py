@@ -20,7 +20,14 @@ from hypothesis import strategies as st
 from flagsvc.domain.analysis import AnalysisSettings, validate_analysis
 from flagsvc.domain.errors import InvalidFlag
 from flagsvc.domain.judge import ArmTotals, CanaryJudge, JudgeState, Verdict
-from flagsvc.domain.sequential import AlphaBudget, rate_ratio_llr, sample_ratio, split_dispersion, stage_ratio
+from flagsvc.domain.sequential import (
+    AlphaBudget,
+    rate_ratio_llr,
+    sample_ratio,
+    split_dispersion,
+    stage_ratio,
+    unit_dispersion,
+)
 
 # --- deterministic traffic --------------------------------------------------------------------------------
 
@@ -218,7 +225,8 @@ def test_the_state_after_an_advance_carries_the_rollout_test_to_the_next_stage()
     carried = first.state.next_stage()
     assert carried.stage_index == 1 and carried.rollout is not None and first.state.rollout is not None
     assert carried.rollout.errors_pair() == first.state.rollout.errors_pair(first.state.dispersion)
-    assert carried.rollout.latency == first.state.rollout.latency and carried.rollout.errors_pair()[0] < 0
+    rollout_latency = first.state.rollout.latency_statistic(first.state.latency_dispersion)
+    assert carried.rollout.latency_statistic() == rollout_latency and carried.rollout.errors_pair()[0] < 0
     # ... and the next stage's judge goes on with it: the rollout test is still there.
     verdict = drive(judge_with(), stage_index=1, percent=5.0, looks=3, state=carried, stop=False)[-1]
     assert verdict.state.rollout is not None and verdict.evidence["rollout_test"] is not None
@@ -581,7 +589,9 @@ def test_a_resume_at_the_same_stage_spends_no_new_alpha() -> None:
     resumed = state.carry_to(state.stage_index)
     assert resumed.errors.statistic() == state.errors.statistic(state.dispersion)
     assert resumed.errors.canary_events == state.errors.canary_events
-    assert (resumed.latency, resumed.slow_ms, resumed.slow_ratio) == (state.latency, state.slow_ms, state.slow_ratio)
+    assert resumed.latency.statistic() == state.latency.statistic(state.latency_dispersion)
+    assert resumed.latency.canary_events == state.latency.canary_events
+    assert (resumed.slow_ms, resumed.slow_ratio) == (state.slow_ms, state.slow_ratio)
     assert resumed.rollout is None and state.rollout is None  # judged from stage 2 on without carried state
     assert resumed.canary == resumed.stable == type(state.canary)()  # the new revision's totals start at 0
     # The first look of the resumed revision continues the same statistic rather than starting one.
@@ -735,6 +745,56 @@ def test_one_failing_user_in_the_canary_is_not_a_regression_of_the_canary() -> N
     with_units = run(units=True)
     assert not any(v.decision == "rollback" for v in with_units)
     assert with_units[-1].evidence["errors"]["dispersion"] > 10
+
+
+def slow_bucketed(n: int, *, heavy: tuple[int, int] | None = None, slow: bool = True) -> ArmTotals:
+    """n requests of LATENCY_SHAPE spread evenly over the user buckets, 5 % of each bucket's requests slow (what
+    an SDK counting against its p95 sees), plus (bucket, requests) of one user whose requests all take 2 s."""
+    units = {j: (n // UNIT_BUCKETS, 0) for j in range(UNIT_BUCKETS)}
+    slow_units = {j: n // UNIT_BUCKETS // 20 for j in range(UNIT_BUCKETS)}
+    sketch = shaped_sketch(n)
+    if heavy:
+        j, extra = heavy
+        units[j] = (units[j][0] + extra, 0)
+        slow_units[j] += extra
+        sketch.add(2000.0, extra)
+    return ArmTotals(sketch.count, 0, 0, sketch, units=units, slow_units=slow_units if slow else {})
+
+
+def test_one_slow_user_in_the_canary_is_not_a_latency_regression_of_the_canary() -> None:
+    """Latency clusters in users too: the canary's only slow requests beyond stable's come from one user whose
+    requests are all slow (one user bucket). With slow counts per bucket the latency tests are tempered by their
+    design effect and nothing rolls back; counted as independent requests the same totals would."""
+    def run(slow: bool) -> list[Verdict]:
+        state, verdicts = None, []
+        for k in range(1, 120):
+            stable = slow_bucketed(1792 * k, slow=slow)
+            canary = slow_bucketed(192 * k, heavy=(7, 10 * k), slow=slow)
+            verdict = judge_with(min_requests=10**9).judge(
+                state, stable, canary, percent=10, stage_index=2, stage_count=6, seconds_at_stage=2.0 * k,
+                bake_seconds=60)
+            verdicts.append(verdict)
+            state = verdict.state
+        return verdicts
+
+    without = run(slow=False)
+    assert any(v.decision == "rollback" and "latency" in v.reason for v in without)
+    with_slow = run(slow=True)
+    assert not any(v.decision == "rollback" for v in with_slow)
+    assert with_slow[-1].evidence["latency"]["dispersion"] > 10
+
+
+def test_a_heavy_user_who_is_most_of_an_arm_still_shows_as_clustering() -> None:
+    """One user in one bucket makes most of the arm's requests and nearly all its events: the variance with the
+    bucket as the unit is many times the independent one (Pearson per degree of freedom, which weighs each
+    bucket by 1/its size, would read about 1 here), and independent events spread the same way read 1."""
+    heavy = {47: (39, 31), **{j: (1, 0) for j in range(18)}, 20: (3, 2)}
+    rate = 33 / 61
+    pearson = sum((e - rate * n) ** 2 / (rate * n) for n, e in heavy.values()) / (len(heavy) - 1)
+    assert pearson < 1.2 and unit_dispersion(heavy)[0] > 2.5
+    rng = random.Random(3)
+    spread = {j: (n, sum(rng.random() < 0.3 for _ in range(n))) for j, n in enumerate([400] + [20] * 30)}
+    assert unit_dispersion(spread)[0] == 1.0
 
 
 def test_user_buckets_that_show_no_clustering_change_nothing() -> None:

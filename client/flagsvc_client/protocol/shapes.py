@@ -40,7 +40,8 @@ class ArmOutcome(TypedDict):
     errors: int
     error_users: NotRequired[int]
     latency: NotRequired[dict[str, int]]
-    # per user bucket (0 .. limits.UNIT_BUCKETS-1): [requests, errors]; optional (older SDKs leave it out)
+    # per user bucket (0 .. limits.UNIT_BUCKETS-1): [requests, errors] or [requests, errors, slow requests];
+    # optional (older SDKs leave it out)
     units: NotRequired[dict[str, list[int]]]
 
 
