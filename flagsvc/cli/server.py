@@ -37,12 +37,13 @@ def default_workers() -> int:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
 @click.option("--workers", type=click.IntRange(1, 64), envvar="FLAGSVC_WORKERS",
               help="Worker processes [default: one per CPU core, at most 4; env FLAGSVC_WORKERS].")
-@click.option("--threads", default=128, show_default=True, type=click.IntRange(1, 4096),
-              help="Threads per worker; each open request or SDK stream holds one.")
+@click.option("--threads", type=click.IntRange(1, 4096), envvar="FLAGSVC_SDK_THREADS",
+              help="Threads per worker that run SDK requests [default: 32; env FLAGSVC_SDK_THREADS]. SDK streams "
+                   "hold none; operators' requests have FLAGSVC_OPERATOR_THREADS (8) of their own.")
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn (debugging only).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="One line per event, as text or JSON.")
-def serve(host: str, port: int, workers: int | None, threads: int, dev: bool, log_format: str) -> None:
+def serve(host: str, port: int, workers: int | None, threads: int | None, dev: bool, log_format: str) -> None:
     """Serve the REST API, the SDK endpoints and the rollout controller.
 
     \b
@@ -55,10 +56,16 @@ def serve(host: str, port: int, workers: int | None, threads: int, dev: bool, lo
     from flagsvc.logs import configure
 
     configure(log_format)
+    if threads is not None:
+        os.environ["FLAGSVC_SDK_THREADS"] = str(threads)  # read by each worker (flagsvc.serving.limits)
     try:
         settings = Settings.from_env()
+        from flagsvc.serving.limits import ServingLimits
+
+        ServingLimits.from_env()  # refuse bad limits here, not in every worker
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
+    _raise_open_file_limit()
     embedded = None
     if settings.redis_url is None:
         settings, embedded = _with_embedded_redis(settings)
@@ -81,13 +88,26 @@ def serve(host: str, port: int, workers: int | None, threads: int, dev: bool, lo
         else:
             from flagsvc.cli.wsgi import run_gunicorn
 
-            run_gunicorn(app, host=host, port=port, workers=workers or default_workers(), threads=threads,
+            run_gunicorn(app, host=host, port=port, workers=workers or default_workers(),
                          json_logs=log_format == "json")
     finally:
         if embedded is not None:
             embedded.stop()
         if metrics_dir is not None and os.getpid() == owner_pid:  # not in a gunicorn worker leaving
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _raise_open_file_limit() -> None:
+    """Every SDK stream is an open socket: take the soft limit on open files up to the hard one (often 1,024
+    soft, far more hard)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
+    except (ImportError, ValueError, OSError):
+        pass  # not POSIX, or not allowed: serve with what there is
 
 
 def _prepare_multiprocess_metrics() -> Path | None:

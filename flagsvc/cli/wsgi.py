@@ -64,14 +64,14 @@ class _JsonGunicornLogger(Logger):
             handler.setFormatter(JsonFormatter())
 
 
-def run_gunicorn(app: Flask, *, host: str, port: int, workers: int, threads: int, json_logs: bool = False) -> None:
-    """Blocks until gunicorn stops (SIGTERM/SIGINT: graceful, in-flight requests finish)."""
+def run_gunicorn(app: Flask, *, host: str, port: int, workers: int, json_logs: bool = False) -> None:
+    """Blocks until gunicorn stops (SIGTERM/SIGINT: graceful, in-flight requests finish). Each worker serves with
+    flagsvc's asyncio worker (`flagsvc.serving`)."""
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
-        "worker_class": "gthread",
-        "threads": threads,
-        "worker_connections": max(1000, threads + 64),  # gthread stops accepting past this many connections
+        "worker_class": "flagsvc.serving.worker.AsyncWorker",
+        "backlog": 4096,
         "graceful_timeout": 10,
         "timeout": 60,
         "accesslog": None,

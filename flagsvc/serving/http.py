@@ -1,0 +1,346 @@
+"""The HTTP/1.1 server of one process, on asyncio with h11 for the protocol.
+
+Per connection, in order, each step bounded:
+1. The request line and headers must arrive within `header_timeout`, at most `max_header_bytes` (431) with a
+   target of at most `max_target_bytes` (414); anything h11 cannot parse is a 400. Until a connection shows a
+   known token it counts against its address's `max_unauthenticated_per_address`.
+2. The token is checked before any body is read: a request with a body and no known token gets its 401 at once,
+   and the connection is closed unread. A declared body over `max_body_bytes` is a 413, unread.
+3. `GET /sdk/v1/stream` is served here, as a coroutine (`streams.py`). Everything else runs the Flask app on a
+   thread: operators' requests (`/api/`, health, metrics, the console) on a pool of their own, SDK requests on
+   another, so a flood of SDK traffic never queues an operator.
+Every answer the server gives itself is the JSON error shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
+from typing import cast
+
+import h11
+
+from flagsvc import metrics
+from flagsvc.api.auth import Principal, TokenRegistry, bearer_secret
+from flagsvc.serving import responses
+from flagsvc.serving.limits import ServingLimits
+from flagsvc.serving.streams import STREAM_HEADERS, STREAM_PATH, StreamHub
+from flagsvc.serving.wsgi_bridge import ParsedRequest, WsgiApp, call_app
+
+log = logging.getLogger("flagsvc.serving")
+
+READ_CHUNK = 64 * 1024
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OPERATOR_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/ui", "/openapi")
+
+
+class _Hangup(Exception):
+    """The client went away or broke the protocol: close without a word."""
+
+
+class HttpServer:
+    def __init__(self, app: WsgiApp, tokens: TokenRegistry, limits: ServingLimits, *, max_body_bytes: int,
+                 hub: StreamHub | None) -> None:
+        self._app = app
+        self._tokens = tokens
+        self.limits = limits
+        self._max_body = max_body_bytes
+        self.hub = hub
+        self._operators = ThreadPoolExecutor(limits.operator_threads, thread_name_prefix="flagsvc-operator")
+        self._sdks = ThreadPoolExecutor(limits.sdk_threads, thread_name_prefix="flagsvc-sdk")
+        self.unauthenticated: Counter[str] = Counter()
+        self.in_flight = 0  # requests being answered (streams not included)
+        self._connections: set[asyncio.Task[None]] = set()
+        self.closing = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """asyncio.start_server's callback: one connection, start to end. Never raises."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        try:
+            await _Connection(self, reader, writer).run()
+        except Exception:
+            log.exception("connection failed")
+        finally:
+            if task is not None:
+                self._connections.discard(task)
+            writer.close()
+
+    async def shut_down(self, grace: float) -> None:
+        """Stop answering: streams end now, requests in flight get up to `grace` seconds, idle keep-alive
+        connections are closed."""
+        self.closing = True
+        if self.hub is not None:
+            await self.hub.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.in_flight and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.wait(list(self._connections), timeout=1.0)
+        self._operators.shutdown(wait=False, cancel_futures=True)
+        self._sdks.shutdown(wait=False, cancel_futures=True)
+
+    def pool_for(self, path: str) -> ThreadPoolExecutor:
+        return self._operators if path.startswith(OPERATOR_PREFIXES) else self._sdks
+
+
+class _Connection:
+    def __init__(self, server: HttpServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.limits = server.limits
+        self.reader = reader
+        self.writer = writer
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=server.limits.max_header_bytes)
+        peer = writer.get_extra_info("peername") or ("", 0)
+        local = writer.get_extra_info("sockname") or ("", 0)
+        self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else (str(peer), 0)
+        self.local = (str(local[0]), int(local[1])) if isinstance(local, tuple) else (str(local), 0)
+        self.counted: str | None = None  # the address this connection counts against while unauthenticated
+        self.head = bytearray()  # the bytes of the request head so far (to tell a long target from long headers)
+        self.path, self.method = "", "other"  # of the request being answered, for the request counter
+
+    async def run(self) -> None:
+        server = self.server
+        address = self.client[0]
+        if server.unauthenticated[address] >= self.limits.max_unauthenticated_per_address:
+            await self._send_error(429, f"too many connections without a token from {address}",
+                                   [("Retry-After", "10")])
+            return
+        server.unauthenticated[address] += 1
+        self.counted = address
+        try:
+            first = True
+            while not server.closing:
+                request = await self._read_head(self.limits.header_timeout if first else self.limits.idle_timeout)
+                if request is None:
+                    return
+                first = False
+                if not await self._answer(request):
+                    return
+                if self.h11.our_state is h11.MUST_CLOSE or self.h11.their_state is h11.MUST_CLOSE:
+                    return
+                try:
+                    self.h11.start_next_cycle()
+                except h11.LocalProtocolError:
+                    return
+        except _Hangup:
+            return
+        finally:
+            self._authenticated()
+
+    def _authenticated(self) -> None:
+        if self.counted is not None:
+            self.server.unauthenticated[self.counted] -= 1
+            if self.server.unauthenticated[self.counted] <= 0:
+                del self.server.unauthenticated[self.counted]
+            self.counted = None
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    async def _read_head(self, timeout: float) -> h11.Request | None:
+        """The next request's head, or None when the connection should end (closed, timed out, refused)."""
+        self.head.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    try:
+                        event = self.h11.next_event()
+                    except h11.RemoteProtocolError as e:
+                        await self._protocol_error(e)
+                        return None
+                    if event is h11.NEED_DATA:
+                        data = await self.reader.read(READ_CHUNK)
+                        if len(self.head) <= self.limits.max_header_bytes:
+                            self.head += data[: self.limits.max_header_bytes + 1 - len(self.head)]
+                        self.h11.receive_data(data)
+                        if not data:
+                            return None  # the client closed, between requests or in the middle of one
+                        continue
+                    if isinstance(event, h11.Request):
+                        # A head that came whole in one read never trips h11's bound on incomplete events
+                        size = len(event.method) + len(event.target) + sum(len(n) + len(v) + 4 for n, v in
+                                                                           event.headers) + 12
+                        if len(event.target) > self.limits.max_target_bytes:
+                            await self._send_error(414, f"the request target is longer than "
+                                                        f"{self.limits.max_target_bytes} bytes")
+                            return None
+                        if size > self.limits.max_header_bytes:
+                            await self._send_error(431, f"the request line and headers are longer than "
+                                                        f"{self.limits.max_header_bytes} bytes")
+                            return None
+                        return event
+                    return None  # ConnectionClosed, or something out of place
+        except TimeoutError:
+            if self.head or self.h11.their_state is not h11.IDLE:
+                await self._send_error(408, f"the request head did not arrive within {timeout:g} s")
+            return None  # an idle keep-alive connection that timed out just closes
+
+    async def _protocol_error(self, e: h11.RemoteProtocolError) -> None:
+        if e.error_status_hint == 431:
+            await self._too_large()
+        else:
+            await self._send_error(e.error_status_hint, f"malformed HTTP request: {e}")
+
+    async def _too_large(self) -> None:
+        if self.head.find(b"\r\n", 0, self.limits.max_target_bytes + 64) < 0:
+            await self._send_error(414, f"the request target is longer than {self.limits.max_target_bytes} bytes")
+        else:
+            await self._send_error(431, f"the request line and headers are longer than "
+                                        f"{self.limits.max_header_bytes} bytes")
+
+    async def _read_body(self) -> bytes:
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.limits.body_timeout):
+                while True:
+                    event = self.h11.next_event()
+                    if event is h11.NEED_DATA:
+                        data = await self.reader.read(READ_CHUNK)
+                        if not data:
+                            raise _Hangup
+                        self.h11.receive_data(data)
+                    elif isinstance(event, h11.Data):
+                        body += event.data
+                        if len(body) > self.server._max_body:
+                            await self._send_error(413, f"the body is larger than {self.server._max_body} bytes")
+                            raise _Hangup
+                    elif isinstance(event, h11.EndOfMessage):
+                        return bytes(body)
+                    else:
+                        raise _Hangup
+        except h11.RemoteProtocolError as e:
+            await self._protocol_error(e)
+            raise _Hangup from None
+        except TimeoutError:
+            await self._send_error(408, f"the request body did not arrive within {self.limits.body_timeout:g} s")
+            raise _Hangup from None
+
+    # -- answering -------------------------------------------------------------------------------------------
+
+    async def _answer(self, request: h11.Request) -> bool:
+        """Answer one request; False when the connection must end."""
+        server = self.server
+        method = request.method.decode("ascii", "replace")
+        target = request.target.decode("latin-1")
+        self.path, self.method = target.partition("?")[0], method
+        headers = [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in request.headers]
+        secret = bearer_secret(next((v for n, v in headers if n == "authorization"), None))
+        principal = server._tokens.identify(secret) if secret else None
+        if principal is not None:
+            self._authenticated()
+        path = target.partition("?")[0]
+        declared = next((v for n, v in headers if n == "content-length"), None)
+        chunked = any(n == "transfer-encoding" for n, _ in headers)
+        has_body = chunked or (declared is not None and declared.strip() not in ("", "0"))
+        if has_body and principal is None:
+            await self._send_error(401, "a valid bearer token is required (Authorization: Bearer <token>); "
+                                        "the body was not read")
+            return False
+        if declared is not None and declared.strip().isdigit() and int(declared) > server._max_body:
+            await self._send_error(413, f"the body is larger than {server._max_body} bytes")
+            return False
+        if path == STREAM_PATH and method == "GET" and server.hub is not None:
+            await self._stream(principal)
+            return False
+        server.in_flight += 1
+        try:
+            if self.h11.client_is_waiting_for_100_continue:
+                await self._send(h11.InformationalResponse(status_code=100, headers=[]))
+            body = await self._read_body()
+            parsed = ParsedRequest(method, target, headers, body, self.client, self.local)
+            loop = asyncio.get_running_loop()
+            answer = await loop.run_in_executor(server.pool_for(path), call_app, server._app, parsed)
+            head = [(name, value) for name, value in answer.headers if name.lower() != "transfer-encoding"]
+            bodiless = method == "HEAD" or answer.status in (204, 304) or answer.status < 200
+            if not bodiless and not any(name.lower() == "content-length" for name, _ in head):
+                head.append(("Content-Length", str(len(answer.body))))
+            if server.closing:
+                head.append(("Connection", "close"))
+            await self._send(h11.Response(status_code=answer.status, headers=head, reason=_reason(answer.status)))
+            if answer.body and not bodiless:
+                await self._send(h11.Data(data=answer.body))
+            await self._send(h11.EndOfMessage())
+            return not server.closing
+        finally:
+            server.in_flight -= 1
+
+    async def _stream(self, principal: Principal | None) -> None:
+        hub = cast(StreamHub, self.server.hub)
+        if principal is None:
+            await self._send_error(401, "a valid bearer token is required (Authorization: Bearer <token>)")
+            return
+        refused = hub.admit(principal)
+        if refused is not None:
+            await self._send_error(429 if not hub.closing else 503, refused,
+                                   [("Retry-After", str(hub.retry_after()))])
+            return
+        try:
+            count_request(STREAM_PATH, "GET", 200)
+            await self._send(h11.Response(status_code=200, headers=STREAM_HEADERS, reason=b"OK"))
+
+            async def write(data: bytes) -> None:
+                await self._send(h11.Data(data=data), timeout=self.limits.write_timeout)
+
+            await hub.serve(write)
+            await self._send(h11.EndOfMessage())
+        except (_Hangup, ConnectionError, TimeoutError):
+            pass
+        finally:
+            hub.release(principal)
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    async def _send(self, event: h11.Event, timeout: float | None = None) -> None:
+        try:
+            data = self.h11.send(event)
+        except h11.LocalProtocolError as e:
+            raise _Hangup from e
+        if data:
+            try:
+                self.writer.write(data)
+                async with asyncio.timeout(timeout or self.limits.write_timeout):
+                    await self.writer.drain()
+            except (ConnectionError, TimeoutError) as e:
+                raise _Hangup from e
+
+    async def _send_error(self, status: int, message: str, headers: list[tuple[str, str]] | None = None) -> None:
+        """A JSON error, then the connection is closed. Sent raw when h11's state does not allow a response
+        (the request head itself was broken)."""
+        head, body = responses.error(status, message, headers=headers)
+        count_request(self.path, self.method, status)
+        try:
+            if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+                raise h11.LocalProtocolError("no response possible in this state")
+            await self._send(h11.Response(status_code=status, headers=head, reason=_reason(status)))
+            await self._send(h11.Data(data=body))
+            await self._send(h11.EndOfMessage())
+        except (_Hangup, h11.LocalProtocolError):
+            try:
+                self.writer.write(responses.raw(status, head, body))
+                async with asyncio.timeout(1.0):
+                    await self.writer.drain()
+            except (ConnectionError, TimeoutError):
+                pass
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+def count_request(path: str, method: str, status: int) -> None:
+    """The server's own answers in the same request counter as the app's (the stream route by its rule, the
+    rest as "unmatched", like a request that matched no route)."""
+    endpoint = STREAM_PATH if path == STREAM_PATH else "unmatched"
+    metrics.HTTP_REQUESTS.labels(endpoint, method if method in KNOWN_METHODS else "other", str(status)).inc()
