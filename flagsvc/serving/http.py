@@ -15,6 +15,7 @@ Every answer the server gives itself is the JSON error shape.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from flagsvc.serving.wsgi_bridge import ParsedRequest, WsgiApp, call_app
 log = logging.getLogger("flagsvc.serving")
 
 READ_CHUNK = 64 * 1024
+LINGER_SECONDS = 1.0
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OPERATOR_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/ui", "/openapi")
 
@@ -80,8 +82,8 @@ class HttpServer:
             await self.hub.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while self.in_flight and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        while (self.in_flight or (self.hub is not None and self.hub.open)) and loop.time() < deadline:
+            await asyncio.sleep(0.05)  # requests finish; streams write their last chunk
         for task in list(self._connections):
             task.cancel()
         if self._connections:
@@ -290,12 +292,26 @@ class _Connection:
             async def write(data: bytes) -> None:
                 await self._send(h11.Data(data=data), timeout=self.limits.write_timeout)
 
-            await hub.serve(write)
+            # An SSE client sends nothing more: the read ends when it goes away, and so does the stream (rather
+            # than at its next heartbeat, holding its place in the caps until then)
+            serving = asyncio.ensure_future(hub.serve(write))
+            gone = asyncio.ensure_future(self._until_closed())
+            await asyncio.wait((serving, gone), return_when=asyncio.FIRST_COMPLETED)
+            gone.cancel()
+            if not serving.done():
+                serving.cancel()
+                return
+            serving.result()
             await self._send(h11.EndOfMessage())
         except (_Hangup, ConnectionError, TimeoutError):
             pass
         finally:
             hub.release(principal)
+
+    async def _until_closed(self) -> None:
+        with contextlib.suppress(ConnectionError):
+            while await self.reader.read(READ_CHUNK):
+                pass
 
     # -- writing ---------------------------------------------------------------------------------------------
 
@@ -329,7 +345,20 @@ class _Connection:
                 async with asyncio.timeout(1.0):
                     await self.writer.drain()
             except (ConnectionError, TimeoutError):
-                pass
+                return
+        await self._linger()
+
+    async def _linger(self) -> None:
+        """Half-close and read (and drop) what the client still sends, for at most LINGER_SECONDS: closing with
+        unread input makes the kernel reset the connection, and the client may lose the answer just sent."""
+        try:
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            async with asyncio.timeout(LINGER_SECONDS):
+                while await self.reader.read(READ_CHUNK):
+                    pass
+        except (ConnectionError, TimeoutError, OSError):
+            pass
 
 
 def _reason(status: int) -> bytes:
