@@ -27,7 +27,9 @@ class ServingLimits:
     max_streams_per_key: int = 20_000
     # Connections from one client address that have not yet shown a known token (reading headers, or idle
     # before their first request): past this many, new ones from that address are answered 429 and closed.
-    max_unauthenticated_per_address: int = 256
+    # A fleet behind one proxy address reconnecting at once must fit: its SDKs show their key within
+    # milliseconds, so this counts only the ones whose headers are still on their way.
+    max_unauthenticated_per_address: int = 1024
     # Threads that run the Flask app: operators' requests (admin API, health, metrics) get a pool of their own,
     # so SDK traffic cannot queue them.
     operator_threads: int = 8
