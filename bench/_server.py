@@ -1,4 +1,4 @@
-"""Shared helper for the server benchmarks: a real `flagsvc serve` (gunicorn gthread, embedded Redis) in a
+"""Shared helper for the server benchmarks: a real `flagsvc serve` (gunicorn, asyncio workers, embedded Redis) in a
 subprocess, on a free loopback port, with its data dir in a temp dir; stopped with SIGTERM (then SIGKILL) so
 nothing outlives the benchmark.
 

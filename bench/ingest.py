@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Outcome ingestion benchmark: `POST /sdk/v1/outcomes` against a real `flagsvc serve`
-(gunicorn gthread, embedded Redis with AOF `appendfsync always`).
+(gunicorn with flagsvc's asyncio worker, embedded Redis with AOF `appendfsync always`).
 
     .venv/bin/python bench/ingest.py [--quick] [--senders 1,4,8] [--duration 5] [--workers 1]
 

@@ -4,11 +4,11 @@
     .venv/bin/python bench/propagation.py [--quick] [--clients 1,50,200] [--raw 1,200,500,1000]
                                           [--changes 10] [--raw-workers 1,2] [--skip-sdk] [--skip-raw]
 
-Part 1: N real `FlagClient`s (SSE stream) in this process against a real `flagsvc serve` (gunicorn
-gthread, embedded Redis) in a subprocess. For each change (`PUT /api/v1/flags/prop/percent`, alternating values)
-the clock starts just before the request is sent; a poller thread checks `client.evaluate(flag, user).revision`
-of every client still waiting, sleeping 1 ms between passes, and stops that client's clock when it shows the
-new revision. Target: p99 <= 250 ms for N = 200.
+Part 1: N real `FlagClient`s (SSE stream) in this process against a real `flagsvc serve` (gunicorn with
+flagsvc's asyncio worker, embedded Redis) in a subprocess. For each change (`PUT /api/v1/flags/prop/percent`,
+alternating values) the clock starts just before the request is sent; a poller thread checks
+`client.evaluate(flag, user).revision` of every client still waiting, sleeping 1 ms between passes, and stops
+that client's clock when it shows the new revision. Target: p99 <= 250 ms for N = 200.
 
 Part 2: N raw SSE connections (one thread each, http.client, reading lines) to one server; the clock
 stops for a connection when it reads an event whose `id` carries a config version above the one before the

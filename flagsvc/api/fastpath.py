@@ -34,15 +34,23 @@ class NotModifiedFastPath:
         self._latency = metrics.HTTP_LATENCY.labels(PATH)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        headers = self.answer(environ)
+        if headers is None:
+            return self.app(environ, start_response)
+        start_response("304 NOT MODIFIED", headers)
+        return []
+
+    def answer(self, environ: dict[str, Any]) -> list[tuple[str, str]] | None:
+        """The 304's headers when this request is the plain case (answered and counted here), else None (for
+        Flask). Never blocks: an asynchronous server calls it on its event loop."""
         started = time.perf_counter()
         etag = self._current_etag_if_not_modified(environ)
         if etag is None:
-            return self.app(environ, start_response)
-        start_response("304 NOT MODIFIED", [("ETag", etag), ("Cache-Control", "no-cache")])
+            return None
         self.answered += 1
         self._requests.inc()
         self._latency.observe(time.perf_counter() - started)
-        return []
+        return [("ETag", etag), ("Cache-Control", "no-cache")]
 
     def _current_etag_if_not_modified(self, environ: dict[str, Any]) -> str | None:
         if (environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "GET"

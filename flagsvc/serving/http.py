@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from typing import cast
+from typing import Any, cast
 
 import h11
 
@@ -29,14 +30,19 @@ from flagsvc.api.auth import Principal, TokenRegistry, bearer_secret
 from flagsvc.serving import responses
 from flagsvc.serving.limits import ServingLimits
 from flagsvc.serving.streams import STREAM_HEADERS, STREAM_PATH, StreamHub
-from flagsvc.serving.wsgi_bridge import ParsedRequest, WsgiApp, call_app
+from flagsvc.serving.wsgi_bridge import ParsedRequest, WsgiApp, call_app, environ_of
 
 log = logging.getLogger("flagsvc.serving")
 
 READ_CHUNK = 64 * 1024
 LINGER_SECONDS = 1.0
+WRITE_BUFFER_LIMIT = 256 * 1024  # a stream's unsent bytes past which it waits for its reader
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OPERATOR_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/ui", "/openapi")
+
+
+# The app's answer to a request it can settle without running (the SDK poll's 304), or None: see api/fastpath.py
+NotModified = Callable[[dict[str, Any]], list[tuple[str, str]] | None]
 
 
 class _Hangup(Exception):
@@ -45,8 +51,9 @@ class _Hangup(Exception):
 
 class HttpServer:
     def __init__(self, app: WsgiApp, tokens: TokenRegistry, limits: ServingLimits, *, max_body_bytes: int,
-                 hub: StreamHub | None) -> None:
+                 hub: StreamHub | None, not_modified: NotModified | None = None) -> None:
         self._app = app
+        self.not_modified = not_modified
         self._tokens = tokens
         self.limits = limits
         self._max_body = max_body_bytes
@@ -253,6 +260,15 @@ class _Connection:
         if path == STREAM_PATH and method == "GET" and server.hub is not None:
             await self._stream(principal)
             return False
+        if server.not_modified is not None and method == "GET" and not has_body:
+            # the SDK poll whose ETag is current: answered here, without a thread (api/fastpath.py decides)
+            head = server.not_modified(environ_of(ParsedRequest(method, target, headers, b"", self.client,
+                                                                self.local)))
+            if head is not None:
+                await self._read_body()  # the request's end (no body): h11 then lets the connection go on
+                await self._send(h11.Response(status_code=304, headers=head, reason=b"Not Modified"))
+                await self._send(h11.EndOfMessage())
+                return not server.closing
         server.in_flight += 1
         try:
             if self.h11.client_is_waiting_for_100_continue:
@@ -289,8 +305,13 @@ class _Connection:
             count_request(STREAM_PATH, "GET", 200)
             await self._send(h11.Response(status_code=200, headers=STREAM_HEADERS, reason=b"OK"))
 
-            async def write(data: bytes) -> None:
-                await self._send(h11.Data(data=data), timeout=self.limits.write_timeout)
+            transport = self.writer.transport
+
+            async def write(framed: bytes) -> None:  # chunk-framed by the hub, once for every stream
+                transport.write(framed)
+                if transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:  # a slow reader: wait, not forever
+                    async with asyncio.timeout(self.limits.write_timeout):
+                        await self.writer.drain()
 
             # An SSE client sends nothing more: the read ends when it goes away, and so does the stream (rather
             # than at its next heartbeat, holding its place in the caps until then)

@@ -10,12 +10,10 @@ either cap the answer is 429 with `Retry-After`, which the SDK backs off on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from functools import partial
 
 from flagsvc import metrics
 from flagsvc.api.auth import Principal
@@ -37,13 +35,26 @@ def event(snapshot: ServedSnapshot) -> bytes:
     return b"event: snapshot\nid: %s\ndata: %s\n\n" % (snapshot.etag.strip('"').encode(), snapshot.body)
 
 
+def chunk(data: bytes) -> bytes:
+    """`data` as one chunk of HTTP/1.1 chunked transfer coding: framed once per snapshot, written to every stream
+    as is (a stream's response head and last chunk go through h11; its body chunks are these bytes)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+HEARTBEAT_CHUNK = chunk(HEARTBEAT)
+
+
 class StreamHub:
+    """Every stream of the process waits on one shared future, resolved when the snapshot changes, at each
+    heartbeat tick, or at close: a wake-up costs one callback per stream, and no stream keeps a timer of its
+    own."""
+
     def __init__(self, changes: ChangeFeed, limits: ServingLimits) -> None:
         self._changes = changes
         self._limits = limits
         self._snapshot: ServedSnapshot | None = None
-        self._version = 0  # bumped whenever `_snapshot` changes (or on close): what streams wait on
-        self._wake = asyncio.Condition()
+        self._framed = b""  # the current snapshot's event, chunk-framed
+        self._wake: asyncio.Future[None] | None = None
         self.by_key: Counter[str] = Counter()
         self.open = 0
         self.closing = False
@@ -77,17 +88,33 @@ class StreamHub:
 
     # -- the relay -------------------------------------------------------------------------------------------
 
+    def _set(self, snapshot: ServedSnapshot) -> None:
+        self._snapshot, self._framed = snapshot, chunk(event(snapshot))
+
     async def current(self) -> ServedSnapshot:
         snapshot = self._snapshot
         if snapshot is None:
             snapshot = await asyncio.to_thread(self._changes.latest)
             if self._snapshot is None:
-                self._snapshot = snapshot
+                self._set(snapshot)
         return snapshot
 
+    def _wake_all(self) -> None:
+        wake, self._wake = self._wake, None
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def _next_wake(self) -> asyncio.Future[None]:
+        if self._wake is None:
+            self._wake = asyncio.get_running_loop().create_future()
+        return self._wake
+
     async def relay(self) -> None:
-        """Follow the change feed until closed; never raises (a store outage keeps the last snapshot)."""
+        """Follow the change feed until closed, and tick the heartbeat; never raises (a store outage keeps the
+        last snapshot)."""
         generation = self._changes.generation
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + self._limits.heartbeat
         while not self.closing:
             try:
                 generation = await asyncio.to_thread(self._changes.wait, generation, RELAY_SECONDS)
@@ -96,44 +123,35 @@ class StreamHub:
                 latest = await asyncio.to_thread(self._changes.latest)
             except Exception as e:  # the store is unreachable: streams stay open on their last snapshot
                 log.debug("stream relay could not read the snapshot: %s", e)
+                latest = None
                 await asyncio.sleep(RELAY_SECONDS)
-                continue
-            if self._snapshot is None or latest.version != self._snapshot.version or \
-                    latest.etag != self._snapshot.etag:
-                self._snapshot = latest
-                async with self._wake:
-                    self._version += 1
-                    self._wake.notify_all()
+            if latest is not None and (self._snapshot is None or latest.etag != self._snapshot.etag):
+                self._set(latest)
+                self._wake_all()
+            elif loop.time() >= next_tick:
+                self._wake_all()  # streams with nothing new send a heartbeat
+            if loop.time() >= next_tick:
+                next_tick = loop.time() + self._limits.heartbeat
 
     async def close(self) -> None:
         """End every stream (SDKs reconnect, to another replica if this one is going away)."""
         self.closing = True
-        async with self._wake:
-            self._version += 1
-            self._wake.notify_all()
-
-    def _moved(self, seen: int) -> bool:
-        return self._version != seen
+        self._wake_all()
 
     # -- one stream ------------------------------------------------------------------------------------------
 
     async def serve(self, write: Write) -> None:
-        """Write the snapshot now and after every change, a heartbeat when quiet, until the hub closes or the
-        client goes away (`write` raises)."""
+        """Write the snapshot now and after every change, a heartbeat at each quiet tick, until the hub closes or
+        the client goes away (`write` raises). `write` takes chunk-framed bytes."""
         sent = await self.current()
-        await write(event(sent))
-        seen = self._version
-        heartbeat = self._limits.heartbeat
+        await write(chunk(event(sent)))
         while not self.closing:
-            async with self._wake:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait_for(partial(self._moved, seen)), heartbeat)
-                seen = self._version
+            await asyncio.shield(self._next_wake())  # shared: one stream's cancellation must not cancel it
             if self.closing:
                 return
             current = self._snapshot
             if current is not None and current.etag != sent.etag:
                 sent = current
-                await write(event(current))
+                await write(self._framed)
             else:
-                await write(HEARTBEAT)
+                await write(HEARTBEAT_CHUNK)

@@ -11,6 +11,7 @@ returns (exit 0). The app's background work (controller, change feed) is started
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from gunicorn.workers.base import Worker
 
 from flagsvc.api.auth import TokenRegistry
+from flagsvc.api.fastpath import NotModifiedFastPath
 from flagsvc.serving.http import HttpServer
 from flagsvc.serving.limits import ServingLimits
 from flagsvc.serving.streams import StreamHub
@@ -35,7 +37,9 @@ def build_server(app: Any, limits: ServingLimits) -> HttpServer:
     settings = extensions.get("flagsvc.settings")
     hub = StreamHub(services.changes, limits) if services is not None else None
     max_body = settings.max_body_bytes if settings is not None else 1024 * 1024
-    return HttpServer(app, tokens, limits, max_body_bytes=max_body, hub=hub)
+    fast_path = getattr(app, "wsgi_app", None)
+    not_modified = fast_path.answer if isinstance(fast_path, NotModifiedFastPath) else None
+    return HttpServer(app, tokens, limits, max_body_bytes=max_body, hub=hub, not_modified=not_modified)
 
 
 class AsyncWorker(Worker):
@@ -54,6 +58,7 @@ class AsyncWorker(Worker):
                 limit=limits.max_header_bytes + 1024,
             ))
         relay = asyncio.create_task(server.hub.relay()) if server.hub is not None else None
+        gc.freeze()  # what the worker holds from its start on is never garbage: keep it out of every collection
         try:
             while self.alive:
                 self.notify()

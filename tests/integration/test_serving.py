@@ -203,3 +203,16 @@ def test_sigterm_with_2000_open_streams_ends_them_all_exits_0_and_hands_over_lea
     assert took < 8, took
     assert wait_for(lambda: "leads (token" in second.output(), 4), second.output()  # handed over, not expired
     assert second.stop() == 0
+
+
+def test_the_sdk_poll_304_is_answered_on_a_connection_that_stays_open(server):
+    """The 304 the server answers itself, without a thread: keep-alive goes on after it (two polls and a
+    health check on one connection), its headers are the Flask view's."""
+    sdk = {"Authorization": f"Bearer {SDK_KEY}"}
+    etag = requests.get(f"{server.url}/sdk/v1/flags", headers=sdk, timeout=5).headers["ETag"]
+    poll = f"GET /sdk/v1/flags HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {SDK_KEY}\r\nIf-None-Match: {etag}\r\n\r\n"
+    raw, _ = exchange(server, (poll + poll).encode() + b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert raw.count(b"HTTP/1.1 304 Not Modified\r\n") == 2 and raw.count(b"HTTP/1.1 200 OK\r\n") == 1
+    via_flask = requests.get(f"{server.url}/sdk/v1/flags?via=flask", headers={**sdk, "If-None-Match": etag}, timeout=5)
+    assert via_flask.status_code == 304 and via_flask.headers["ETag"] == etag
+    assert f"ETag: {etag}\r\nCache-Control: no-cache\r\n".encode() in raw

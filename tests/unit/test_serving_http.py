@@ -87,6 +87,13 @@ def test_pipelined_keep_alive_requests_are_answered_in_order(server):
     assert json.loads(answers[1][1])["query"] == "x=1"
 
 
+def test_a_connection_goes_on_after_every_kind_of_answer(server):
+    """Keep-alive survives a 200, a 304, a HEAD and a 404-like answer from the app, in one connection."""
+    raw = talk(server, b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /not-modified HTTP/1.1\r\nHost: t\r\n\r\n"
+                       b"HEAD /b HTTP/1.1\r\nHost: t\r\n\r\nGET /c HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert raw.count(b"HTTP/1.1 200 OK") == 3 and raw.count(b"HTTP/1.1 304") == 1
+
+
 def test_head_and_304_carry_no_body(server):
     raw = talk(server, b"HEAD /a HTTP/1.1\r\nHost: t\r\n\r\nGET /not-modified HTTP/1.1\r\nHost: t\r\n"
                        b"Connection: close\r\n\r\n")
