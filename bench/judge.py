@@ -100,7 +100,7 @@ class Scenario:
 SCENARIOS = (
     Scenario("healthy", "false rollbacks <= 1 %"),
     Scenario("errors 1.5x", "(no target)", healthy=False, error_factor=1.5, horizon=1800.0),
-    Scenario("errors 2x", ">= 95 % rolled back; median canary requests <= 1.5 x Wald ASN", healthy=False,
+    Scenario("errors 2x", ">= 95 % rolled back; mean canary requests <= 1.5 x Wald ASN", healthy=False,
              error_factor=2.0),
     Scenario("errors 5x", "rolled back within 3 min (median)", healthy=False, error_factor=5.0),
     Scenario("latency +50 %", "rolled back within 2 min (median)", healthy=False, latency_factor=1.5),
@@ -566,7 +566,7 @@ def verdict_on_target(row: Row, asn: float) -> str:
         return _ok(rolled <= 0.01)
     if name == "errors 2x":
         reqs = [o.canary_requests for o in row.outcomes if o.result == "rollback"]
-        return _ok(rolled >= 0.95 and (quantile(reqs, 0.5) or math.inf) <= 1.5 * asn)
+        return _ok(rolled >= 0.95 and bool(reqs) and statistics.mean(reqs) <= 1.5 * asn)
     if name == "errors 5x":
         return _ok(med is not None and med <= 180)
     if name == "latency +50 %":
@@ -619,6 +619,11 @@ def report(rows: list[Row], trials: int, seed: int, elapsed: float) -> str:
             caught = sum(o.result == "held" and o.srm_held for o in row.outcomes)
             c_low, c_high = binomial_interval(caught, len(row.outcomes))
             extra = f"; held by split check {caught / len(row.outcomes):.1%} [{c_low:.1%}, {c_high:.1%}]"
+        if row.scenario.name == "errors 2x" and row.rule == "ours":
+            rolled_back = [o.canary_requests for o in row.outcomes if o.result == "rollback"]
+            if rolled_back:
+                mean_n = statistics.mean(rolled_back)
+                extra = f"; mean canary req. {mean_n:,.0f} ({mean_n / asn:.2f}x ASN)"
         if row.scenario.name.startswith("low traffic"):
             mean = statistics.mean(o.insufficient_share for o in row.outcomes)
             extra = f"; {mean:.0%} of looks 'insufficient evidence'"
