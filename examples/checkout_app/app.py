@@ -16,6 +16,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -127,12 +128,14 @@ def serve(db_path: str, port: int) -> None:
     db.close()
     if found < schema.LATEST:  # expand first, then deploy the code that needs it
         sys.exit(f"the database is at migration {found}; run `python app.py migrate --db {db_path}` first")
-    # SIGTERM (docker stop, systemd) becomes a normal exit, so the `finally` below flushes the last outcomes
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     client = FlagClient(os.environ["FLAGSVC_URL"], sdk_key=os.environ["FLAGSVC_SDK_KEY"])
     try:
         client.wait_until_ready(timeout=10)  # until then every user gets the stable path
         server = make_server("127.0.0.1", port, CheckoutApp(db_path, client), handler_class=QuietHandler)
+        # SIGTERM (docker stop, systemd) stops the server loop, so the `finally` below flushes the last outcomes.
+        # Not by raising SystemExit in the handler: wsgiref's request handler catches every exception, so one
+        # landing while a response is written would be swallowed and the server would go on serving.
+        signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(target=server.shutdown).start())
         print(f"checkout app on http://127.0.0.1:{server.server_port} (flags: {client.status})", flush=True)
         server.serve_forever()
     finally:
