@@ -160,6 +160,16 @@ def probe(port: int, path: str, headers: str, n: int) -> tuple[list[float], int]
     return asyncio.run(timed_gets(port, path, headers, n))
 
 
+def loop_lags(srv: BenchServer) -> str:
+    """How often the workers' event loops ran their 0.2 s timer late, from the server's own histogram."""
+    text = srv.session.get(srv.url + "/metrics", timeout=10).text
+    buckets = {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'^flagsvc_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M)}
+    total = buckets.get("+Inf", 0.0)
+    late = {edge: total - buckets[edge] for edge in ("0.1", "0.5", "1.0") if edge in buckets}
+    return f"{total:.0f} ticks, " + ", ".join(f"{n:.0f} later than {edge} s" for edge, n in late.items())
+
+
 def summary(name: str, ms: list[float], target: float | None, missed: int = 0) -> str:
     if not ms:
         return f"| {name} | - | - | - | {missed} | NOT met |"
@@ -210,6 +220,7 @@ async def run(srv: BenchServer, args: argparse.Namespace) -> None:
         attacked_missed += lost
     stop.set()
     memory_attacked = srv.rss_mb()
+    lags = loop_lags(srv)
     for task in attackers:
         task.cancel()
     rows.append(summary(f"admin GET during the attack ({args.probes}, new connection each)", admin_ms,
@@ -227,6 +238,7 @@ async def run(srv: BenchServer, args: argparse.Namespace) -> None:
         print(row)
     print(f"| server memory with the streams open / during the attack | {memory:,.0f} MB | "
           f"{memory_attacked:,.0f} MB | | | <= {MEMORY_MB:,.0f} MB: {'met' if mem_ok else 'NOT met'} |")
+    print(f"the workers' event loops, late timers over the whole run (flagsvc_event_loop_lag_seconds): {lags}")
     for task in fleet.tasks:
         task.cancel()
 

@@ -35,6 +35,10 @@ DECISIONS = Counter("flagsvc_controller_decisions_total", "Judge verdicts reache
 LEADER = Gauge("flagsvc_controller_leader", "1 while this process's controller holds the lease",
                multiprocess_mode="livemax")
 STREAMS = Gauge("flagsvc_sse_clients", "SDK streams open", multiprocess_mode="livesum")
+LOOP_LAG = Histogram(
+    "flagsvc_event_loop_lag_seconds", "How late a worker's event loop ran a timer (a busy or stalled loop delays "
+    "every request and stream of that worker)", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 REDIS_ERRORS = Counter("flagsvc_redis_errors_total", "Requests that failed because Redis did not answer")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from gunicorn.workers.base import Worker
 
+from flagsvc import metrics
 from flagsvc.api.auth import TokenRegistry
 from flagsvc.api.fastpath import NotModifiedFastPath
 from flagsvc.serving.http import HttpServer
@@ -59,13 +60,16 @@ class AsyncWorker(Worker):
             ))
         relay = asyncio.create_task(server.hub.relay()) if server.hub is not None else None
         gc.freeze()  # what the worker holds from its start on is never garbage: keep it out of every collection
+        loop = asyncio.get_running_loop()
         try:
             while self.alive:
                 self.notify()
                 if self.ppid != os.getppid():
                     self.log.info("parent changed, shutting down: %s", self)
                     break
+                asleep = loop.time()
                 await asyncio.sleep(CHECK_SECONDS)
+                metrics.LOOP_LAG.observe(max(loop.time() - asleep - CHECK_SECONDS, 0.0))
         finally:
             for listener in listeners:
                 listener.close()
