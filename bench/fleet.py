@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import resource
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -98,43 +100,35 @@ class Fleet:
         return got, self.connected - len(got)
 
 
-async def slow_body(port: int, stop: asyncio.Event) -> None:
+async def trickle(port: int, source: str, head: bytes, piece: Callable[[int], bytes], stop: asyncio.Event) -> None:
+    """A slow client from `source`: `head`, then `piece(i)` every 3 s, until the server hangs up; a second
+    later, again."""
     while not stop.is_set():
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
-            writer.write(b"POST /api/v1/flags HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 100000\r\n\r\n")
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+            writer.write(head)
+            sent = 0
             while not stop.is_set() and not reader.at_eof():
-                writer.write(b"{")
+                writer.write(piece(sent))
+                sent += 1
                 await writer.drain()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(reader.read(65536), 3.0)
-                except TimeoutError:
-                    continue
             writer.close()
         except OSError:
             pass
         await asyncio.sleep(1.0)
 
 
-async def slow_header(port: int, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.3", 0))
-            writer.write(b"GET /healthz HTTP/1.1\r\n")
-            line = 0
-            while not stop.is_set() and not reader.at_eof():
-                writer.write(b"X-Slow-%d: 1\r\n" % line)
-                line += 1
-                await writer.drain()
-                try:
-                    await asyncio.wait_for(reader.read(65536), 3.0)
-                except TimeoutError:
-                    continue
-            writer.close()
-        except OSError:
-            pass
-        await asyncio.sleep(1.0)
+def slow_body(port: int, stop: asyncio.Event) -> Awaitable[None]:
+    """No token, a 100 kB body declared, sent a byte at a time."""
+    head = b"POST /api/v1/flags HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    return trickle(port, "127.0.0.2", head, lambda _: b"{", stop)
+
+
+def slow_header(port: int, stop: asyncio.Event) -> Awaitable[None]:
+    """Headers sent a line at a time."""
+    return trickle(port, "127.0.0.3", b"GET /healthz HTTP/1.1\r\n", lambda i: b"X-Slow-%d: 1\r\n" % i, stop)
 
 
 async def timed_gets(port: int, path: str, headers: str, n: int) -> tuple[list[float], int]:

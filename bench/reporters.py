@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flagsvc_client.protocol.sketch import GAMMA, bucket_index
 
+from bench.judge import binomial as fast_binomial  # exact while small, the normal approximation above
 from bench.judge import binomial_interval
 from flagsvc.domain import flag as flags
 from flagsvc.domain.flag import State
@@ -165,24 +166,6 @@ HOSTILE = {
     "errors-3-batches": Hostile(1.0, batch=(26, 20), looks=(3, 4, 5)),
     "errors-each-look": Hostile(1.0, batch=(26, 20)),
 }
-
-
-def fast_binomial(rng: random.Random, n: int, p: float) -> int:
-    """Exact (inversion) while the mean is at most 40, the normal approximation above (as `poisson`)."""
-    if n <= 0 or p <= 0.0:
-        return 0
-    if p >= 1.0:
-        return n
-    if p > 0.5:
-        return n - fast_binomial(rng, n, 1.0 - p)
-    if n * p > 40:
-        return min(max(round(rng.gauss(n * p, math.sqrt(n * p * (1 - p)))), 0), n)
-    u, k, pk = rng.random(), 0, (1.0 - p) ** n
-    cdf, ratio = pk, p / (1.0 - p)
-    while u > cdf and k < n:
-        pk *= (n - k) / (k + 1) * ratio
-        k, cdf = k + 1, cdf + pk
-    return k
 
 
 @cache

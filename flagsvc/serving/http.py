@@ -20,7 +20,6 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from http import HTTPStatus
 from typing import Any, cast
 
 import h11
@@ -283,7 +282,8 @@ class _Connection:
                 head.append(("Content-Length", str(len(answer.body))))
             if server.closing:
                 head.append(("Connection", "close"))
-            await self._send(h11.Response(status_code=answer.status, headers=head, reason=_reason(answer.status)))
+            reason = responses.reason(answer.status).encode()
+            await self._send(h11.Response(status_code=answer.status, headers=head, reason=reason))
             if answer.body and not bodiless:
                 await self._send(h11.Data(data=answer.body))
             await self._send(h11.EndOfMessage())
@@ -357,7 +357,7 @@ class _Connection:
         try:
             if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
                 raise h11.LocalProtocolError("no response possible in this state")
-            await self._send(h11.Response(status_code=status, headers=head, reason=_reason(status)))
+            await self._send(h11.Response(status_code=status, headers=head, reason=responses.reason(status).encode()))
             await self._send(h11.Data(data=body))
             await self._send(h11.EndOfMessage())
         except (_Hangup, h11.LocalProtocolError):
@@ -380,13 +380,6 @@ class _Connection:
                     pass
         except (ConnectionError, TimeoutError, OSError):
             pass
-
-
-def _reason(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
 
 
 def count_request(path: str, method: str, status: int) -> None:

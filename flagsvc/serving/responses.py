@@ -26,12 +26,16 @@ def error(status: int, message: str, *, close: bool = True,
     return head, body
 
 
+def reason(status: int) -> str:
+    """The status line's reason phrase ("" for a status HTTP does not name)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
 def raw(status: int, headers: list[tuple[str, str]], body: bytes) -> bytes:
     """The response as bytes on the wire, for when the protocol state allows no other way (a request too
     broken for h11 to answer)."""
-    try:
-        reason = HTTPStatus(status).phrase
-    except ValueError:
-        reason = "Error"
-    lines = [f"HTTP/1.1 {status} {reason}", *(f"{name}: {value}" for name, value in headers)]
+    lines = [f"HTTP/1.1 {status} {reason(status) or 'Error'}", *(f"{name}: {value}" for name, value in headers)]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from flagsvc.serving import responses
+
 log = logging.getLogger("flagsvc.serving")
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -91,8 +93,8 @@ def call_app(app: WsgiApp, request: ParsedRequest) -> AppResponse:
         return AppResponse(int(status.split(" ", 1)[0]), list(headers), body)
     except Exception:
         log.exception("the app failed on %s %s", request.method, request.target[:200])
-        body = b'{"error": {"code": "internal_error", "message": "internal server error", "fields": {}}}'
-        return AppResponse(500, [("Content-Type", "application/json")], body)
+        headers, body = responses.error(500, "internal server error", close=False)
+        return AppResponse(500, headers, body)
 
 
 def _no_write(data: bytes) -> None:

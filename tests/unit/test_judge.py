@@ -724,22 +724,32 @@ def bucketed(n: int, errors: int, *, heavy: tuple[int, int] | None = None) -> Ar
     return ArmTotals(total_n, total_e, total_e, shaped_sketch(total_n), units=units)
 
 
+def looks_at_ten_percent(totals: Callable[[int], tuple[ArmTotals, ArmTotals]]) -> list[Verdict]:
+    """119 looks 2 s apart at a 10 % stage that never gathers enough to advance; totals(k) gives look k's
+    (stable, canary)."""
+    state, verdicts = None, []
+    for k in range(1, 120):
+        stable, canary = totals(k)
+        verdict = judge_with(min_requests=10**9).judge(
+            state, stable, canary, percent=10, stage_index=2, stage_count=6, seconds_at_stage=2.0 * k,
+            bake_seconds=60)
+        verdicts.append(verdict)
+        state = verdict.state
+    return verdicts
+
+
 def test_one_failing_user_in_the_canary_is_not_a_regression_of_the_canary() -> None:
     """The canary's only extra errors come from one user who keeps failing (all in one user bucket): with the
     buckets the judge sees that they come from one unit and does not roll back; counted as independent
     requests the same totals would."""
     def run(units: bool) -> list[Verdict]:
-        state, verdicts = None, []
-        for k in range(1, 120):
+        def totals(k: int) -> tuple[ArmTotals, ArmTotals]:
             stable, canary = bucketed(1792 * k, 64 * k // 3), bucketed(192 * k, 64 * k // 30, heavy=(7, 2 * k))
             if not units:
                 stable, canary = (replace(t, units={}) for t in (stable, canary))
-            verdict = judge_with(min_requests=10**9).judge(
-                state, stable, canary, percent=10, stage_index=2, stage_count=6, seconds_at_stage=2.0 * k,
-                bake_seconds=60)
-            verdicts.append(verdict)
-            state = verdict.state
-        return verdicts
+            return stable, canary
+
+        return looks_at_ten_percent(totals)
 
     assert any(v.decision == "rollback" for v in run(units=False))
     with_units = run(units=True)
@@ -766,16 +776,8 @@ def test_one_slow_user_in_the_canary_is_not_a_latency_regression_of_the_canary()
     requests are all slow (one user bucket). With slow counts per bucket the latency tests are tempered by their
     design effect and nothing rolls back; counted as independent requests the same totals would."""
     def run(slow: bool) -> list[Verdict]:
-        state, verdicts = None, []
-        for k in range(1, 120):
-            stable = slow_bucketed(1792 * k, slow=slow)
-            canary = slow_bucketed(192 * k, heavy=(7, 10 * k), slow=slow)
-            verdict = judge_with(min_requests=10**9).judge(
-                state, stable, canary, percent=10, stage_index=2, stage_count=6, seconds_at_stage=2.0 * k,
-                bake_seconds=60)
-            verdicts.append(verdict)
-            state = verdict.state
-        return verdicts
+        return looks_at_ten_percent(lambda k: (slow_bucketed(1792 * k, slow=slow),
+                                               slow_bucketed(192 * k, heavy=(7, 10 * k), slow=slow)))
 
     without = run(slow=False)
     assert any(v.decision == "rollback" and "latency" in v.reason for v in without)
