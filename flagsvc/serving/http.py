@@ -15,8 +15,8 @@ Every answer the server gives itself is the JSON error shape.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import socket
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +35,6 @@ log = logging.getLogger("flagsvc.serving")
 
 READ_CHUNK = 64 * 1024
 LINGER_SECONDS = 1.0
-WRITE_BUFFER_LIMIT = 256 * 1024  # a stream's unsent bytes past which it waits for its reader
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OPERATOR_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/ui", "/openapi")
 
@@ -66,19 +65,32 @@ class HttpServer:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """asyncio.start_server's callback: one connection, start to end. Never raises."""
+    def protocol(self) -> _Channel:
+        """The protocol factory for `loop.create_server`: one `_Channel` per connection."""
+        return _Channel(self)
+
+    async def listen(self, sock: socket.socket | None = None, host: str | None = None, port: int = 0,
+                     backlog: int = 2048) -> asyncio.Server:
+        """Accept connections on `sock` (or a new socket on `host`:`port`) for this server."""
+        loop = asyncio.get_running_loop()
+        if sock is not None:
+            return await loop.create_server(self.protocol, sock=sock, backlog=backlog)
+        return await loop.create_server(self.protocol, host, port, backlog=backlog)
+
+    async def handle(self, channel: _Channel) -> None:
+        """One connection, start to end (started by its channel). Never raises."""
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
         try:
-            await _Connection(self, reader, writer).run()
+            await _Connection(self, channel).run()
         except Exception:
             log.exception("connection failed")
         finally:
             if task is not None:
                 self._connections.discard(task)
-            writer.close()
+            if not channel.handed_over:
+                channel.close()
 
     async def shut_down(self, grace: float) -> None:
         """Stop answering: streams end now, requests in flight get up to `grace` seconds, idle keep-alive
@@ -90,6 +102,8 @@ class HttpServer:
         deadline = loop.time() + grace
         while (self.in_flight or (self.hub is not None and self.hub.open)) and loop.time() < deadline:
             await asyncio.sleep(0.05)  # requests finish; streams write their last chunk
+        if self.hub is not None:
+            self.hub.abort()
         for task in list(self._connections):
             task.cancel()
         if self._connections:
@@ -101,15 +115,125 @@ class HttpServer:
         return self._operators if path.startswith(OPERATOR_PREFIXES) else self._sdks
 
 
+class _Channel(asyncio.Protocol):
+    """A connection's transport as its coroutine sees it: `read` what has arrived, `write`, `drain`. A stream's
+    channel hands its transport over to the stream hub once the response head is out (`handed_over`), and the
+    coroutine ends: an open stream keeps neither."""
+
+    __slots__ = ("_buffer", "_drained", "_eof", "_lost", "_read_paused", "_server", "_waiter", "_write_paused",
+                 "handed_over", "transport")
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._eof = False  # the client sent its last byte, or the connection is gone
+        self._lost = False
+        self._read_paused = False
+        self._write_paused = False
+        self._waiter: asyncio.Future[None] | None = None  # a read waiting for data
+        self._drained: asyncio.Future[None] | None = None  # a drain waiting for the write buffer to empty
+        self.handed_over = False
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        asyncio.get_running_loop().create_task(self._server.handle(self))
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) > READ_CHUNK and not self._read_paused and self.transport is not None:
+            self._read_paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake_reader()
+        return True  # half-closed: the answer may still be written
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = self._lost = True
+        self._wake_reader()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_exception(ConnectionResetError("the connection is gone"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _wake_reader(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # -- for the connection's coroutine ---------------------------------------------------------------------
+
+    async def read(self) -> bytes:
+        """What has arrived since the last read, waiting for something; b"" once the client is done sending."""
+        while not self._buffer and not self._eof:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        if self._read_paused and self.transport is not None:
+            self._read_paused = False
+            self.transport.resume_reading()
+        return data
+
+    def write(self, data: bytes) -> None:
+        if self._lost or self.transport is None:
+            raise ConnectionResetError("the connection is gone")
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._lost:
+            raise ConnectionResetError("the connection is gone")
+        if self._write_paused:
+            self._drained = asyncio.get_running_loop().create_future()
+            try:
+                await self._drained
+            finally:
+                self._drained = None
+
+    def write_eof(self) -> None:
+        if self.transport is not None and not self._lost and self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def extra(self, name: str) -> Any:
+        return self.transport.get_extra_info(name) if self.transport is not None else None
+
+    def hand_over(self) -> asyncio.Transport:
+        """The transport, for a stream to own from here on; this channel no longer reads it or closes it."""
+        self.handed_over = True
+        assert self.transport is not None
+        self._read_paused = False
+        return self.transport
+
+    @property
+    def lost(self) -> bool:
+        return self._lost
+
+
 class _Connection:
-    def __init__(self, server: HttpServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, server: HttpServer, channel: _Channel) -> None:
         self.server = server
         self.limits = server.limits
-        self.reader = reader
-        self.writer = writer
+        self.channel = channel
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=server.limits.max_header_bytes)
-        peer = writer.get_extra_info("peername") or ("", 0)
-        local = writer.get_extra_info("sockname") or ("", 0)
+        peer = channel.extra("peername") or ("", 0)
+        local = channel.extra("sockname") or ("", 0)
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else (str(peer), 0)
         self.local = (str(local[0]), int(local[1])) if isinstance(local, tuple) else (str(local), 0)
         self.counted: str | None = None  # the address this connection counts against while unauthenticated
@@ -166,7 +290,7 @@ class _Connection:
                         await self._protocol_error(e)
                         return None
                     if event is h11.NEED_DATA:
-                        data = await self.reader.read(READ_CHUNK)
+                        data = await self.channel.read()
                         if len(self.head) <= self.limits.max_header_bytes:
                             self.head += data[: self.limits.max_header_bytes + 1 - len(self.head)]
                         self.h11.receive_data(data)
@@ -212,7 +336,7 @@ class _Connection:
                 while True:
                     event = self.h11.next_event()
                     if event is h11.NEED_DATA:
-                        data = await self.reader.read(READ_CHUNK)
+                        data = await self.channel.read()
                         if not data:
                             raise _Hangup
                         self.h11.receive_data(data)
@@ -302,37 +426,18 @@ class _Connection:
                                    [("Retry-After", str(hub.retry_after()))])
             return
         try:
+            await hub.current()  # the first event's snapshot, read before the head goes out
             count_request(STREAM_PATH, "GET", 200)
             await self._send(h11.Response(status_code=200, headers=STREAM_HEADERS, reason=b"OK"))
-
-            transport = self.writer.transport
-
-            async def write(framed: bytes) -> None:  # chunk-framed by the hub, once for every stream
-                transport.write(framed)
-                if transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:  # a slow reader: wait, not forever
-                    async with asyncio.timeout(self.limits.write_timeout):
-                        await self.writer.drain()
-
-            # An SSE client sends nothing more: the read ends when it goes away, and so does the stream (rather
-            # than at its next heartbeat, holding its place in the caps until then)
-            serving = asyncio.ensure_future(hub.serve(write))
-            gone = asyncio.ensure_future(self._until_closed())
-            await asyncio.wait((serving, gone), return_when=asyncio.FIRST_COMPLETED)
-            gone.cancel()
-            if not serving.done():
-                serving.cancel()
-                return
-            serving.result()
-            await self._send(h11.EndOfMessage())
         except (_Hangup, ConnectionError, TimeoutError):
-            pass
-        finally:
             hub.release(principal)
-
-    async def _until_closed(self) -> None:
-        with contextlib.suppress(ConnectionError):
-            while await self.reader.read(READ_CHUNK):
-                pass
+            return
+        except BaseException:
+            hub.release(principal)
+            raise
+        # From here the hub writes the stream's chunks (framed once for all streams, not by h11) and the
+        # transport's events end it; this coroutine, and the connection's h11 state, are done with
+        hub.attach(self.channel.hand_over(), principal)
 
     # -- writing ---------------------------------------------------------------------------------------------
 
@@ -343,9 +448,9 @@ class _Connection:
             raise _Hangup from e
         if data:
             try:
-                self.writer.write(data)
+                self.channel.write(data)
                 async with asyncio.timeout(timeout or self.limits.write_timeout):
-                    await self.writer.drain()
+                    await self.channel.drain()
             except (ConnectionError, TimeoutError) as e:
                 raise _Hangup from e
 
@@ -362,9 +467,9 @@ class _Connection:
             await self._send(h11.EndOfMessage())
         except (_Hangup, h11.LocalProtocolError):
             try:
-                self.writer.write(responses.raw(status, head, body))
+                self.channel.write(responses.raw(status, head, body))
                 async with asyncio.timeout(1.0):
-                    await self.writer.drain()
+                    await self.channel.drain()
             except (ConnectionError, TimeoutError):
                 return
         await self._linger()
@@ -373,10 +478,9 @@ class _Connection:
         """Half-close and read (and drop) what the client still sends, for at most LINGER_SECONDS: closing with
         unread input makes the kernel reset the connection, and the client may lose the answer just sent."""
         try:
-            if self.writer.can_write_eof():
-                self.writer.write_eof()
+            self.channel.write_eof()
             async with asyncio.timeout(LINGER_SECONDS):
-                while await self.reader.read(READ_CHUNK):
+                while await self.channel.read():
                     pass
         except (ConnectionError, TimeoutError, OSError):
             pass

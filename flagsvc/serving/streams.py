@@ -1,10 +1,17 @@
-"""SDK streams (`GET /sdk/v1/stream`, Server-Sent Events) as coroutines: an open stream costs a few kilobytes of
-memory, not a thread.
+"""SDK streams (`GET /sdk/v1/stream`, Server-Sent Events) written by the event loop: once its response head is
+out, an open stream is its socket and one small protocol object (`Stream`), with no task, coroutine, timer or
+future of its own.
 
 One relay task per process follows the change feed (`ChangeFeed`, a thread-side object: it waits on it in a
-thread) and, on every change, or every second to heal a lost announcement, takes the current snapshot once and
-wakes every stream, which writes it from memory. Admission counts streams per process and per SDK key; past
-either cap the answer is 429 with `Retry-After`, which the SDK backs off on.
+thread) and, on every change, or every second to heal a lost announcement, takes the current snapshot once,
+frames it once, and writes those same bytes to every stream's transport in turn; a quiet tick writes a heartbeat
+the same way. A stream ends when its client hangs up (the transport's `connection_lost`), when its client stops
+reading for `write_timeout` (the transport's flow control), or when the hub closes. Admission counts streams per
+process and per SDK key; past either cap the answer is 429 with `Retry-After`, which the SDK backs off on.
+
+Why no coroutine per stream: a worker holds thousands of streams, and every object a stream keeps alive is one
+more for each full garbage collection to walk (docs/serving.md, "Garbage collection"). A stream that is its
+transport and `Stream` keeps a few objects; one waiting in a coroutine kept about ninety.
 """
 
 from __future__ import annotations
@@ -13,7 +20,6 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable
 
 from flagsvc import metrics
 from flagsvc.api.auth import Principal
@@ -27,8 +33,9 @@ STREAM_PATH = "/sdk/v1/stream"
 STREAM_HEADERS = [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")]
 HEARTBEAT = b": heartbeat\n\n"
 RELAY_SECONDS = 1.0  # the relay re-reads the snapshot at least this often
-
-Write = Callable[[bytes], Awaitable[None]]
+WRITE_BUFFER_LIMIT = 256 * 1024  # a stream's unsent bytes past which its client counts as not reading
+FAN_OUT_BATCH = 256  # streams written between two turns of the event loop, so requests interleave with a fan-out
+LAST_CHUNK = b"0\r\n\r\n"  # the chunked coding's end: the stream is over, the SDK reconnects
 
 
 def event(snapshot: ServedSnapshot) -> bytes:
@@ -37,24 +44,76 @@ def event(snapshot: ServedSnapshot) -> bytes:
 
 def chunk(data: bytes) -> bytes:
     """`data` as one chunk of HTTP/1.1 chunked transfer coding: framed once per snapshot, written to every stream
-    as is (a stream's response head and last chunk go through h11; its body chunks are these bytes)."""
+    as is (a stream's response head goes through h11; its body chunks are these bytes)."""
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 HEARTBEAT_CHUNK = chunk(HEARTBEAT)
 
 
+class Stream(asyncio.Protocol):
+    """One open stream, as its transport's protocol once the response head is out. The client has nothing more
+    to say: what it sends is dropped, and its hanging up ends the stream at once."""
+
+    __slots__ = ("_hub", "_stalled", "principal", "sent", "transport")
+
+    def __init__(self, hub: StreamHub, principal: Principal, transport: asyncio.WriteTransport) -> None:
+        self._hub = hub
+        self.principal = principal
+        self.transport = transport
+        self.sent = b""  # the framed snapshot last written (compared by identity: the hub frames each one once)
+        self._stalled: asyncio.TimerHandle | None = None  # while the client does not read: its drop
+
+    def send(self, framed: bytes) -> None:
+        """Write the hub's current snapshot if this stream has not had it; a stalled stream gets it when its
+        client reads again."""
+        if self._stalled is None and framed is not self.sent and not self.transport.is_closing():
+            self.sent = framed
+            self.transport.write(framed)
+
+    def beat(self) -> None:
+        if self._stalled is None and not self.transport.is_closing():
+            self.transport.write(HEARTBEAT_CHUNK)
+
+    def end(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(LAST_CHUNK)
+            self.transport.close()  # after the buffer is sent
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes, and connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+        self._hub.drop(self)
+
+    def pause_writing(self) -> None:  # WRITE_BUFFER_LIMIT bytes unsent: the client is not reading
+        loop = asyncio.get_running_loop()
+        self._stalled = loop.call_later(self._hub.limits.write_timeout, self.transport.abort)
+
+    def resume_writing(self) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+        self.send(self._hub.framed)  # the snapshots it missed while stalled, in one: the latest
+
+
 class StreamHub:
-    """Every stream of the process waits on one shared future, resolved when the snapshot changes, at each
-    heartbeat tick, or at close: a wake-up costs one callback per stream, and no stream keeps a timer of its
-    own."""
+    """The process's open streams, and the one relay that writes to them."""
 
     def __init__(self, changes: ChangeFeed, limits: ServingLimits) -> None:
         self._changes = changes
-        self._limits = limits
+        self.limits = limits
         self._snapshot: ServedSnapshot | None = None
-        self._framed = b""  # the current snapshot's event, chunk-framed
-        self._wake: asyncio.Future[None] | None = None
+        self.framed = b""  # the current snapshot's event, chunk-framed
+        self._streams: set[Stream] = set()
         self.by_key: Counter[str] = Counter()
         self.open = 0
         self.closing = False
@@ -65,10 +124,10 @@ class StreamHub:
         """None when `principal` may open one more stream (and it is counted), else why not."""
         if self.closing:
             return "the server is shutting down"
-        if self.open >= self._limits.max_streams:
-            return f"this server process holds its maximum of {self._limits.max_streams} streams"
-        if self.by_key[principal.name] >= self._limits.max_streams_per_key:
-            return (f"SDK key {principal.name!r} holds its maximum of {self._limits.max_streams_per_key} streams "
+        if self.open >= self.limits.max_streams:
+            return f"this server process holds its maximum of {self.limits.max_streams} streams"
+        if self.by_key[principal.name] >= self.limits.max_streams_per_key:
+            return (f"SDK key {principal.name!r} holds its maximum of {self.limits.max_streams_per_key} streams "
                     "on this server process")
         self.open += 1
         self.by_key[principal.name] += 1
@@ -86,10 +145,29 @@ class StreamHub:
         """Seconds for a refused SDK to wait, spread so a refused fleet does not come back at once."""
         return random.randint(5, 15)
 
-    # -- the relay -------------------------------------------------------------------------------------------
+    # -- streams ---------------------------------------------------------------------------------------------
 
-    def _set(self, snapshot: ServedSnapshot) -> None:
-        self._snapshot, self._framed = snapshot, chunk(event(snapshot))
+    def attach(self, transport: asyncio.Transport, principal: Principal) -> None:
+        """Take over an admitted stream whose response head is written: from here the hub writes to it, and its
+        transport's events end it. Its first event, the current snapshot, is written now (`current` must have
+        been awaited)."""
+        if transport.is_closing() or self.closing:  # gone already (its connection_lost went to the reader)
+            if not transport.is_closing():
+                transport.write(LAST_CHUNK)
+                transport.close()
+            self.release(principal)
+            return
+        stream = Stream(self, principal, transport)
+        transport.set_protocol(stream)
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_LIMIT)
+        transport.resume_reading()  # so that its hanging up is seen (a no-op when reading)
+        self._streams.add(stream)
+        stream.send(self.framed)
+
+    def drop(self, stream: Stream) -> None:
+        if stream in self._streams:
+            self._streams.remove(stream)
+            self.release(stream.principal)
 
     async def current(self) -> ServedSnapshot:
         snapshot = self._snapshot
@@ -99,22 +177,30 @@ class StreamHub:
                 self._set(snapshot)
         return snapshot
 
-    def _wake_all(self) -> None:
-        wake, self._wake = self._wake, None
-        if wake is not None and not wake.done():
-            wake.set_result(None)
+    def _set(self, snapshot: ServedSnapshot) -> None:
+        self._snapshot, self.framed = snapshot, chunk(event(snapshot))
 
-    def _next_wake(self) -> asyncio.Future[None]:
-        if self._wake is None:
-            self._wake = asyncio.get_running_loop().create_future()
-        return self._wake
+    async def _fan_out(self, heartbeat: bool) -> None:
+        """The current snapshot (or a heartbeat) to every stream, FAN_OUT_BATCH at a time. A stream that opens
+        meanwhile got the current snapshot when it was attached."""
+        streams = list(self._streams)
+        framed = self.framed
+        for start in range(0, len(streams), FAN_OUT_BATCH):
+            for stream in streams[start:start + FAN_OUT_BATCH]:
+                if heartbeat:
+                    stream.beat()
+                else:
+                    stream.send(framed)
+            await asyncio.sleep(0)
+
+    # -- the relay -------------------------------------------------------------------------------------------
 
     async def relay(self) -> None:
         """Follow the change feed until closed, and tick the heartbeat; never raises (a store outage keeps the
         last snapshot)."""
         generation = self._changes.generation
         loop = asyncio.get_running_loop()
-        next_tick = loop.time() + self._limits.heartbeat
+        next_tick = loop.time() + self.limits.heartbeat
         while not self.closing:
             try:
                 generation = await asyncio.to_thread(self._changes.wait, generation, RELAY_SECONDS)
@@ -125,33 +211,24 @@ class StreamHub:
                 log.debug("stream relay could not read the snapshot: %s", e)
                 latest = None
                 await asyncio.sleep(RELAY_SECONDS)
-            if latest is not None and (self._snapshot is None or latest.etag != self._snapshot.etag):
-                self._set(latest)
-                self._wake_all()
-            elif loop.time() >= next_tick:
-                self._wake_all()  # streams with nothing new send a heartbeat
-            if loop.time() >= next_tick:
-                next_tick = loop.time() + self._limits.heartbeat
-
-    async def close(self) -> None:
-        """End every stream (SDKs reconnect, to another replica if this one is going away)."""
-        self.closing = True
-        self._wake_all()
-
-    # -- one stream ------------------------------------------------------------------------------------------
-
-    async def serve(self, write: Write) -> None:
-        """Write the snapshot now and after every change, a heartbeat at each quiet tick, until the hub closes or
-        the client goes away (`write` raises). `write` takes chunk-framed bytes."""
-        sent = await self.current()
-        await write(chunk(event(sent)))
-        while not self.closing:
-            await asyncio.shield(self._next_wake())  # shared: one stream's cancellation must not cancel it
             if self.closing:
                 return
-            current = self._snapshot
-            if current is not None and current.etag != sent.etag:
-                sent = current
-                await write(self._framed)
-            else:
-                await write(HEARTBEAT_CHUNK)
+            if latest is not None and (self._snapshot is None or latest.etag != self._snapshot.etag):
+                self._set(latest)
+                await self._fan_out(heartbeat=False)
+            elif loop.time() >= next_tick:
+                await self._fan_out(heartbeat=True)  # streams with nothing new send a heartbeat
+            if loop.time() >= next_tick:
+                next_tick = loop.time() + self.limits.heartbeat
+
+    async def close(self) -> None:
+        """End every stream with the chunked coding's last chunk (SDKs reconnect, to another replica if this one
+        is going away); `open` reaches 0 as their transports finish writing."""
+        self.closing = True
+        for stream in list(self._streams):
+            stream.end()
+
+    def abort(self) -> None:
+        """Cut the streams still open (their clients did not take their last chunk in time)."""
+        for stream in list(self._streams):
+            stream.transport.abort()

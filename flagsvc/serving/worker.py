@@ -54,10 +54,7 @@ class AsyncWorker(Worker):
         for listener in self.sockets:
             sock = listener.sock if hasattr(listener, "sock") else listener
             sock.setblocking(False)
-            listeners.append(await asyncio.start_server(
-                server.handle, sock=socket.socket(fileno=os.dup(sock.fileno())), backlog=self.cfg.backlog,
-                limit=limits.max_header_bytes + 1024,
-            ))
+            listeners.append(await server.listen(socket.socket(fileno=os.dup(sock.fileno())), backlog=self.cfg.backlog))
         relay = asyncio.create_task(server.hub.relay()) if server.hub is not None else None
         gc.freeze()  # what the worker holds from its start on is never garbage: keep it out of every collection
         loop = asyncio.get_running_loop()

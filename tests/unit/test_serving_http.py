@@ -40,7 +40,7 @@ def server() -> Iterator[int]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    listener = asyncio.run_coroutine_threadsafe(asyncio.start_server(http.handle, "127.0.0.1", 0), loop).result(5)
+    listener = asyncio.run_coroutine_threadsafe(http.listen(host="127.0.0.1", port=0), loop).result(5)
     yield listener.sockets[0].getsockname()[1]
 
     async def stop() -> None:
