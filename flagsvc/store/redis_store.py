@@ -1,4 +1,4 @@
-"""The Redis store: plain redis-py calls and seven Lua scripts (in ./lua/, each headed by its KEYS and ARGV).
+"""The Redis store: plain redis-py calls and eight Lua scripts (in ./lua/, each headed by its KEYS and ARGV).
 
 Every flag change is one script run: compare the stored revision, write the flag, push the history entry, trim
 the history — atomically, so a change is applied whole or not at all. Keys come from `keys.Keys` only.
@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import uuid
 from collections.abc import Callable, Mapping
 from importlib import resources
-from typing import Any, cast
+from typing import cast
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.cluster import RedisCluster
 
 from flagsvc.domain.errors import FlagExists, FlagNotFound, LeadershipLost, RevisionConflict
 from flagsvc.domain.flag import Flag, HistoryEntry
 from flagsvc.domain.judge_record import JudgeRecord
 from flagsvc.domain.outcomes import ArmTotals, totals_from_fields
+from flagsvc.store.connection import connect, parse_redis_url
 from flagsvc.store.keys import BATCH_MARKER_TTL, DEFAULT_NAMESPACE, OUTCOMES_TTL, Keys
 from flagsvc.store.roles import (
     HISTORY_CAP,
@@ -58,7 +59,8 @@ def _dumps(data: object) -> str:
 class RedisStore:
     outage_errors: tuple[type[Exception], ...] = (redis.RedisError,)
 
-    def __init__(self, client: redis.Redis, namespace: str = DEFAULT_NAMESPACE, clock: Clock | None = None) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster, namespace: str = DEFAULT_NAMESPACE,
+                 clock: Clock | None = None) -> None:
         """`client` must be created with decode_responses=True. The controller lease is timed by Redis's own clock,
         one clock for every replica; a test passes `clock` (seconds) to move time itself."""
         self.redis = client
@@ -71,25 +73,15 @@ class RedisStore:
         self._lease = client.register_script(_lua("lease.lua"))
         self._release_lease = client.register_script(_lua("release_lease.lua"))
         self._raise_fence = client.register_script(_lua("raise_fence.lua"))
+        self._restart_epoch = client.register_script(_lua("restart_epoch.lua"))
         self._epoch: str | None = None
 
     @classmethod
-    def from_url(cls, url: str, namespace: str = DEFAULT_NAMESPACE, max_connections: int = 256,
-                 **options: Any) -> RedisStore:
-        """A blocking pool: past `max_connections` busy connections a request waits (up to 5 s) for one to
-        free up instead of failing, so a burst degrades into latency rather than errors.
-
-        redis-py would resend a command whose connection broke; a write sent twice is not what the caller asked
-        for (a compare-and-set resent after it was applied reads as a conflict, and the caller would apply its
-        change again), so a broken connection is an error here, and the writer retries with its idempotency
-        key."""
-        options.setdefault("retry", Retry(NoBackoff(), 0))
-        options.setdefault("socket_timeout", 5.0)
-        options.setdefault("socket_connect_timeout", 2.0)
-        options.setdefault("health_check_interval", 30)
-        pool = redis.BlockingConnectionPool.from_url(url, decode_responses=True, max_connections=max_connections,
-                                                     timeout=5, **options)
-        return cls(redis.Redis(connection_pool=pool), namespace)
+    def from_url(cls, url: str, namespace: str = DEFAULT_NAMESPACE, max_connections: int = 256) -> RedisStore:
+        """On the Redis that FLAGSVC_REDIS_URL names: one server, a Sentinel-managed primary or a Cluster
+        (`connection.parse_redis_url`). Pools block when busy and a broken connection is not retried
+        (`connection.connect` says why)."""
+        return cls(connect(parse_redis_url(url), max_connections=max_connections), namespace)
 
     def get(self, key: str) -> Flag | None:
         doc = self.redis.hget(self.keys.flag(key), "doc")
@@ -197,20 +189,7 @@ class RedisStore:
         return cast(str, self.redis.get(self.keys.config_epoch))
 
     def restart_epoch(self, expected: str) -> ConfigVersion:
-        epoch = uuid.uuid4().hex[:12]
-        with self.redis.pipeline() as pipe:  # MULTI: compare and set in one step (both keys outside any slot)
-            while True:
-                try:
-                    pipe.watch(self.keys.config_epoch)
-                    if pipe.get(self.keys.config_epoch) != expected:
-                        pipe.unwatch()
-                        break
-                    pipe.multi()
-                    pipe.set(self.keys.config_epoch, epoch)
-                    pipe.execute()
-                    break
-                except redis.WatchError:
-                    continue
+        self._restart_epoch(keys=[self.keys.config_epoch], args=[expected, uuid.uuid4().hex[:12]])
         return self.bump_config_version()
 
     def config_version(self) -> ConfigVersion:
@@ -229,18 +208,32 @@ class RedisStore:
         return ConfigVersion(epoch, int(version))
 
     def add_outcomes(self, batch_id: str, entries: Mapping[str, OutcomeEntry]) -> dict[str, IngestResult]:
-        """One script per flag (its keys share the flag's hash slot), all of them in one pipelined round trip:
-        with `appendfsync always` that is also one fsync for the batch instead of one per flag."""
+        """One script per flag (its keys share the flag's hash slot), all of them in one pipelined round trip (on a
+        Cluster, one per node, sent to all nodes before any answer is read): with `appendfsync always` that is
+        also one fsync for the batch instead of one per flag."""
+        results = self._add_outcomes_pipelined(batch_id, entries)
+        unloaded = [key for key, result in results.items() if isinstance(result, redis.exceptions.NoScriptError)]
+        if unloaded:  # a Cluster node (new, or promoted) that never saw the script; that entry did not run
+            self.redis.script_load(self._add_outcomes.script)
+            results.update(self._add_outcomes_pipelined(batch_id, {key: entries[key] for key in unloaded}))
+        for result in results.values():
+            if isinstance(result, Exception):
+                raise result
+        return cast(dict[str, IngestResult], results)
+
+    def _add_outcomes_pipelined(self, batch_id: str, entries: Mapping[str, OutcomeEntry]) -> dict[str, object]:
         pipe = self.redis.pipeline(transaction=False)
         for key, (revision, increments, reporter, (start, end)) in entries.items():
-            self._add_outcomes(
-                keys=[self.keys.flag(key), self.keys.batch_marker(key, batch_id), self.keys.outcomes(key),
-                      self.keys.ingest_counters(key), self.keys.reporters(key)],
-                args=[revision, BATCH_MARKER_TTL, OUTCOMES_TTL, json.dumps(increments), reporter, new_epoch(),
-                      repr(float(start)), repr(float(end)), MAX_NAMED_REPORTERS],
-                client=pipe,
+            # EVALSHA by name: redis-py's cluster pipeline refuses its evalsha() (it cannot load a script on
+            # NOSCRIPT; add_outcomes does), yet routes the command by its keys like any other.
+            pipe.execute_command(
+                "EVALSHA", self._add_outcomes.sha, 5,
+                self.keys.flag(key), self.keys.batch_marker(key, batch_id), self.keys.outcomes(key),
+                self.keys.ingest_counters(key), self.keys.reporters(key),
+                revision, BATCH_MARKER_TTL, OUTCOMES_TTL, json.dumps(increments), reporter, new_epoch(),
+                repr(float(start)), repr(float(end)), MAX_NAMED_REPORTERS,
             )
-        return dict(zip(entries, pipe.execute(), strict=True))
+        return dict(zip(entries, pipe.execute(raise_on_error=False), strict=True))
 
     def outcome_totals(self, key: str, revision: int) -> dict[str, ArmTotals]:
         fields = cast(dict[str, str], self.redis.hgetall(self.keys.outcomes(key)))
@@ -263,7 +256,14 @@ class RedisStore:
         self.redis.incrby(self.keys.ingest_unknown, n)
 
     def listen_changes(self, on_change: Callable[[], None], stop: threading.Event) -> None:
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        if isinstance(self.redis, RedisCluster):
+            # A PUBLISH reaches the subscribers of every node, replicas included (the cluster bus carries it),
+            # so each process listens on a node of its own drawing: subscribers spread over the cluster, and a
+            # retry after a node failed most likely draws a live one.
+            node = random.choice(self.redis.get_nodes())
+            pubsub = self.redis.pubsub(node=node, ignore_subscribe_messages=True)
+        else:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(self.keys.changes_channel)
             on_change()  # anything announced while we were not subscribed

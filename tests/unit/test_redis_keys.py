@@ -14,7 +14,7 @@ def test_every_key_string_exactly():
     assert keys.batch_marker("new_checkout", "b-1") == "flagsvc:batch:{new_checkout}:b-1"
     assert keys.ingest_counters("new_checkout") == "flagsvc:ingest:{new_checkout}"
     assert keys.judgement("new_checkout") == "flagsvc:judge:{new_checkout}"
-    assert keys.controller_lease == "flagsvc:controller:lease"
+    assert keys.controller_lease == "flagsvc:controller:lease{flagsvc:controller:fence}"
     assert keys.controller_fence == "flagsvc:controller:fence"
     assert keys.ingest_unknown == "flagsvc:ingest:unknown"
 
