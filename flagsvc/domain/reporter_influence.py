@@ -88,27 +88,76 @@ class Influence:
                            "share_of_requests": round(others / total, 4) if total else 0.0}}
 
 
+@dataclass(frozen=True)
+class Tally:
+    """The four counters the judge rests on, for one reporter or for everyone: what a rollout's earlier revisions
+    added up to, kept while the rollout goes on."""
+
+    stable_requests: int = 0
+    stable_errors: int = 0
+    canary_requests: int = 0
+    canary_errors: int = 0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(self.stable_requests + other.stable_requests, self.stable_errors + other.stable_errors,
+                     self.canary_requests + other.canary_requests, self.canary_errors + other.canary_errors)
+
+    @property
+    def requests(self) -> int:
+        return self.stable_requests + self.canary_requests
+
+    def get(self, arm: str, counter: str) -> int:
+        value: int = getattr(self, f"{arm}_{counter}")
+        return value
+
+    @classmethod
+    def of_arms(cls, arms: Mapping[str, Counts]) -> Tally:
+        return cls(*(_count(arms, arm, counter) for arm, counter in
+                     (("stable", "requests"), ("stable", "errors"), ("canary", "requests"), ("canary", "errors"))))
+
+    @classmethod
+    def of_totals(cls, stable: ArmTotals, canary: ArmTotals) -> Tally:
+        return cls(max(stable.count, 0), max(stable.errors, 0), max(canary.count, 0), max(canary.errors, 0))
+
+    @classmethod
+    def of_share(cls, share: ReporterShare) -> Tally:
+        return cls(share.stable_requests, share.stable_errors, share.canary_requests, share.canary_errors)
+
+    def as_totals(self) -> tuple[ArmTotals, ArmTotals]:
+        """(stable, canary) with these counts and nothing else: what `disagreement` compares."""
+        return (ArmTotals(self.stable_requests, self.stable_errors),
+                ArmTotals(self.canary_requests, self.canary_errors))
+
+
 def _count(arms: Mapping[str, Counts], arm: str, counter: str) -> int:
     totals = arms.get(arm)
     return max(int(getattr(totals, counter)), 0) if totals is not None else 0
 
 
-def influence(by_reporter: ByReporter) -> Influence:
-    """Each reporter's shares of the four counters, ranked by the largest (ties: more requests first, then id)."""
-    sums = {(arm, counter): sum(_count(arms, arm, counter) for arms in by_reporter.values())
-            for arm, counter in COUNTERS}
+def influence(by_reporter: ByReporter, earlier: Mapping[str, Tally] | None = None,
+              earlier_total: Tally | None = None) -> Influence:
+    """Each reporter's shares of the four counters, ranked by the largest (ties: more requests first, then id).
+
+    With `earlier` (some reporters' outcomes in the rollout's earlier revisions) and `earlier_total` (everyone's),
+    the shares are of the whole rollout so far: a reporter silent in this revision keeps the weight it had."""
+    earlier = earlier or {}
+    tallies = {reporter: Tally.of_arms(arms) for reporter, arms in by_reporter.items()}
+    for reporter, past in earlier.items():
+        tallies[reporter] = tallies.get(reporter, Tally()) + past
+    now = Tally()
+    for arms in by_reporter.values():
+        now = now + Tally.of_arms(arms)
+    sums = now + (earlier_total or Tally())
     shares = []
-    for reporter, arms in by_reporter.items():
+    for reporter, tally in tallies.items():
         best, of = 0.0, "requests"
         for arm, counter in COUNTERS:
-            total = sums[(arm, counter)]
-            share = _count(arms, arm, counter) / total if total else 0.0
+            total = sums.get(arm, counter)
+            share = tally.get(arm, counter) / total if total else 0.0
             if share > best:
                 best, of = share, f"{arm} {counter}"
-        shares.append(ReporterShare(
-            reporter, _count(arms, "stable", "requests"), _count(arms, "stable", "errors"),
-            _count(arms, "canary", "requests"), _count(arms, "canary", "errors"), best, of,
-        ))
+        shares.append(ReporterShare(reporter, tally.stable_requests, tally.stable_errors, tally.canary_requests,
+                                    tally.canary_errors, best, of))
     shares.sort(key=lambda r: (-r.influence, -(r.stable_requests + r.canary_requests), r.reporter))
     return Influence(tuple(shares))
 
@@ -189,10 +238,16 @@ def _g_statistic(x1: int, n1: int, x2: int, n2: int) -> float:
                 + term(n2 - x2, n2 * (1 - pooled)))
 
 
-def disagreement(share: ReporterShare, stable: ArmTotals, canary: ArmTotals) -> Disagreement | None:
-    """The clearest way `share`'s reporter differs from the rest of the revision's outcomes, if it does beyond
-    chance: its canary or stable error rate, or the canary's share of its requests (which a reporter that sends one
-    arm only, or arms at another split, changes). Latency is not kept per reporter, so it is not compared."""
+ERROR_RATES = frozenset({"canary error rate", "stable error rate"})
+SPLIT = frozenset({"canary share of requests"})
+
+
+def disagreement(share: ReporterShare, stable: ArmTotals, canary: ArmTotals,
+                 measures: frozenset[str] = ERROR_RATES | SPLIT) -> Disagreement | None:
+    """The clearest way `share`'s reporter differs from the rest of the outcomes (`stable`, `canary`: everyone's,
+    `share`'s included), if it does beyond chance: its canary or stable error rate, or the canary's share of its
+    requests (which a reporter that sends one arm only, or arms at another split, changes), those of `measures`.
+    Latency is not kept per reporter, so it is not compared."""
     rest_c, rest_ce = max(canary.count - share.canary_requests, 0), max(canary.errors - share.canary_errors, 0)
     rest_s, rest_se = max(stable.count - share.stable_requests, 0), max(stable.errors - share.stable_errors, 0)
     mine_n, rest_n = share.canary_requests + share.stable_requests, rest_c + rest_s
@@ -203,6 +258,8 @@ def disagreement(share: ReporterShare, stable: ArmTotals, canary: ArmTotals) -> 
     ]
     best: Disagreement | None = None
     for what, x1, n1, x2, n2 in found:
+        if what not in measures:
+            continue
         g = _g_statistic(min(x1, n1), n1, min(x2, n2), n2)
         if g >= DISAGREE_AT and (best is None or g > best.statistic):
             best = Disagreement(what, x1 / n1, x2 / n2, g)

@@ -131,7 +131,8 @@ class RolloutController(Generic[S]):
             return []
         decisions: list[RolloutDecision] = []
         flags_now = self.store.list_flags()
-        self.reporters.forget_except({flag.key for flag in flags_now if flag.state == State.ROLLING})
+        # A paused flag's shadows are kept: a resume carries them on, as it carries the judge's own state.
+        self.reporters.forget_except({flag.key for flag in flags_now if flag.state in (State.ROLLING, State.PAUSED)})
         for flag in flags_now:
             if flag.state != State.ROLLING:
                 continue
@@ -146,9 +147,10 @@ class RolloutController(Generic[S]):
     def _judge_flag(self, flag: Flag, token: int) -> RolloutDecision:
         if not self.store.raise_fence(flag.key, token):
             raise LeadershipLost("fenced")
-        state, starts = self._kept_state_and_start(flag)
+        state, starts, carried = self._kept_state_and_start(flag)
         if starts:
-            self.reporters.revision_starts(flag.key, flag.created_at, flag.revision, state)
+            self.reporters.revision_starts(flag.key, flag.created_at, flag.revision, state,
+                                           _carry_to(flag.stage_index) if carried else None)
         totals = self.store.outcome_totals(flag.key, flag.revision)
         now = self.clock()
         judge, seconds = self.judge_for(flag), max(now - flag.stage_started_at, 0.0)
@@ -181,13 +183,15 @@ class RolloutController(Generic[S]):
     def _kept_state(self, flag: Flag) -> S | None:
         return self._kept_state_and_start(flag)[0]
 
-    def _kept_state_and_start(self, flag: Flag) -> tuple[S | None, bool]:
-        """The state to judge the flag's revision with, and whether it is the one the revision starts with (no
-        look at this revision counted yet): what the shadow judges of reporter_check start from."""
+    def _kept_state_and_start(self, flag: Flag) -> tuple[S | None, bool, bool]:
+        """The state to judge the flag's revision with; whether it is the one the revision starts with (no look
+        at this revision counted yet): what the shadow judges of reporter_check start from; and whether it was
+        carried here from an earlier revision of the same rollout (then the shadows are carried on too)."""
         kept = self.store.load_judgement(flag.key)
         starts = kept is None or kept.revision != flag.revision or kept.created_at != flag.created_at or (
             kept.verdict is not None and kept.verdict.get("revision") != flag.revision)
-        return self._usable_state(flag, kept), starts
+        state = self._usable_state(flag, kept)
+        return state, starts, starts and state is not None
 
     def _usable_state(self, flag: Flag, kept: JudgeRecord | None) -> S | None:
         if kept is None or not kept.state:
@@ -232,7 +236,8 @@ class RolloutController(Generic[S]):
             return False
         # A judge that tests across stages hands over what the next stage's revision carries on with.
         carried = verdict.state.next_stage() if verdict.decision == "advance" else None
-        self.reporters.revision_starts(flag.key, after.created_at, after.revision, carried)  # type: ignore[arg-type]
+        self.reporters.revision_starts(flag.key, after.created_at, after.revision, carried,  # type: ignore[arg-type]
+                                       _next_stage if carried is not None else None)
         self.store.save_judgement(flag.key, JudgeRecord(after.revision, after.created_at, record,
                                                         carried.to_dict() if carried is not None else None))
         self.announcer.announce()
@@ -262,6 +267,16 @@ class RolloutController(Generic[S]):
                 log.warning("could not release the controller lease: %s", e)
             self.token = None
             self.on_leadership(False)
+
+
+def _next_stage(state: S) -> S | None:
+    return state.next_stage()  # type: ignore[return-value]  # a state carries its own type
+
+
+def _carry_to(stage_index: int) -> Callable[[S], S | None]:
+    def carry(state: S) -> S | None:
+        return state.carry_to(stage_index)  # type: ignore[return-value]  # a state carries its own type
+    return carry
 
 
 def build_controller(store: RolloutStore, announcer: ChangeAnnouncer, *, clock: Callable[[], float] = time.time,
