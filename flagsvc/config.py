@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flagsvc.store.connection import RedisUrlError, parse_redis_url
 from flagsvc.store.keys import DEFAULT_NAMESPACE
 
 
@@ -57,6 +58,9 @@ class Settings:
     max_reporter_rate: float = 100_000.0
     # Outcome batches a second from one SDK key, per server process (bursts of twice that); 0: no limit.
     outcome_batches_per_second: float = 200.0
+    # Replicas that must have a write before it is answered (Redis WAIT), and how long to wait for them.
+    redis_min_replicas_ack: int = 0
+    redis_ack_timeout: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -66,6 +70,8 @@ class Settings:
             max_body = int(env.get("FLAGSVC_MAX_BODY_BYTES", str(1024 * 1024)))
             reporter_rate = float(env.get("FLAGSVC_MAX_REPORTER_RATE", "100000"))
             batch_rate = float(env.get("FLAGSVC_OUTCOME_BATCHES_PER_SECOND", "200"))
+            min_acks = int(env.get("FLAGSVC_REDIS_MIN_REPLICAS_ACK", "0"))
+            ack_timeout = float(env.get("FLAGSVC_REDIS_ACK_TIMEOUT", "1"))
         except ValueError as e:
             raise ConfigError(f"bad number in the environment: {e}") from None
         if not math.isfinite(interval) or not 0.05 <= interval <= 3600:
@@ -76,12 +82,28 @@ class Settings:
             raise ConfigError(f"FLAGSVC_MAX_REPORTER_RATE must be outcomes a second from 1 to 1e9, not {reporter_rate}")
         if not math.isfinite(batch_rate) or not 0 <= batch_rate <= 1e6:
             raise ConfigError(f"FLAGSVC_OUTCOME_BATCHES_PER_SECOND must be from 0 (no limit) to 1e6, not {batch_rate}")
+        if not 0 <= min_acks <= 100:
+            raise ConfigError(f"FLAGSVC_REDIS_MIN_REPLICAS_ACK must be from 0 to 100 replicas, not {min_acks}")
+        if not math.isfinite(ack_timeout) or not 0.01 <= ack_timeout <= 60:
+            raise ConfigError(f"FLAGSVC_REDIS_ACK_TIMEOUT must be seconds from 0.01 to 60, not {ack_timeout}")
+        redis_url = env.get("FLAGSVC_REDIS_URL") or None
+        if redis_url is not None:
+            try:
+                parse_redis_url(redis_url)
+            except RedisUrlError as e:
+                raise ConfigError(str(e)) from None
+        elif min_acks:
+            raise ConfigError("FLAGSVC_REDIS_MIN_REPLICAS_ACK needs FLAGSVC_REDIS_URL: the embedded Redis has no "
+                              "replicas")
+        namespace = env.get("FLAGSVC_REDIS_NAMESPACE", DEFAULT_NAMESPACE)
+        if "{" in namespace or "}" in namespace:
+            raise ConfigError(f"FLAGSVC_REDIS_NAMESPACE cannot contain braces (Redis Cluster hash tags): {namespace!r}")
         admin_tokens = parse_tokens(env.get("FLAGSVC_ADMIN_TOKENS", ""), "admin")
         sdk_keys = parse_tokens(env.get("FLAGSVC_SDK_KEYS", ""), "sdk")
         check_distinct_secrets(admin_tokens, sdk_keys)
         return cls(
-            redis_url=env.get("FLAGSVC_REDIS_URL") or None,
-            namespace=env.get("FLAGSVC_REDIS_NAMESPACE", DEFAULT_NAMESPACE),
+            redis_url=redis_url,
+            namespace=namespace,
             data_dir=Path(env.get("FLAGSVC_DATA_DIR", ".flagsvc")),
             admin_tokens=admin_tokens,
             sdk_keys=sdk_keys,
@@ -89,4 +111,6 @@ class Settings:
             controller_interval=interval,
             max_reporter_rate=reporter_rate,
             outcome_batches_per_second=batch_rate,
+            redis_min_replicas_ack=min_acks,
+            redis_ack_timeout=ack_timeout,
         )

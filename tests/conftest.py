@@ -88,16 +88,23 @@ def manual_clock() -> ManualClock:
     return ManualClock(1_000_000.0)
 
 
-@pytest.fixture(params=["memory", "fakeredis", "redis", "redis-other-namespace", "sentinel", "cluster"])
+@pytest.fixture(params=["memory", "fakeredis", "redis", "redis-other-namespace", "sentinel", "cluster",
+                        pytest.param("sentinel-acked", marks=pytest.mark.slow),
+                        pytest.param("cluster-acked", marks=pytest.mark.slow)])
 def any_store(request: pytest.FixtureRequest, manual_clock: ManualClock, namespace: str):
     """Every store implementation, for the contract tests (real Redis twice: two namespaces; then a primary
-    behind Sentinel, and a Cluster), on a clock the test moves."""
+    behind Sentinel, and a Cluster; both again with every write waiting for its replicas), on a clock the test
+    moves."""
     if request.param == "memory":
         return MemoryStore(clock=manual_clock)
     if request.param == "fakeredis":
         return RedisStore(fakeredis.FakeRedis(decode_responses=True), namespace, clock=manual_clock)
     if request.param in ("sentinel", "cluster"):
         return RedisStore(request.getfixturevalue(f"{request.param}_client"), namespace, clock=manual_clock)
+    if request.param in ("sentinel-acked", "cluster-acked"):  # every replica the setup has: 2, or 1 per primary
+        kind = request.param.split("-")[0]
+        return RedisStore(request.getfixturevalue(f"{kind}_client"), namespace, clock=manual_clock,
+                          min_replicas_ack=2 if kind == "sentinel" else 1, ack_timeout=5)
     client = request.getfixturevalue("real_redis")
     if request.param == "redis-other-namespace":
         return RedisStore(client, "other-env:" + namespace, clock=manual_clock)

@@ -77,7 +77,10 @@ def serve(host: str, port: int, workers: int | None, threads: int | None, dev: b
         from flagsvc.api import create_app
 
         app = create_app(settings)
-        click.echo(f"flagsvc: serving http://{host}:{port} (Redis {settings.redis_url})", err=True)
+        from flagsvc.store.connection import parse_redis_url
+
+        redis_target = parse_redis_url(settings.redis_url or "").describe()  # set by now; without its password
+        click.echo(f"flagsvc: serving http://{host}:{port} (Redis {redis_target})", err=True)
         if dev:
             background = app.extensions["flagsvc.background"]
             background.start()

@@ -58,7 +58,9 @@ def build_services(settings: Settings, store: Store | None = None, clock: Callab
             raise ValueError("no store: give a store or settings.redis_url")
         from flagsvc.store.redis_store import RedisStore
 
-        store = RedisStore.from_url(settings.redis_url, settings.namespace)
+        store = RedisStore.from_url(settings.redis_url, settings.namespace,
+                                    min_replicas_ack=settings.redis_min_replicas_ack,
+                                    ack_timeout=settings.redis_ack_timeout)
     snapshots = SnapshotSource(store, store)
     changes = ChangeFeed(store.listen_changes, snapshots)
     announcer = ChangeAnnouncer(store, changes.changed_here)

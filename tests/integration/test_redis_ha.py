@@ -7,11 +7,13 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import redis
 from redis.cluster import RedisCluster
 
+from flagsvc.domain import flag as flags
 from flagsvc.store.connection import parse_redis_url
-from flagsvc.store.redis_store import RedisStore
+from flagsvc.store.redis_store import RedisStore, ReplicasDidNotAck
 from flagsvc.store.roles import OutcomeEntry
 from tests.support.flags import new
 
@@ -115,3 +117,62 @@ def test_the_sentinel_client_writes_to_the_primary_and_blocks_when_busy(sentinel
     assert primary.hget(store.keys.flag("checkout"), "revision") == "1"
     assert parse_redis_url(sentinel_setup.url).service == "flagsvc"
     store.redis.close()
+
+
+def test_with_replica_acks_a_write_is_answered_once_every_asked_replica_has_it(sentinel_setup, namespace):
+    store = RedisStore.from_url(sentinel_setup.url, namespace, min_replicas_ack=2, ack_timeout=2)
+    flag, entry = new("checkout")
+    store.create(flag, entry)
+    store.add_outcomes("batch-1", {"checkout": OutcomeEntry(1, {"canary:count": 3})})
+    store.bump_config_version()
+    for replica in sentinel_setup.replicas:  # no waiting here: the answer came after both had it
+        client = redis.Redis.from_url(replica.url, decode_responses=True)
+        assert client.hget(store.keys.flag("checkout"), "revision") == "1"
+        assert client.sismember(store.keys.index, "checkout")
+        assert client.hget(store.keys.outcomes("checkout"), "canary:count") == "3"
+        client.close()
+    store.redis.close()
+
+
+def test_a_write_fewer_replicas_confirm_is_an_outage_and_stays_applied(sentinel_setup, namespace):
+    """One replica stalls (DEBUG SLEEP): a write asking for both is refused as an outage (503: retry with the
+    idempotency key), though it stands on the primary; asking for one, it is answered."""
+    asks_both = RedisStore.from_url(sentinel_setup.url, namespace, min_replicas_ack=2, ack_timeout=0.3)
+    asks_one = RedisStore.from_url(sentinel_setup.url, namespace, min_replicas_ack=1, ack_timeout=2)
+    flag, entry = new("checkout")
+    asks_one.create(flag, entry)
+    started, start_entry = flags.start(flag, now=2, actor="ops")
+    stalled = redis.Redis.from_url(sentinel_setup.replicas[0].url, socket_timeout=5)
+    sleeper = threading.Thread(target=stalled.execute_command, args=("DEBUG", "SLEEP", "1.5"))
+    sleeper.start()
+    try:
+        time.sleep(0.2)
+        began = time.monotonic()
+        with pytest.raises(ReplicasDidNotAck, match="1 of 2 replicas"):
+            asks_both.replace(started, start_entry, expected_revision=1)
+        assert 0.25 < time.monotonic() - began < 1.2
+        assert asks_both.get("checkout") == started  # applied on the primary all the same
+        asks_one.create(*new("other"))
+        assert sleeper.is_alive()  # answered while one replica still slept
+        assert issubclass(ReplicasDidNotAck, asks_both.outage_errors)
+    finally:
+        sleeper.join()
+        stalled.close()
+
+
+def test_on_a_cluster_each_write_waits_on_its_own_primary(cluster_client, namespace):
+    """Each primary has one replica: asking for one is answered, for every flag whichever node serves it; asking
+    for two never can be."""
+    store = RedisStore(cluster_client, namespace, min_replicas_ack=1, ack_timeout=2)
+    keys = [f"flag-{n:02d}" for n in range(12)]
+    for key in keys:
+        store.create(*new(key))
+    assert set(store.add_outcomes("b-1", {key: OutcomeEntry(1, {"canary:count": 1}) for key in keys}).values()) \
+        == {"accepted"}
+    assert store.acquire_lease("me", 10) is not None
+    store.bump_config_version()
+    too_many = RedisStore(cluster_client, namespace, min_replicas_ack=2, ack_timeout=0.05)
+    with pytest.raises(ReplicasDidNotAck, match="1 of 2 replicas"):
+        too_many.bump_config_version()
+    with pytest.raises(ReplicasDidNotAck):
+        too_many.add_outcomes("b-2", {key: OutcomeEntry(1, {"canary:count": 1}) for key in keys})

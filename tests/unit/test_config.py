@@ -56,3 +56,47 @@ def test_embedded_mode_fills_in_the_kind_of_token_not_given(tmp_path, monkeypatc
     assert tokens.identify("opsecret123").scope == "admin"
     assert tokens.identify(next(iter(generated["admin_tokens"].values()))) is None  # the given ones rule
     assert "SDK key:" in result.output and "admin token:" not in result.output
+
+
+def test_a_redis_url_that_cannot_be_read_stops_the_server_with_the_reason():
+    with pytest.raises(ConfigError, match=r"FLAGSVC_REDIS_URL .*no service name"):
+        Settings.from_env({"FLAGSVC_REDIS_URL": "redis+sentinel://s1:26379,s2:26379"})
+    settings = Settings.from_env({"FLAGSVC_REDIS_URL": "redis+cluster://n1:7000,n2:7001"})
+    assert settings.redis_url == "redis+cluster://n1:7000,n2:7001"
+
+
+def test_a_namespace_with_braces_is_refused():
+    with pytest.raises(ConfigError, match="FLAGSVC_REDIS_NAMESPACE cannot contain braces"):
+        Settings.from_env({"FLAGSVC_REDIS_NAMESPACE": "prod{1}:"})
+
+
+def test_replica_acknowledgements():
+    env = {"FLAGSVC_REDIS_URL": "redis+sentinel://s1/mymaster"}
+    assert (Settings.from_env(env).redis_min_replicas_ack, Settings.from_env(env).redis_ack_timeout) == (0, 1.0)
+    settings = Settings.from_env({**env, "FLAGSVC_REDIS_MIN_REPLICAS_ACK": "1", "FLAGSVC_REDIS_ACK_TIMEOUT": "0.5"})
+    assert (settings.redis_min_replicas_ack, settings.redis_ack_timeout) == (1, 0.5)
+    for bad in ({"FLAGSVC_REDIS_MIN_REPLICAS_ACK": "-1"}, {"FLAGSVC_REDIS_MIN_REPLICAS_ACK": "one"},
+                {"FLAGSVC_REDIS_ACK_TIMEOUT": "0"}, {"FLAGSVC_REDIS_ACK_TIMEOUT": "nan"}):
+        with pytest.raises(ConfigError):
+            Settings.from_env({**env, **bad})
+    with pytest.raises(ConfigError, match="embedded Redis has no replicas"):
+        Settings.from_env({"FLAGSVC_REDIS_MIN_REPLICAS_ACK": "1"})
+
+
+def test_the_store_built_from_settings_waits_for_the_replicas_asked_for(monkeypatch):
+    import fakeredis
+
+    from flagsvc.service import build_services
+    from flagsvc.store.redis_store import RedisStore
+
+    built = {}
+
+    def from_url(cls, url, namespace, **options):
+        built.update(options, url=url)
+        return RedisStore(fakeredis.FakeRedis(decode_responses=True), namespace)
+
+    monkeypatch.setattr(RedisStore, "from_url", classmethod(from_url))
+    settings = Settings.from_env({"FLAGSVC_REDIS_URL": "redis://db:6379/0", "FLAGSVC_REDIS_MIN_REPLICAS_ACK": "2",
+                                  "FLAGSVC_REDIS_ACK_TIMEOUT": "3"})
+    build_services(settings, controller=False)
+    assert built == {"url": "redis://db:6379/0", "min_replicas_ack": 2, "ack_timeout": 3.0}
