@@ -6,9 +6,13 @@ Per connection, in order, each step bounded:
    known token it counts against its address's `max_unauthenticated_per_address`.
 2. The token is checked before any body is read: a request with a body and no known token gets its 401 at once,
    and the connection is closed unread. A declared body over `max_body_bytes` is a 413, unread.
-3. `GET /sdk/v1/stream` is served here, as a coroutine (`streams.py`). Everything else runs the Flask app on a
-   thread: operators' requests (`/api/`, health, metrics, the console) on a pool of their own, SDK requests on
-   another, so a flood of SDK traffic never queues an operator.
+3. `GET /sdk/v1/stream` is served here: once its head is out, the hub writes to its transport (`streams.py`).
+   `GET /healthz` (liveness: this worker's loop answers) and the SDK poll's 304 are answered here too, with no
+   thread. Everything else runs the Flask app on a thread: operators' requests (`/api/`, `/readyz`, metrics,
+   the console) on a pool of their own, SDK requests on another, so a flood of SDK traffic never queues an
+   operator.
+Connections are read through `_Channel`, a protocol of our own rather than asyncio's streams, so that a stream's
+connection can hand its transport over and leave nothing else behind.
 Every answer the server gives itself is the JSON error shape.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,8 +54,9 @@ class _Hangup(Exception):
 
 class HttpServer:
     def __init__(self, app: WsgiApp, tokens: TokenRegistry, limits: ServingLimits, *, max_body_bytes: int,
-                 hub: StreamHub | None, not_modified: NotModified | None = None) -> None:
+                 hub: StreamHub | None, not_modified: NotModified | None = None, answers_health: bool = False) -> None:
         self._app = app
+        self.answers_health = answers_health  # GET /healthz answered by the server itself (a flagsvc app's)
         self.not_modified = not_modified
         self._tokens = tokens
         self.limits = limits
@@ -383,14 +389,17 @@ class _Connection:
         if path == STREAM_PATH and method == "GET" and server.hub is not None:
             await self._stream(principal)
             return False
+        if path == responses.HEALTH_PATH and server.answers_health and method in ("GET", "HEAD") and not has_body:
+            await self._health(method)
+            return not server.closing
         if server.not_modified is not None and method == "GET" and not has_body:
             # the SDK poll whose ETag is current: answered here, without a thread (api/fastpath.py decides)
             head = server.not_modified(environ_of(ParsedRequest(method, target, headers, b"", self.client,
                                                                 self.local)))
             if head is not None:
                 await self._read_body()  # the request's end (no body): h11 then lets the connection go on
-                await self._send(h11.Response(status_code=304, headers=head, reason=b"Not Modified"))
-                await self._send(h11.EndOfMessage())
+                await self._send(h11.Response(status_code=304, headers=head, reason=b"Not Modified"),
+                                 h11.EndOfMessage())
                 return not server.closing
         server.in_flight += 1
         try:
@@ -407,13 +416,28 @@ class _Connection:
             if server.closing:
                 head.append(("Connection", "close"))
             reason = responses.reason(answer.status).encode()
-            await self._send(h11.Response(status_code=answer.status, headers=head, reason=reason))
+            response = h11.Response(status_code=answer.status, headers=head, reason=reason)
             if answer.body and not bodiless:
-                await self._send(h11.Data(data=answer.body))
-            await self._send(h11.EndOfMessage())
+                await self._send(response, h11.Data(data=answer.body), h11.EndOfMessage())
+            else:
+                await self._send(response, h11.EndOfMessage())
             return not server.closing
         finally:
             server.in_flight -= 1
+
+    async def _health(self, method: str) -> None:
+        """Liveness is this worker's event loop answering: answered here, with no thread to queue behind, as the
+        Flask view answers it, and counted in the same metrics."""
+        started = time.perf_counter()
+        await self._read_body()  # the request's end (no body)
+        head, body = responses.health()
+        response = h11.Response(status_code=200, headers=head, reason=b"OK")
+        if method == "HEAD":
+            await self._send(response, h11.EndOfMessage())
+        else:
+            await self._send(response, h11.Data(data=body), h11.EndOfMessage())
+        metrics.HTTP_REQUESTS.labels(responses.HEALTH_PATH, method, "200").inc()
+        metrics.HTTP_LATENCY.labels(responses.HEALTH_PATH).observe(time.perf_counter() - started)
 
     async def _stream(self, principal: Principal | None) -> None:
         hub = cast(StreamHub, self.server.hub)
@@ -441,9 +465,10 @@ class _Connection:
 
     # -- writing ---------------------------------------------------------------------------------------------
 
-    async def _send(self, event: h11.Event, timeout: float | None = None) -> None:
+    async def _send(self, *events: h11.Event, timeout: float | None = None) -> None:
+        """`events` in one write (a whole response is one segment on the wire, and one drain)."""
         try:
-            data = self.h11.send(event)
+            data = b"".join(self.h11.send(event) or b"" for event in events)
         except h11.LocalProtocolError as e:
             raise _Hangup from e
         if data:
@@ -462,9 +487,8 @@ class _Connection:
         try:
             if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
                 raise h11.LocalProtocolError("no response possible in this state")
-            await self._send(h11.Response(status_code=status, headers=head, reason=responses.reason(status).encode()))
-            await self._send(h11.Data(data=body))
-            await self._send(h11.EndOfMessage())
+            await self._send(h11.Response(status_code=status, headers=head, reason=responses.reason(status).encode()),
+                             h11.Data(data=body), h11.EndOfMessage())
         except (_Hangup, h11.LocalProtocolError):
             try:
                 self.channel.write(responses.raw(status, head, body))

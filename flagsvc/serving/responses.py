@@ -8,6 +8,8 @@ from http import HTTPStatus
 
 from flagsvc.api.errors import CODE_BY_HTTP_STATUS, ErrorDoc
 
+HEALTH_PATH = "/healthz"
+HEALTH_BODY = b'{"status":"ok"}\n'  # what flagsvc.api.health's view answers (a test compares the two)
 SERVER_CODES = {408: "request_timeout", 414: "uri_too_long", 431: "headers_too_large", 500: "internal_error"}
 
 
@@ -39,3 +41,8 @@ def raw(status: int, headers: list[tuple[str, str]], body: bytes) -> bytes:
     broken for h11 to answer)."""
     lines = [f"HTTP/1.1 {status} {reason(status) or 'Error'}", *(f"{name}: {value}" for name, value in headers)]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def health() -> tuple[list[tuple[str, str]], bytes]:
+    """The liveness answer, `GET /healthz`, as the Flask view gives it."""
+    return [("Content-Type", "application/json"), ("Content-Length", str(len(HEALTH_BODY)))], HEALTH_BODY

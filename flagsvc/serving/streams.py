@@ -116,6 +116,7 @@ class StreamHub:
         self._streams: set[Stream] = set()
         self.by_key: Counter[str] = Counter()
         self.open = 0
+        self.attached = 0  # streams taken over so far, a running total (the collector policy's clock of waves)
         self.closing = False
 
     # -- admission -------------------------------------------------------------------------------------------
@@ -162,6 +163,7 @@ class StreamHub:
         transport.set_write_buffer_limits(high=WRITE_BUFFER_LIMIT)
         transport.resume_reading()  # so that its hanging up is seen (a no-op when reading)
         self._streams.add(stream)
+        self.attached += 1
         stream.send(self.framed)
 
     def drop(self, stream: Stream) -> None:

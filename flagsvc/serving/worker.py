@@ -11,7 +11,6 @@ returns (exit 0). The app's background work (controller, change feed) is started
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import socket
 from typing import Any
@@ -21,6 +20,7 @@ from gunicorn.workers.base import Worker
 from flagsvc import metrics
 from flagsvc.api.auth import TokenRegistry
 from flagsvc.api.fastpath import NotModifiedFastPath
+from flagsvc.serving.collector import CollectorPolicy
 from flagsvc.serving.http import HttpServer
 from flagsvc.serving.limits import ServingLimits
 from flagsvc.serving.streams import StreamHub
@@ -40,7 +40,8 @@ def build_server(app: Any, limits: ServingLimits) -> HttpServer:
     max_body = settings.max_body_bytes if settings is not None else 1024 * 1024
     fast_path = getattr(app, "wsgi_app", None)
     not_modified = fast_path.answer if isinstance(fast_path, NotModifiedFastPath) else None
-    return HttpServer(app, tokens, limits, max_body_bytes=max_body, hub=hub, not_modified=not_modified)
+    return HttpServer(app, tokens, limits, max_body_bytes=max_body, hub=hub, not_modified=not_modified,
+                      answers_health=services is not None)
 
 
 class AsyncWorker(Worker):
@@ -56,11 +57,14 @@ class AsyncWorker(Worker):
             sock.setblocking(False)
             listeners.append(await server.listen(socket.socket(fileno=os.dup(sock.fileno())), backlog=self.cfg.backlog))
         relay = asyncio.create_task(server.hub.relay()) if server.hub is not None else None
-        gc.freeze()  # what the worker holds from its start on is never garbage: keep it out of every collection
+        collector = CollectorPolicy()
+        collector.start()
         loop = asyncio.get_running_loop()
         try:
             while self.alive:
                 self.notify()
+                if server.hub is not None:
+                    collector.tick(server.hub.attached)
                 if self.ppid != os.getppid():
                     self.log.info("parent changed, shutting down: %s", self)
                     break
