@@ -73,6 +73,13 @@ def real_redis(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.fixture(params=["redis", "sentinel", "cluster"])
+def any_redis(request: pytest.FixtureRequest) -> redis.Redis | redis.RedisCluster:
+    """A real Redis of each kind flagsvc connects to: one server, a primary behind Sentinel, a Cluster."""
+    return request.getfixturevalue({"redis": "real_redis", "sentinel": "sentinel_client",
+                                    "cluster": "cluster_client"}[request.param])
+
+
 @pytest.fixture
 def real_store(real_redis: redis.Redis, namespace: str) -> RedisStore:
     return RedisStore(real_redis, namespace)

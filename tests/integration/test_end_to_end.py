@@ -25,10 +25,10 @@ from tests.support import ADMIN_TOKEN, SDK_KEY, wait_for
 pytestmark = pytest.mark.slow
 
 
-def test_healthy_completes_broken_is_zeroed_idle_never_advances(real_redis, namespace, tmp_path):
+def test_healthy_completes_broken_is_zeroed_idle_never_advances(any_redis, namespace, tmp_path):
     settings = Settings(admin_tokens={"ops": ADMIN_TOKEN}, sdk_keys={"web": SDK_KEY}, controller_interval=0.25,
                         data_dir=tmp_path)
-    services = build_services(settings, RedisStore(real_redis, namespace))
+    services = build_services(settings, RedisStore(any_redis, namespace))
     app = create_app(settings, services=services)
     operations, background = services.commands, services.background
     server = make_server("127.0.0.1", 0, app, threaded=True)
