@@ -2,6 +2,7 @@
 Flagger-style rule, with the targets next to the figures.
 
     python bench/judge.py [--trials N] [--seed S] [--quick] [--variants] [--workers W] [--only NAME ...]
+                          [--hostile-trials N]
 
 The world: 100 requests/s in all, stable 1 % errors, lognormal latency (median 100 ms, sigma 0.5: p95 228 ms,
 p99 320 ms), stages 1/5/10/25/50/100 %, bake 60 s, a look every 2 s. Each look draws the 2 s of traffic per arm
@@ -18,6 +19,9 @@ Rules, each over the same scenario in the same run:
 - Flagger-style: every 60 s, the canary's last-minute success rate must be >= 99 % and its p99 <= 500 ms
   (Flagger's built-in checks); a pass advances one stage, a failure (no canary traffic is a failure too)
   counts, and the 5th failed check rolls back.
+
+After the table, one hostile reporter among ten (bench/reporters.py's scenarios, through the real controller and
+its reporter check, with the check off and on): --hostile-trials rollouts per row (0: none).
 
 Seeded: the same --seed gives the same table. Progress goes to stderr, the table to stdout.
 """
@@ -651,6 +655,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=min(2, multiprocessing.cpu_count()))
     parser.add_argument("--only", nargs="*", help="scenario names to run (default: all)")
     parser.add_argument("--variants", action="store_true", help="also run the two variants of our judge")
+    parser.add_argument("--hostile-trials", type=int, default=100,
+                        help="rollouts per hostile-reporter row after the table (0: none; --quick: 20)")
     args = parser.parse_args(argv)
     plan = {**PLAN, **VARIANTS} if args.variants else PLAN
     trials = 100 if args.quick else args.trials
@@ -675,7 +681,13 @@ def main(argv: list[str] | None = None) -> int:
         Row(sc, rule, results[(sc.name, rule)])
         for sc in scenarios for rule in plan if (sc.name, rule) in results
     ]
-    print(report(rows, trials, args.seed, time.monotonic() - started))
+    print(report(rows, trials, args.seed, time.monotonic() - started), flush=True)
+    hostile_trials = min(args.hostile_trials, 20) if args.quick else args.hostile_trials
+    if hostile_trials > 0 and not args.only:
+        from bench.reporters import HOSTILE, hostile_table  # it builds on this module's helpers
+
+        hostile_table(argparse.Namespace(hostile_trials=hostile_trials, seed=args.seed, shadows=3,
+                                         workers=args.workers, hostile=list(HOSTILE)))
     return 0
 
 
