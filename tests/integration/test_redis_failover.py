@@ -1,0 +1,174 @@
+"""A primary killed (SIGKILL) under a stream of operator writes, on Sentinel and on a Cluster of their own: how
+long until writes succeed again, and which acknowledged writes the failover lost.
+
+Each write sets one flag's percent with an actor of its own, so an acknowledged write that a failover lost is
+one whose actor is missing from the flag's history afterwards. Each test prints what it measured (`-s`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+import redis
+
+from flagsvc.domain import flag as flags
+from flagsvc.domain.errors import RevisionConflict
+from flagsvc.store.redis_store import RedisStore
+from flagsvc.store.roles import HISTORY_CAP
+from tests.support.flags import new
+from tests.support.redis_ha import ClusterSetup, SentinelSetup
+
+pytestmark = pytest.mark.slow  # a setup of its own each, and a failover (seconds)
+
+WRITES_BACK_WITHIN = 10.0  # seconds, with down-after-milliseconds / cluster-node-timeout 2000
+
+
+@dataclass
+class Writer:
+    """One operator writing as fast as it can; remembers what was acknowledged and when writes failed."""
+
+    store: RedisStore
+    key: str
+    acked: list[str] = field(default_factory=list)  # actors of acknowledged writes
+    successes: list[float] = field(default_factory=list)
+    failures: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            try:
+                current = self.store.get(self.key)
+                assert current is not None
+                changed, entry = flags.set_percent(current, n % 100, now=2, actor=f"w{n}")
+                self.store.replace(changed, entry, expected_revision=current.revision)
+            except (redis.RedisError, RevisionConflict):
+                self.failures += 1
+                time.sleep(0.02)
+                continue
+            self.acked.append(f"w{n}")
+            self.successes.append(time.monotonic())
+            time.sleep(0.005)  # about a hundred writes a second: the whole run fits in the history kept
+
+    def lost(self, truth: RedisStore) -> list[str]:
+        history = truth.history(self.key, limit=HISTORY_CAP)
+        assert len(history) < HISTORY_CAP, "the history was trimmed: losses could not be told from the trimming"
+        kept = {entry.actor for entry in history}
+        return [actor for actor in self.acked if actor not in kept]
+
+
+def through_failover(store: RedisStore, kill: Callable[[], None],
+                     truth: Callable[[], RedisStore]) -> tuple[float, list[str], Writer]:
+    """Write for a second, kill, write until writes have been back for a second; (seconds until writes
+    succeeded again, acknowledged writes lost, the writer)."""
+    store.create(*new("checkout"))
+    writer = Writer(store, "checkout")
+    thread = threading.Thread(target=writer.run, daemon=True)
+    thread.start()
+    time.sleep(1.0)
+    assert writer.successes, f"no write succeeded before the kill ({writer.failures} failed)"
+    killed_at = time.monotonic()
+    kill()
+    deadline = killed_at + WRITES_BACK_WITHIN + 20
+    while time.monotonic() < deadline and not any(t > killed_at + 0.5 for t in writer.successes[-1:]):
+        time.sleep(0.05)
+    back = [t for t in writer.successes if t > killed_at]
+    # the last success before the kill may have been in flight at it: the first one after a gap counts
+    gap_end = next((later for earlier, later in zip([killed_at, *back], back, strict=False)
+                    if later - earlier > 0.3), back[0] if back else None)
+    time.sleep(1.0)
+    writer.stop.set()
+    thread.join(10)
+    assert gap_end is not None, f"writes never came back ({writer.failures} failed)"
+    return gap_end - killed_at, writer.lost(truth()), writer
+
+
+def sigkill(pid: int | None) -> None:
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+
+
+def test_sentinel_failover_with_one_replica_ack_loses_no_acknowledged_write(tmp_path):
+    with SentinelSetup(tmp_path) as setup:
+        store = RedisStore.from_url(setup.url, "fo:", min_replicas_ack=1, ack_timeout=1)
+        seconds, lost, writer = through_failover(store, lambda: sigkill(setup.primary.pid),
+                                                 lambda: RedisStore.from_url(setup.url, "fo:"))
+        print(f"\nsentinel, MIN_REPLICAS_ACK=1: writes back {seconds:.2f} s after SIGKILL; "
+              f"{len(writer.acked)} acknowledged, {len(lost)} lost, {writer.failures} failed attempts")
+        assert seconds < WRITES_BACK_WITHIN
+        assert lost == []
+        store.redis.close()
+
+
+def test_sentinel_failover_without_acks_is_measured(tmp_path):
+    with SentinelSetup(tmp_path) as setup:
+        store = RedisStore.from_url(setup.url, "fo:")
+        seconds, lost, writer = through_failover(store, lambda: sigkill(setup.primary.pid),
+                                                 lambda: RedisStore.from_url(setup.url, "fo:"))
+        print(f"\nsentinel, MIN_REPLICAS_ACK=0: writes back {seconds:.2f} s after SIGKILL; "
+              f"{len(writer.acked)} acknowledged, {len(lost)} lost {lost[:5]}, {writer.failures} failed attempts")
+        assert seconds < WRITES_BACK_WITHIN
+        store.redis.close()
+
+
+def test_cluster_failover_of_the_flags_primary(tmp_path):
+    with ClusterSetup(tmp_path) as setup:
+        store = RedisStore.from_url(setup.url, "fo:")
+        node = store.redis.get_node_from_key(store.keys.flag("checkout"))
+        primary = next(n for n in setup.nodes if n.url.endswith(f":{node.port}/0"))
+        seconds, lost, writer = through_failover(store, lambda: sigkill(primary.pid),
+                                                 lambda: RedisStore.from_url(setup.url, "fo:"))
+        print(f"\ncluster, MIN_REPLICAS_ACK=0: writes back {seconds:.2f} s after SIGKILL of the flag's primary; "
+              f"{len(writer.acked)} acknowledged, {len(lost)} lost {lost[:5]}, {writer.failures} failed attempts")
+        assert seconds < WRITES_BACK_WITHIN
+        store.redis.close()
+
+
+def test_cluster_with_one_replica_ack_refuses_the_failed_shards_writes_until_a_replica_is_back(tmp_path):
+    """Each primary has one replica: once it is promoted it has none, and a write asking for one cannot be
+    answered. The killed node, started again, rejoins as the new primary's replica, and writes come back."""
+    with ClusterSetup(tmp_path) as setup:
+        store = RedisStore.from_url(setup.url, "fo:", min_replicas_ack=1, ack_timeout=0.5)
+        node = store.redis.get_node_from_key(store.keys.flag("checkout"))
+        primary = next(n for n in setup.nodes if n.url.endswith(f":{node.port}/0"))
+        replica = next(redis.Redis.from_url(n.url, decode_responses=True) for n in setup.nodes
+                       if redis.Redis.from_url(n.url).info("replication").get("master_port") == node.port)
+        store.create(*new("checkout"))
+        writer = Writer(store, "checkout")
+        thread = threading.Thread(target=writer.run, daemon=True)
+        thread.start()
+        time.sleep(1.0)
+        killed_at = time.monotonic()
+        sigkill(primary.pid)
+        deadline = killed_at + WRITES_BACK_WITHIN
+        while time.monotonic() < deadline and replica.info("replication")["role"] != "master":
+            time.sleep(0.05)
+        promoted_after = time.monotonic() - killed_at
+        assert promoted_after < WRITES_BACK_WITHIN, "the replica was not promoted"
+        time.sleep(2.0)  # a client that learnt of the promotion still cannot be answered
+        refused_for = time.monotonic() - killed_at
+        assert not [t for t in writer.successes if t > killed_at + 1], "a write was answered with no replica"
+        restarted_at = time.monotonic()
+        primary.start()
+        deadline = restarted_at + 20
+        while time.monotonic() < deadline and not [t for t in writer.successes if t > restarted_at]:
+            time.sleep(0.05)
+        back = [t for t in writer.successes if t > restarted_at]
+        writer.stop.set()
+        thread.join(10)
+        assert back, "writes did not come back with the replica"
+        lost = writer.lost(RedisStore.from_url(setup.url, "fo:"))
+        print(f"\ncluster, MIN_REPLICAS_ACK=1: replica promoted {promoted_after:.2f} s after SIGKILL, writes "
+              f"still refused {refused_for:.1f} s after the kill (the promoted replica has no replica), back "
+              f"{back[0] - restarted_at:.2f} s after the killed node restarted; "
+              f"{len(writer.acked)} acknowledged, {len(lost)} lost")
+        assert lost == []
+        store.redis.close()
+        replica.close()
