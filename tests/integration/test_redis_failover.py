@@ -19,7 +19,7 @@ import redis
 
 from flagsvc.domain import flag as flags
 from flagsvc.domain.errors import RevisionConflict
-from flagsvc.store.redis_store import RedisStore
+from flagsvc.store.redis_store import RedisStore, ReplicasDidNotAck
 from flagsvc.store.roles import HISTORY_CAP
 from tests.support.flags import new
 from tests.support.redis_ha import ClusterSetup, SentinelSetup
@@ -172,3 +172,48 @@ def test_cluster_with_one_replica_ack_refuses_the_failed_shards_writes_until_a_r
         assert lost == []
         store.redis.close()
         replica.close()
+
+
+@pytest.mark.parametrize("acks", [0, 1])
+def test_writes_the_replicas_never_got_are_lost_in_a_failover_unless_a_replica_acknowledged_them(tmp_path, acks):
+    """The replication links are cut (the primary drops its replicas and, with a password set, keeps them out),
+    twenty writes are made, then the primary is killed and a replica promoted. Without acknowledgements all
+    twenty were answered and all are lost; with MIN_REPLICAS_ACK=1 none was answered (each a 503-class error),
+    so no answered write is lost."""
+    with SentinelSetup(tmp_path) as setup:
+        store = RedisStore.from_url(setup.url, "fo:", min_replicas_ack=acks, ack_timeout=0.2)
+        flag, entry = new("checkout")
+        store.create(flag, entry)
+        primary = redis.Redis.from_url(setup.primary.url)
+        primary.config_set("requirepass", "replicas-stay-out")  # connections already open stay in
+        primary.client_kill_filter(_type="replica")
+        answered, refused = [], 0
+        for n in range(20):
+            current = store.get("checkout")
+            changed, change = flags.set_percent(current, n + 1, now=2, actor=f"cut{n}")
+            try:
+                store.replace(changed, change, expected_revision=current.revision)
+                answered.append(f"cut{n}")
+            except ReplicasDidNotAck:
+                refused += 1
+        sigkill(setup.primary.pid)
+        truth = RedisStore.from_url(setup.url, "fo:")
+        deadline = time.monotonic() + WRITES_BACK_WITHIN
+        while time.monotonic() < deadline:
+            try:
+                if truth.ping() and truth.redis.info("replication")["role"] == "master":
+                    break
+            except redis.RedisError:
+                pass
+            time.sleep(0.1)
+        kept = {e.actor for e in truth.history("checkout", limit=100)}
+        lost = [actor for actor in answered if actor not in kept]
+        print(f"\nsentinel, replication cut, MIN_REPLICAS_ACK={acks}: {len(answered)} answered, {refused} refused, "
+              f"{len(lost)} answered and lost in the failover")
+        if acks:
+            assert (len(answered), refused, lost) == (0, 20, [])
+        else:
+            assert (len(answered), refused, len(lost)) == (20, 0, 20)
+        primary.close()
+        store.redis.close()
+        truth.redis.close()
