@@ -13,6 +13,11 @@ def test_a_single_server_url_is_redis_pys_own(url):
     target = parse_redis_url(url)
     assert (target.mode, target.url, target.nodes) == ("single", url, ())
     assert target.tls == url.startswith("rediss:")
+    assert "secret" not in target.describe() and "pw" not in target.describe()
+
+
+def test_a_single_server_is_described_without_its_password():
+    assert parse_redis_url("rediss://:secret@db.example:6380/2?x=1").describe() == "rediss://db.example:6380/2"
 
 
 def test_a_sentinel_url():
