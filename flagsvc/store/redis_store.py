@@ -6,6 +6,7 @@ the history — atomically, so a change is applied whole or not at all. Keys com
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -122,11 +123,13 @@ class RedisStore:
                 *results, acked = pipe.execute()
         except (redis.exceptions.MovedError, redis.ConnectionError):
             if isinstance(self.redis, RedisCluster):  # a failover moved the slot: learn where it went
-                self.redis.nodes_manager.initialize()
+                with contextlib.suppress(redis.RedisError):  # no node answers: the next command tries again
+                    self.redis.nodes_manager.initialize()
             raise
         if int(acked) < self._min_acks:
             raise ReplicasDidNotAck(f"{acked} of {self._min_acks} replicas confirmed a write within "
-                                    f"{self._ack_timeout_ms} ms: it is applied, but a failover may lose it")
+                                    f"{self._ack_timeout_ms} ms: what it changed stands on the primary, but a "
+                                    "failover may lose it")
         return results
 
     def get(self, key: str) -> Flag | None:
