@@ -31,6 +31,7 @@ import h11
 
 from flagsvc import metrics
 from flagsvc.api.auth import Principal, TokenRegistry, bearer_secret
+from flagsvc.api.fastpath import PATH as POLL_PATH
 from flagsvc.serving import responses
 from flagsvc.serving.limits import ServingLimits
 from flagsvc.serving.streams import STREAM_HEADERS, STREAM_PATH, StreamHub
@@ -231,6 +232,10 @@ class _Channel(asyncio.Protocol):
     def lost(self) -> bool:
         return self._lost
 
+    @property
+    def write_paused(self) -> bool:
+        return self._write_paused
+
 
 class _Connection:
     def __init__(self, server: HttpServer, channel: _Channel) -> None:
@@ -338,9 +343,11 @@ class _Connection:
     async def _read_body(self) -> bytes:
         body = bytearray()
         try:
+            event = self.h11.next_event()
+            if isinstance(event, h11.EndOfMessage):  # no body (most requests): no timer needed
+                return b""
             async with asyncio.timeout(self.limits.body_timeout):
                 while True:
-                    event = self.h11.next_event()
                     if event is h11.NEED_DATA:
                         data = await self.channel.read()
                         if not data:
@@ -355,6 +362,7 @@ class _Connection:
                         return bytes(body)
                     else:
                         raise _Hangup
+                    event = self.h11.next_event()
         except h11.RemoteProtocolError as e:
             await self._protocol_error(e)
             raise _Hangup from None
@@ -392,8 +400,9 @@ class _Connection:
         if path == responses.HEALTH_PATH and server.answers_health and method in ("GET", "HEAD") and not has_body:
             await self._health(method)
             return not server.closing
-        if server.not_modified is not None and method == "GET" and not has_body:
-            # the SDK poll whose ETag is current: answered here, without a thread (api/fastpath.py decides)
+        if server.not_modified is not None and method == "GET" and path == POLL_PATH and not has_body:
+            # the SDK poll whose ETag is current: answered here, without a thread (api/fastpath.py decides; a
+            # path spelled otherwise, percent-encoded, goes to Flask, which gives the same answer)
             head = server.not_modified(environ_of(ParsedRequest(method, target, headers, b"", self.client,
                                                                 self.local)))
             if head is not None:
@@ -474,8 +483,9 @@ class _Connection:
         if data:
             try:
                 self.channel.write(data)
-                async with asyncio.timeout(timeout or self.limits.write_timeout):
-                    await self.channel.drain()
+                if self.channel.write_paused:  # the client is behind: wait for it, not forever
+                    async with asyncio.timeout(timeout or self.limits.write_timeout):
+                        await self.channel.drain()
             except (ConnectionError, TimeoutError) as e:
                 raise _Hangup from e
 
