@@ -11,7 +11,9 @@ that stream reads an event of the new version; a stream that has not after 10 s 
 
 Then the attack, with the streams still open: `--slow` clients without a token that declare a 100 kB body and
 trickle it a byte every 3 s (from 127.0.0.2), and `--slow` clients that trickle their headers a line every 3 s
-(from 127.0.0.3); each reconnects a second after the server hangs up on it. Meanwhile, from 127.0.0.1, an
+(from 127.0.0.3); each reconnects a second after the server hangs up on it. The attackers run in a process of
+their own (as they would on machines of their own), so that the fleet's event loop only reads its streams and its
+delays are the server's, not the attackers' bookkeeping. Meanwhile, from 127.0.0.1, an
 operator's `GET /api/v1/flags/fleet` and `GET /healthz`, each on a new connection, 200 times each (from two
 processes of their own, so that the fleet's busy event loop does not delay them), and more changes to the fleet.
 
@@ -25,12 +27,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
 import re
 import resource
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -120,15 +125,31 @@ async def trickle(port: int, source: str, head: bytes, piece: Callable[[int], by
         await asyncio.sleep(1.0)
 
 
-def slow_body(port: int, stop: asyncio.Event) -> Awaitable[None]:
+def slow_body(port: int, stop: asyncio.Event) -> Coroutine[Any, Any, None]:
     """No token, a 100 kB body declared, sent a byte at a time."""
     head = b"POST /api/v1/flags HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
     return trickle(port, "127.0.0.2", head, lambda _: b"{", stop)
 
 
-def slow_header(port: int, stop: asyncio.Event) -> Awaitable[None]:
+def slow_header(port: int, stop: asyncio.Event) -> Coroutine[Any, Any, None]:
     """Headers sent a line at a time."""
     return trickle(port, "127.0.0.3", b"GET /healthz HTTP/1.1\r\n", lambda i: b"X-Slow-%d: 1\r\n" % i, stop)
+
+
+def attack_from_process(port: int, n: int, stop: Event) -> None:
+    """n slow-body and n slow-header clients, until `stop` is set."""
+
+    async def attack() -> None:
+        done = asyncio.Event()
+        attackers = [asyncio.create_task(slow_body(port, done)) for _ in range(n)]
+        attackers += [asyncio.create_task(slow_header(port, done)) for _ in range(n)]
+        await asyncio.to_thread(stop.wait)
+        done.set()
+        for task in attackers:
+            task.cancel()
+        await asyncio.gather(*attackers, return_exceptions=True)
+
+    asyncio.run(attack())
 
 
 async def timed_gets(port: int, path: str, headers: str, n: int) -> tuple[list[float], int]:
@@ -193,9 +214,9 @@ async def run(srv: BenchServer, args: argparse.Namespace) -> None:
     rows.append(summary(f"a change reaches {fleet.connected:,} streams ({args.changes} changes)", delays,
                         PROPAGATION_P99_MS, missed))
 
-    stop = asyncio.Event()
-    attackers = [asyncio.create_task(slow_body(srv.port, stop)) for _ in range(args.slow)]
-    attackers += [asyncio.create_task(slow_header(srv.port, stop)) for _ in range(args.slow)]
+    stop = multiprocessing.get_context("spawn").Event()
+    attack = multiprocessing.get_context("spawn").Process(target=attack_from_process, args=(srv.port, args.slow, stop))
+    attack.start()
     await asyncio.sleep(5.0)  # let the attack build up
     admin_header = f"Authorization: {srv.admin_headers['Authorization']}\r\n"
     # The operator probes run in processes of their own: this process's event loop is busy being the fleet and
@@ -212,11 +233,10 @@ async def run(srv: BenchServer, args: argparse.Namespace) -> None:
         got, lost = await fleet.change(srv, [62.5, 87.5][i % 2])
         attacked_delays += got
         attacked_missed += lost
-    stop.set()
     memory_attacked = srv.rss_mb()
+    stop.set()
+    await asyncio.to_thread(attack.join, 30)
     lags = loop_lags(srv)
-    for task in attackers:
-        task.cancel()
     rows.append(summary(f"admin GET during the attack ({args.probes}, new connection each)", admin_ms,
                         ADMIN_P99_MS, admin_failed))
     rows.append(summary(f"/healthz during the attack ({args.probes}, new connection each)", health_ms,
