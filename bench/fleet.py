@@ -33,10 +33,10 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.synchronize import Event
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _server import BenchServer, pct
