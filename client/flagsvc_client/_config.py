@@ -221,7 +221,9 @@ class Carryover:
             return incoming
         flags = {key: held.flags[key] for key in keep}
         flags.update(incoming.flags)
-        return Snapshot(epoch=incoming.epoch, version=incoming.version, flags=flags, raw=incoming.raw)
+        segments = {**held.segments, **incoming.segments}  # a carried flag keeps the segments it was evaluated with
+        return Snapshot(epoch=incoming.epoch, version=incoming.version, flags=flags, raw=incoming.raw,
+                        segments=segments)
 
 
 def _log_error(message: str, *args: object, level: int = 40) -> None:

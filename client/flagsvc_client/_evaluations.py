@@ -14,7 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    Rule = Callable[[object], bool]
+    Rule = Callable[..., bool]
 
 
 def _value(counter: itertools.count[int]) -> int:
@@ -41,8 +41,8 @@ class EvaluationCounts:
 
     @staticmethod
     def _counted(rule: Rule, canary: itertools.count[int], stable: itertools.count[int]) -> Rule:
-        def counted(user_id: object) -> bool:
-            if rule(user_id):  # a rule that raises counts nothing: the caller answers its default
+        def counted(user_id: object, context: object = None) -> bool:
+            if rule(user_id, context):  # a rule that raises counts nothing: the caller answers its default
                 next(canary)
                 return True
             next(stable)

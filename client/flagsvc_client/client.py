@@ -21,17 +21,22 @@ from flagsvc_client._lifecycle import spawn_loop, watch_forks
 from flagsvc_client._log import LogOnce
 from flagsvc_client._outcomes import CANARY, DRAIN_AT, ERROR, NO_LATENCY, OutcomeWindow
 from flagsvc_client._reporter import OutcomeReporter
-from flagsvc_client._rules import CompiledConfig, explain
+from flagsvc_client._rules import CompiledConfig, OutsideRollout, Unanswerable, explain
 from flagsvc_client._track import Track
 from flagsvc_client._transport import HttpTransport
 from flagsvc_client.protocol.sketch import _INV_LOG2_GAMMA as INV_LOG2_GAMMA
+from flagsvc_client.protocol.targeting import InvalidContext
 from flagsvc_client.result import Evaluation, Reason, Status
 from flagsvc_client.settings import ClientSettings
 
 TYPE_CHECKING = False  # `typing` costs ~3 ms to import; type checkers treat this name as True
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from typing import Any
+    from collections.abc import Callable, Mapping
+    from typing import Any, TypeAlias
+
+    # An evaluation context (docs/targeting.md): attribute names to str, int, float, bool or a list of str. Only
+    # the attributes a flag's segments or bucket_by read are looked at; an OpenFeature context's attributes fit.
+    Context: TypeAlias = Mapping[str, object]
 
     from flagsvc_client._transport import Transport
     from flagsvc_client.snapshot import Snapshot
@@ -95,14 +100,15 @@ class FlagClient:
 
     # -- the hot path ---------------------------------------------------------------------------------------
 
-    def is_enabled(self, flag: str, user_id: str | int, default: bool = False) -> bool:
-        """Is this user on the canary path of `flag`? Never raises; `default` when it cannot tell."""
+    def is_enabled(self, flag: str, user_id: str | int, default: bool = False, context: Context | None = None) -> bool:
+        """Is this user on the canary path of `flag`? `context`: the attributes targeting reads (docs/targeting.md).
+        Never raises; `default` when it cannot tell."""
         try:
-            return self._rules[flag](user_id)
+            return self._rules[flag](user_id, context)
         except Exception:
-            return self._is_enabled_slow(flag, user_id, default)
+            return self._is_enabled_slow(flag, user_id, default, context)
 
-    def _is_enabled_slow(self, flag: str, user_id: str | int, default: bool) -> bool:
+    def _is_enabled_slow(self, flag: str, user_id: str | int, default: bool, context: Context | None) -> bool:
         """No rule answered: not ready, an unknown flag (cheap: it may come on every request), or an error."""
         try:
             snapshot = self._config.snapshot
@@ -111,14 +117,16 @@ class FlagClient:
                 return default
         except Exception:
             pass
-        return self.evaluate(flag, user_id, default).value
+        return self.evaluate(flag, user_id, default, context).value
 
-    def record(self, flag: str, user_id: str | int, ok: bool = True, latency_ms: float | None = None) -> None:
+    def record(self, flag: str, user_id: str | int, ok: bool = True, latency_ms: float | None = None,
+               context: Context | None = None) -> None:
         """Count one request's outcome in the arm this user is in (recomputed: cheaper than remembering),
-        under the flag's current revision; the latency goes into the sketch (sketch.py)."""
+        under the flag's current revision; the latency goes into the sketch (sketch.py). Pass the `context` the
+        answer was asked with: a user outside a targeted flag's eligible population is counted in neither arm."""
         try:
             rule, stable, canary = self._entries[flag]
-            code = rule(user_id)  # the user's bucket, plus CANARY on the canary (_outcomes.py)
+            code = rule(user_id, context)  # the user's bucket, plus CANARY on the canary (_outcomes.py)
             tally = canary if code >= CANARY else stable
             # the sketch bucket (sketch.bucket_index, clamped when folded; log2 raises on 0, < 0, NaN, inf)
             event = code + NO_LATENCY if latency_ms is None else code + ceil(log2(latency_ms) * INV_LOG2_GAMMA)
@@ -131,14 +139,15 @@ class FlagClient:
                 events.append(event + ERROR)
                 self._window.note_error(tally, user_id)  # never raises
         except Exception:
-            self._record_failed(flag, user_id, ok, latency_ms)  # nothing was counted: the careful way
+            self._record_failed(flag, user_id, ok, latency_ms, context)  # nothing was counted: the careful way
             return
         if len(events) >= DRAIN_AT or tally.events is not events:
             self._window.settle(tally, events)
 
     # -- evaluation, explained -----------------------------------------------------------------------------
 
-    def evaluate(self, flag: str, user_id: str | int, default: bool = False) -> Evaluation:
+    def evaluate(self, flag: str, user_id: str | int, default: bool = False,
+                 context: Context | None = None) -> Evaluation:
         """The answer with its reason and the flag's revision. Never raises."""
         try:
             self._restart_if_forked()
@@ -149,7 +158,16 @@ class FlagClient:
             if config is None:
                 self._log.warning(("flag_not_found", flag), "unknown flag %r: answering the default", flag)
                 return Evaluation(value=default, arm=None, reason=Reason.FLAG_NOT_FOUND, revision=None)
-            value, reason = explain(config, user_id)
+            try:
+                value, reason = explain(config, user_id, context, snapshot.segments)
+            except Unanswerable as exc:
+                reason = config.unusable[0] if config.unusable else Reason.ERROR
+                self._log.warning(("unanswerable", flag), "flag %r answers the default (%s): %s", flag, reason, exc)
+                return Evaluation(value=default, arm=None, reason=reason, revision=config.revision)
+            except InvalidContext as exc:
+                self._log.warning(("invalid_context", flag), "bad context for flag %r (default answered): %s",
+                                  flag, exc)
+                return Evaluation(value=default, arm=None, reason=Reason.INVALID_CONTEXT, revision=config.revision)
             arm = "canary" if value else "stable"
             if self._evaluations is not None:
                 self._evaluations.add(flag, arm)
@@ -158,18 +176,19 @@ class FlagClient:
             self._log.warning(("evaluate", type(exc)), "evaluation failed (default answered): %r", exc)
             return Evaluation(value=default, arm=None, reason=Reason.ERROR, revision=None)
 
-    def variant(self, flag: str, user_id: str | int) -> str:
+    def variant(self, flag: str, user_id: str | int, context: Context | None = None) -> str:
         """Either "canary" or "stable" ("stable" whenever the client cannot tell)."""
         try:
-            return "canary" if self.is_enabled(flag, user_id) is True else "stable"
+            return "canary" if self.is_enabled(flag, user_id, False, context) is True else "stable"
         except Exception:
             return "stable"
 
-    def track(self, flag: str, user_id: str | int) -> Track:
+    def track(self, flag: str, user_id: str | int, context: Context | None = None) -> Track:
         """`with client.track(flag, user_id) as canary:` times the block and records its outcome (_track.py)."""
-        return Track(self, flag, user_id)
+        return Track(self, flag, user_id, context)
 
-    def _record_failed(self, flag: str, user_id: str | int, ok: bool, latency_ms: float | None) -> None:
+    def _record_failed(self, flag: str, user_id: str | int, ok: bool, latency_ms: float | None,
+                       context: Context | None = None) -> None:
         """The fast path raised before counting anything: a retired tally (first outcome of a flag in a while),
         a fork to restart from, or bad input. Redo it the careful way."""
         try:
@@ -180,13 +199,19 @@ class FlagClient:
                 self._log.warning(("record_unknown", flag), "outcome for unknown flag %r dropped", flag)
                 return
             rule, stable, canary = entry
-            code = rule(user_id)
+            code = rule(user_id, context)
             tally = self._window.add(canary if code >= CANARY else stable, user_id, bool(ok), latency_ms, code)
             if not tally.retired:  # keep the live tally in the config, so the fast path finds it next time
                 with self._lock:
                     rule, stable, canary = config.entries[flag]
                     live = (rule, tally, canary) if tally.key[2] == "stable" else (rule, stable, tally)
                     config.entries[flag] = live
+        except OutsideRollout:
+            return  # outside the flag's eligible population: counted in neither arm, on purpose
+        except Unanswerable as exc:
+            self._log.warning(("record_unanswerable", flag), "outcome for flag %r dropped: %s", flag, exc)
+        except InvalidContext as exc:
+            self._log.warning(("record_context", flag), "outcome for flag %r dropped: bad context: %s", flag, exc)
         except Exception:
             self._log.warning("record_invalid", "outcome dropped: bad user id or latency (%r)", latency_ms)
 

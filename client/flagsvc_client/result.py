@@ -13,9 +13,15 @@ class Reason:
     ALLOW_LIST = "allow_list"
     DENY_LIST = "deny_list"
     KILLED = "killed"  # state off or rolled_back: nobody is canary, allow list included
+    # targeting (docs/targeting.md): outside the rollout's eligible population, so stable (and not counted)
+    EXCLUDED_SEGMENT = "excluded_segment"  # in one of the flag's excluded segments
+    NOT_ELIGIBLE = "not_eligible"  # in none of the flag's eligible segments
+    NO_BUCKET_ATTRIBUTE = "no_bucket_attribute"  # the context lacks the flag's bucket_by attribute
+    INVALID_CONTEXT = "invalid_context"  # the context (or an attribute the flag reads) is not usable: default
+    UNSUPPORTED = "unsupported"  # the flag needs a feature this SDK does not have (docs/protocol.md): default
     FLAG_NOT_FOUND = "flag_not_found"  # the config has no such flag: the caller's default
     NOT_READY = "not_ready"  # no config yet: the caller's default
-    ERROR = "error"  # a bad user id, or a bug: the caller's default
+    ERROR = "error"  # a bad user id, a segment missing from the config, or a bug: the caller's default
 
 
 class Status:

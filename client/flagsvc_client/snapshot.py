@@ -11,12 +11,15 @@ import math
 
 from flagsvc_client._frozen import Frozen
 from flagsvc_client.protocol.bucketing import threshold
-from flagsvc_client.protocol.limits import KILLED_STATES
+from flagsvc_client.protocol.limits import KILLED_STATES, KNOWN_FEATURES
+from flagsvc_client.protocol.targeting import ATTRIBUTE_NAME, OPERATORS, compile_segment, segment_problems
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any, TypeGuard
+
+    from flagsvc_client.protocol.targeting import Test
 
 
 class SnapshotError(ValueError):
@@ -28,9 +31,15 @@ class SnapshotError(ValueError):
 
 
 class FlagConfig(Frozen):
-    """What an SDK needs to evaluate one flag; `threshold` is precomputed from `percent`."""
+    """What an SDK needs to evaluate one flag; `threshold` is precomputed from `percent`. Targeting (docs/targeting.md):
+    `excluded` and `eligible` name segments of the snapshot, `bucket_by` the context attribute hashed instead of the
+    user id. `unusable` is "" for a flag this SDK can evaluate, else (reason, why): a flag that needs a feature this
+    SDK lacks, or a segment it cannot evaluate, answers the caller's default with that reason."""
 
-    __slots__ = ("key", "state", "percent", "revision", "salt", "allow", "deny", "threshold")  # noqa: RUF023
+    __slots__ = (  # noqa: RUF023
+        "key", "state", "percent", "revision", "salt", "allow", "deny", "threshold",
+        "excluded", "eligible", "bucket_by", "unusable",
+    )
 
     key: str
     state: str
@@ -40,6 +49,10 @@ class FlagConfig(Frozen):
     allow: frozenset[str]
     deny: frozenset[str]
     threshold: int
+    excluded: tuple[str, ...]
+    eligible: tuple[str, ...]
+    bucket_by: str | None
+    unusable: tuple[str, str] | None
 
     if TYPE_CHECKING:  # what Frozen.__init__ accepts for this class, spelled out for the type checker
 
@@ -54,21 +67,41 @@ class FlagConfig(Frozen):
             allow: frozenset[str],
             deny: frozenset[str],
             threshold: int,
+            excluded: tuple[str, ...] = (),
+            eligible: tuple[str, ...] = (),
+            bucket_by: str | None = None,
+            unusable: tuple[str, str] | None = None,
         ) -> None: ...
+
+    else:
+
+        def __init__(self, **values: object) -> None:
+            values.setdefault("excluded", ())
+            values.setdefault("eligible", ())
+            values.setdefault("bucket_by", None)
+            values.setdefault("unusable", None)
+            super().__init__(**values)
 
     @property
     def killed(self) -> bool:
         return self.state in KILLED_STATES
 
+    @property
+    def targeted(self) -> bool:
+        """Does evaluating this flag read the context (segments, bucket_by)?"""
+        return bool(self.excluded or self.eligible or self.bucket_by)
+
 
 class Snapshot(Frozen):
-    """One whole config: `epoch` names the dataset, `version` orders snapshots within it."""
+    """One whole config: `epoch` names the dataset, `version` orders snapshots within it. `segments` holds each
+    segment compiled (protocol.targeting), or why this SDK cannot evaluate it."""
 
-    __slots__ = ("epoch", "version", "flags", "raw")  # noqa: RUF023
+    __slots__ = ("epoch", "version", "flags", "raw", "segments")  # noqa: RUF023
 
     epoch: str
     version: int
     flags: Mapping[str, FlagConfig]
+    segments: Mapping[str, Test | tuple[str, str]]
     # The document as received. Not typed as protocol.shapes.SnapshotDoc: a flag may omit key, salt, allow and
     # deny, and list int user ids (parse_flag accepts both), which that shape does not allow.
     raw: Mapping[str, Any]
@@ -76,8 +109,15 @@ class Snapshot(Frozen):
     if TYPE_CHECKING:  # what Frozen.__init__ accepts for this class, spelled out for the type checker
 
         def __init__(
-            self, *, epoch: str, version: int, flags: Mapping[str, FlagConfig], raw: Mapping[str, Any]
+            self, *, epoch: str, version: int, flags: Mapping[str, FlagConfig], raw: Mapping[str, Any],
+            segments: Mapping[str, Test | tuple[str, str]] = ...,
         ) -> None: ...
+
+    else:
+
+        def __init__(self, **values: object) -> None:
+            values.setdefault("segments", {})
+            super().__init__(**values)
 
     @property
     def etag(self) -> str:
@@ -122,6 +162,25 @@ def _id_set(key: str, name: str, value: object) -> frozenset[str]:
     return frozenset(ids)
 
 
+def _names(key: str, name: str, value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(_is_text(item) for item in value):
+        raise SnapshotError(f"flag {key!r}: {name} must be a list of segment names")
+    return tuple(dict.fromkeys(value))
+
+
+def _unsupported(key: str, data: dict[str, Any], missing: list[str]) -> FlagConfig:
+    """A flag that needs features this SDK lacks: only what the answer needs (its revision) is read, the rest may
+    follow rules this SDK does not know."""
+    revision = data.get("revision")
+    return FlagConfig(
+        key=key, state="off", percent=0.0, revision=revision if _is_int(revision) else 0, salt=key,
+        allow=frozenset(), deny=frozenset(), threshold=0,
+        unusable=("unsupported", f"flag {key!r} needs {', '.join(missing)}, which this SDK does not support"),
+    )
+
+
 def parse_flag(key: object, data: object) -> FlagConfig:
     if not _is_text(key) or not key:
         raise SnapshotError("flag keys must be non-empty strings")
@@ -129,6 +188,11 @@ def parse_flag(key: object, data: object) -> FlagConfig:
         raise SnapshotError(f"flag {key!r} must be an object")
     if data.get("key", key) != key:
         raise SnapshotError(f"flag {key!r} carries the key {data.get('key')!r}")
+    requires = data.get("requires", [])
+    if not isinstance(requires, list) or not all(_is_text(item) for item in requires):
+        raise SnapshotError(f"flag {key!r}: requires must be a list of feature names")
+    if missing := sorted(set(requires) - KNOWN_FEATURES):
+        return _unsupported(key, data, missing)
     state, percent, revision = data.get("state"), data.get("percent"), data.get("revision")
     salt = data.get("salt", key)
     if not _is_text(state):
@@ -139,6 +203,9 @@ def parse_flag(key: object, data: object) -> FlagConfig:
         raise SnapshotError(f"flag {key!r}: revision must be a non-negative integer")
     if not _is_text(salt):
         raise SnapshotError(f"flag {key!r}: salt must be a string")
+    bucket_by = data.get("bucket_by")
+    if bucket_by is not None and not (_is_text(bucket_by) and ATTRIBUTE_NAME.match(bucket_by)):
+        raise SnapshotError(f"flag {key!r}: bucket_by must be an attribute name")
     return FlagConfig(
         key=key,
         state=state,
@@ -148,7 +215,37 @@ def parse_flag(key: object, data: object) -> FlagConfig:
         allow=_id_set(key, "allow", data.get("allow")),
         deny=_id_set(key, "deny", data.get("deny")),
         threshold=threshold(percent),
+        excluded=_names(key, "excluded_segments", data.get("excluded_segments")),
+        eligible=_names(key, "eligible_segments", data.get("eligible_segments")),
+        bucket_by=bucket_by,
     )
+
+
+def parse_segment(name: str, data: object) -> Test | tuple[str, str]:
+    """The segment compiled, or why this SDK cannot evaluate it (an operator it does not know, or conditions it
+    finds malformed): flags that use it then answer the caller's default, the rest of the snapshot stands."""
+    conditions = data.get("conditions") if isinstance(data, dict) else None
+    if isinstance(conditions, list):
+        unknown = sorted({str(c.get("op")) for c in conditions if isinstance(c, dict)} - set(OPERATORS))
+        if unknown:
+            why = f"segment {name!r} uses operator(s) {', '.join(unknown)}, which this SDK does not know"
+            return "unsupported", why
+    problems = segment_problems(conditions)
+    if problems:
+        field, found = next(iter(problems.items()))
+        return "error", f"segment {name!r} cannot be evaluated: {field}: {found[0]}"
+    return compile_segment(conditions)  # type: ignore[arg-type]
+
+
+def _with_segments(flag: FlagConfig, segments: Mapping[str, Test | tuple[str, str]]) -> FlagConfig:
+    """The flag, marked unusable when one of its segments is missing or cannot be evaluated."""
+    for name in (*flag.excluded, *flag.eligible):
+        segment = segments.get(name)
+        if segment is None or isinstance(segment, tuple):
+            unusable = segment or ("error", f"flag {flag.key!r} names segment {name!r}, which the snapshot lacks")
+            values = {slot: getattr(flag, slot) for slot in FlagConfig.__slots__}
+            return FlagConfig(**{**values, "unusable": unusable})
+    return flag
 
 
 def parse_snapshot(data: object) -> Snapshot:
@@ -162,8 +259,12 @@ def parse_snapshot(data: object) -> Snapshot:
         raise SnapshotError("snapshot version must be a non-negative integer")
     if not isinstance(flags, dict):
         raise SnapshotError("snapshot flags must be an object")
-    parsed = {key: parse_flag(key, value) for key, value in flags.items()}
-    return Snapshot(epoch=epoch, version=version, flags=parsed, raw=data)
+    raw_segments = data.get("segments", {})
+    if not isinstance(raw_segments, dict) or not all(_is_text(name) for name in raw_segments):
+        raise SnapshotError("snapshot segments must be an object keyed by segment name")
+    segments = {name: parse_segment(name, value) for name, value in raw_segments.items()}
+    parsed = {key: _with_segments(parse_flag(key, value), segments) for key, value in flags.items()}
+    return Snapshot(epoch=epoch, version=version, flags=parsed, raw=data, segments=segments)
 
 
 def loads_snapshot(text: str | bytes) -> Snapshot:

@@ -17,3 +17,8 @@ MAX_FLAG_KEY_LENGTH = 128
 BATCH_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}\Z"
 REPORTER_PATTERN = r"^[A-Za-z0-9_-]{8,64}\Z"  # an SDK instance's id, new in every process
 SNAPSHOT_EVENT = "snapshot"  # the Server-Sent Event that carries a snapshot on /sdk/v1/stream
+# The features a snapshot flag may list in `requires` (docs/protocol.md, "Features"): an SDK answers the caller's
+# default, with reason `unsupported`, for a flag requiring one it does not know.
+FEATURE_SEGMENTS = "segments"  # excluded_segments / eligible_segments, evaluated against the context
+FEATURE_BUCKET_BY = "bucket_by"  # the rollout hashes a context attribute instead of the user id
+KNOWN_FEATURES = frozenset({FEATURE_SEGMENTS, FEATURE_BUCKET_BY})
