@@ -20,8 +20,10 @@ from flagsvc.api.admin import FlagHistoryDoc, FlagListDoc
 from flagsvc.api.backup import DatasetStatusDoc, ExportDocumentSchema
 from flagsvc.api.errors import STATUS_BY_CODE, ErrorDoc
 from flagsvc.api.health import StatusDoc
+from flagsvc.api.segments import SegmentListDoc
 from flagsvc.api.typed_schema import object_schema
 from flagsvc.domain.flag import KEY_PATTERN, FlagDoc, HistoryEntryDoc
+from flagsvc.domain.segment import SegmentDoc
 from flagsvc.service import TRANSITIONS
 from flagsvc.service.backup import ExportDoc, ImportResultDoc
 
@@ -29,7 +31,7 @@ from flagsvc.service.backup import ExportDoc, ImportResultDoc
 # that sends them cannot drift apart.
 RESPONSES: tuple[type, ...] = (
     ErrorDoc, FlagDoc, FlagListDoc, HistoryEntryDoc, FlagHistoryDoc, FlagStats, SnapshotDoc, OutcomeReceipt,
-    StatusDoc, ExportDoc, ImportResultDoc, DatasetStatusDoc,
+    StatusDoc, ExportDoc, ImportResultDoc, DatasetStatusDoc, SegmentDoc, SegmentListDoc,
 )
 
 
@@ -58,9 +60,9 @@ ERROR_TEXT = {
     400: "The request is malformed or not valid (`bad_request`, `validation_error`); nothing changed",
     401: "No valid bearer token (`unauthorized`)",
     403: "An SDK key on an admin endpoint (`forbidden`)",
-    404: "No such flag or action (`not_found`)",
-    409: "Illegal transition, existing key, lost compare-and-set or an Idempotency-Key reused for another request "
-         "(`conflict`); nothing changed",
+    404: "No such flag, segment or action (`not_found`)",
+    409: "Illegal transition, existing key, lost compare-and-set, a segment flags still use, or an Idempotency-Key "
+         "reused for another request (`conflict`); nothing changed",
     412: "If-Match names a revision the flag is no longer at (`precondition_failed`); nothing changed",
     413: "The request body is larger than FLAGSVC_MAX_BODY_BYTES (`payload_too_large`)",
     422: "No SDK instance could have sent this batch (`implausible_batch`: counts beyond its window at "
@@ -71,6 +73,8 @@ ERROR_TEXT = {
 }
 KEY_PARAM = {"name": "key", "in": "path", "required": True, "description": "The flag's key",
              "schema": {"type": "string", "pattern": KEY_PATTERN.pattern}}
+SEGMENT_PARAM = {"name": "name", "in": "path", "required": True, "description": "The segment's name",
+                 "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,63}$"}}
 ACTION_PARAM = {"name": "action", "in": "path", "required": True,
                 "schema": {"type": "string", "enum": list(TRANSITIONS)}}
 LIMIT_PARAM = {"name": "limit", "in": "query", "required": False, "description": "Newest entries first, 1 to 1000",
@@ -126,6 +130,17 @@ OPERATIONS: list[tuple[str, str, str, list, Any, bool, int, Any, list, tuple[int
      FlagHistoryDoc, [KEY_PARAM, LIMIT_PARAM], (400, 401, 403, 404, 503)),
     ("/api/v1/flags/{key}/stats", "get", "Live outcome totals of the current revision", ADMIN, None, False, 200,
      FlagStats, [KEY_PARAM], (401, 403, 404, 503)),
+    ("/api/v1/segments", "get", "List every targeting segment", ADMIN, None, False, 200, SegmentListDoc, [],
+     (401, 403, 503)),
+    ("/api/v1/segments", "post", "Create a segment: conditions on the evaluation context (docs/targeting.md)",
+     ADMIN, schemas.SegmentCreateSchema, True, 201, SegmentDoc, [], (400, 401, 403, 409, 413, 503)),
+    ("/api/v1/segments/{name}", "get", "One segment", ADMIN, None, False, 200, SegmentDoc, [SEGMENT_PARAM],
+     (401, 403, 404, 503)),
+    ("/api/v1/segments/{name}", "patch", "Change a segment's conditions or description (reaches SDKs like any "
+     "change)", ADMIN, schemas.SegmentUpdateSchema, True, 200, SegmentDoc, [SEGMENT_PARAM],
+     (400, 401, 403, 404, 409, 413, 503)),
+    ("/api/v1/segments/{name}", "delete", "Delete a segment no flag uses (else 409 naming the flags)", ADMIN, None,
+     False, 204, None, [SEGMENT_PARAM], (401, 403, 404, 409, 503)),
     ("/api/v1/export", "get", "Export every flag with its rollout state (and recent history)", ADMIN, None, False,
      200, ExportDoc, [HISTORY_PARAM], (400, 401, 403, 503)),
     ("/api/v1/import", "post", "Restore flags from an export: missing ones created as exported; all checked first",
@@ -153,9 +168,9 @@ def _flag_write(path: str, method: str, parameters: list[Any], errors: tuple[int
                                                                                                  tuple[int, ...]]:
     """Every operator write to a flag takes an Idempotency-Key; all but the create take If-Match (412). A malformed
     header of either is a 400."""
-    if not path.startswith("/api/v1/flags") or method == "get":
+    if not path.startswith(("/api/v1/flags", "/api/v1/segments")) or method == "get":
         return parameters, errors
-    if path == "/api/v1/flags":
+    if path in ("/api/v1/flags", "/api/v1/segments"):
         return [*parameters, IDEMPOTENCY_KEY_PARAM], tuple(sorted({*errors, 400}))
     return [*parameters, IF_MATCH_PARAM, IDEMPOTENCY_KEY_PARAM], tuple(sorted({*errors, 400, 412}))
 

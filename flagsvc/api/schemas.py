@@ -53,6 +53,9 @@ class _FlagSettingsSchema(Schema):
     analysis = fields.Dict(keys=Text())
     allow = UserIds
     deny = UserIds
+    excluded_segments = fields.List(Text())
+    eligible_segments = fields.List(Text())
+    bucket_by = Text(allow_none=True)
 
     @pre_load
     def refuse_server_owned(self, data: Any, **kwargs: Any) -> Any:
@@ -88,7 +91,44 @@ class ReporterChangeSchema(ReasonSchema):
                                                             error="a reporter id: 8 to 64 of A-Z a-z 0-9 _ -"))
 
 
+class ConditionSchema(Schema):
+    """One condition of a segment; what each operator takes is checked by the domain (docs/targeting.md)."""
+
+    attribute = Text(required=True)
+    op = Text(required=True)
+    values = fields.List(fields.Raw(), required=True)
+
+
+class _SegmentSettingsSchema(Schema):
+    description = Text()
+    conditions = fields.List(fields.Nested(ConditionSchema))
+
+    @pre_load
+    def refuse_server_owned(self, data: Any, **kwargs: Any) -> Any:
+        if isinstance(data, dict):
+            owned = {name: ["is set by the server and cannot be written"]
+                     for name in ("revision", "created_at", "updated_at", "updated_by") if name in data}
+            if owned:
+                raise ValidationError(owned)
+        return data
+
+
+class SegmentCreateSchema(_SegmentSettingsSchema):
+    name = Text(required=True)
+    conditions = fields.List(fields.Nested(ConditionSchema), required=True)
+
+
+class SegmentUpdateSchema(_SegmentSettingsSchema):
+    @pre_load
+    def refuse_name(self, data: Any, **kwargs: Any) -> Any:
+        if isinstance(data, dict) and "name" in data:
+            raise ValidationError({"name": ["a segment's name cannot change; create a new segment"]})
+        return data
+
+
 flag_create = FlagCreateSchema()
+segment_create = SegmentCreateSchema()
+segment_update = SegmentUpdateSchema()
 flag_update = FlagUpdateSchema()
 reason_body = ReasonSchema()
 percent_body = PercentSchema()

@@ -36,7 +36,8 @@ def object_schema(typed_dict: type) -> dict[str, Any]:
     required = typed_dict.__required_keys__  # type: ignore[attr-defined]
     schema: dict[str, Any] = {"type": "object", "properties": {name: json_schema(hint) for name, hint in
                                                                hints.items()}}
-    keys = [name for name in hints if name in required]
+    # Python 3.11 counts a NotRequired key as required when its module postpones annotations: read the hint too
+    keys = [name for name in hints if name in required and get_origin(hints[name]) is not NotRequired]
     if keys:
         schema["required"] = keys
     description = inspect.getdoc(typed_dict)

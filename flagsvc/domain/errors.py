@@ -87,3 +87,29 @@ class IdempotencyKeyReused(FlagError):
     def __init__(self) -> None:
         super().__init__("this Idempotency-Key was used for a different request",
                          {"Idempotency-Key": ["was used for a different request; use a new key for a new request"]})
+
+
+class SegmentNotFound(FlagError):
+    code = "not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no segment named {name!r}")
+        self.name = name
+
+
+class SegmentExists(FlagError):
+    code = "conflict"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a segment named {name!r} exists already", {"name": ["already exists"]})
+
+
+class SegmentInUse(FlagError):
+    """A segment that flags name cannot be deleted: they would answer their callers' defaults."""
+
+    code = "conflict"
+
+    def __init__(self, name: str, flags: list[str]) -> None:
+        shown = ", ".join(flags[:10]) + (f" and {len(flags) - 10} more" if len(flags) > 10 else "")
+        super().__init__(f"segment {name!r} is used by flag(s) {shown}: take it out of them first",
+                         {"name": [f"used by {shown}"]})

@@ -15,6 +15,8 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Annotated, Any, TypedDict, cast
 
+from flagsvc_client.protocol.targeting import ATTRIBUTE_NAME, SEGMENT_NAME
+
 from flagsvc.domain.analysis import AnalysisSettings, validate_analysis
 from flagsvc.domain.errors import IllegalTransition, InvalidFlag
 
@@ -27,6 +29,7 @@ MAX_LIST_IDS = 10_000
 MAX_ID_LENGTH = 256
 MAX_DESCRIPTION = 1_000
 MAX_SALT = 128
+MAX_FLAG_SEGMENTS = 20  # in each of excluded_segments and eligible_segments
 
 
 class State(StrEnum):
@@ -68,6 +71,9 @@ class FlagDoc(TypedDict):
     analysis: dict[str, Any]
     allow: list[str]
     deny: list[str]
+    excluded_segments: list[str]
+    eligible_segments: list[str]
+    bucket_by: str | None
     state: Annotated[str, State]
     percent: float
     stage_index: int
@@ -103,6 +109,11 @@ class Flag:
     analysis: Mapping[str, Any] = field(default_factory=dict)
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
+    # targeting (docs/targeting.md): users in an excluded segment, or in none of the eligible ones (when any are
+    # named), are outside the rollout; bucket_by names the context attribute hashed instead of the user id
+    excluded_segments: tuple[str, ...] = ()
+    eligible_segments: tuple[str, ...] = ()
+    bucket_by: str | None = None
     state: State = State.OFF
     percent: float = 0.0
     stage_index: int = 0
@@ -118,6 +129,8 @@ class Flag:
         data["stages"] = list(self.stages)
         data["allow"] = list(self.allow)
         data["deny"] = list(self.deny)
+        data["excluded_segments"] = list(self.excluded_segments)
+        data["eligible_segments"] = list(self.eligible_segments)
         data["analysis"] = dict(self.analysis)
         return cast(FlagDoc, data)
 
@@ -132,6 +145,9 @@ class Flag:
             analysis=dict(data.get("analysis") or {}),
             allow=tuple(data.get("allow", ())),
             deny=tuple(data.get("deny", ())),
+            excluded_segments=tuple(data.get("excluded_segments", ())),
+            eligible_segments=tuple(data.get("eligible_segments", ())),
+            bucket_by=data.get("bucket_by") or None,
             state=State(data.get("state", State.OFF)),
             percent=float(data.get("percent", 0.0)),
             stage_index=int(data.get("stage_index", 0)),
@@ -141,6 +157,11 @@ class Flag:
             stage_started_at=float(data.get("stage_started_at", 0.0)),
             reason=data.get("reason", ""),
         )
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        """Every segment the flag names."""
+        return (*self.excluded_segments, *self.eligible_segments)
 
     @property
     def is_last_stage(self) -> bool:
@@ -252,6 +273,19 @@ def validate(flag: Flag) -> Flag:
         problems[f"analysis.{name}" if name != "_schema" else "analysis"] = p
     if overlap := set(flag.allow) & set(flag.deny):
         problems.setdefault("deny", []).append(f"{len(overlap)} user id(s) are in both allow and deny")
+    for name in ("excluded_segments", "eligible_segments"):
+        names = getattr(flag, name)
+        if len(names) > MAX_FLAG_SEGMENTS:
+            problems[name] = [f"at most {MAX_FLAG_SEGMENTS} segments"]
+        elif not all(isinstance(n, str) and SEGMENT_NAME.match(n) for n in names):
+            problems[name] = ["segment names match ^[a-z0-9][a-z0-9_.-]{0,63}$"]
+        elif len(set(names)) != len(names):
+            problems[name] = ["names a segment twice"]
+    if both := set(flag.excluded_segments) & set(flag.eligible_segments):
+        problems.setdefault("eligible_segments", []).append(
+            f"segment(s) both excluded and eligible: {', '.join(sorted(both))}")
+    if flag.bucket_by is not None and not (isinstance(flag.bucket_by, str) and ATTRIBUTE_NAME.match(flag.bucket_by)):
+        problems["bucket_by"] = ["an attribute name: ^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$"]
     if problems:
         raise InvalidFlag("the flag is not valid", problems)
     return flag
@@ -259,13 +293,17 @@ def validate(flag: Flag) -> Flag:
 
 # --- transitions ------------------------------------------------------------------------------------------
 
-EDITABLE_FIELDS = frozenset({"description", "salt", "stages", "bake_seconds", "analysis", "allow", "deny"})
+EDITABLE_FIELDS = frozenset({"description", "salt", "stages", "bake_seconds", "analysis", "allow", "deny",
+                             "excluded_segments", "eligible_segments", "bucket_by"})
+LIST_FIELDS = ("stages", "allow", "deny", "excluded_segments", "eligible_segments")
 
 
 def new_flag(key: str, settings: Mapping[str, Any], *, now: float, actor: str) -> tuple[Flag, HistoryEntry]:
     values = {name: settings[name] for name in EDITABLE_FIELDS if name in settings}
     values.setdefault("salt", key)
-    for name in ("stages", "allow", "deny"):
+    if "bucket_by" in values:
+        values["bucket_by"] = values["bucket_by"] or None  # "" or null: the user id
+    for name in LIST_FIELDS:
         if name in values:
             values[name] = tuple(values[name])
     values["analysis"] = values.get("analysis") or {}
@@ -304,7 +342,9 @@ def update(flag: Flag, settings: Mapping[str, Any], *, now: float, actor: str,
     if unknown:
         raise InvalidFlag("only settings can be edited", {name: ["cannot be changed"] for name in unknown})
     values = dict(settings)
-    for name in ("stages", "allow", "deny"):
+    if "bucket_by" in values:
+        values["bucket_by"] = values["bucket_by"] or None
+    for name in LIST_FIELDS:
         if name in values:
             values[name] = tuple(values[name])
     if "stages" in values and values["stages"] != flag.stages and flag.state in (State.ROLLING, State.PAUSED):

@@ -26,9 +26,11 @@ from flagsvc.service.controller import build_controller
 from flagsvc.service.dataset import DatasetWatcher
 from flagsvc.service.ingestion import OutcomeIngestion
 from flagsvc.service.rate_limit import RateLimiter
+from flagsvc.service.segments import SegmentCommands
 from flagsvc.service.snapshots import ServedSnapshot, SnapshotSource
 from flagsvc.service.status import ServerStatus
 from flagsvc.store.roles import Store
+from flagsvc.store.segments import segments_for
 
 __all__ = ["TRANSITIONS", "ServedSnapshot", "Services", "WriteRequest", "build_services"]
 
@@ -36,6 +38,7 @@ __all__ = ["TRANSITIONS", "ServedSnapshot", "Services", "WriteRequest", "build_s
 @dataclass(frozen=True)
 class Services:
     commands: FlagCommands
+    segments: SegmentCommands  # targeting segments (docs/targeting.md)
     ingestion: OutcomeIngestion
     snapshots: SnapshotSource
     changes: ChangeFeed
@@ -61,9 +64,11 @@ def build_services(settings: Settings, store: Store | None = None, clock: Callab
         store = RedisStore.from_url(settings.redis_url, settings.namespace,
                                     min_replicas_ack=settings.redis_min_replicas_ack,
                                     ack_timeout=settings.redis_ack_timeout)
-    snapshots = SnapshotSource(store, store)
+    segment_store = segments_for(store)
+    snapshots = SnapshotSource(store, store, segments=segment_store)
     changes = ChangeFeed(store.listen_changes, snapshots)
     announcer = ChangeAnnouncer(store, changes.changed_here)
+    segment_commands = SegmentCommands(segment_store, store, announcer, clock)
     rollout = build_controller(store, announcer, clock=clock, interval=settings.controller_interval) \
         if controller else None
     dataset = DatasetWatcher(store, store, store, clock, interval=watch_interval)
@@ -71,7 +76,8 @@ def build_services(settings: Settings, store: Store | None = None, clock: Callab
     files = BackupFiles(backup, dataset, backup_dir or settings.data_dir / "backups", clock,
                         min_interval=backup_interval)
     return Services(
-        commands=FlagCommands(store, announcer, clock),
+        commands=FlagCommands(store, announcer, clock, check_segments=segment_commands.check_flag),
+        segments=segment_commands,
         ingestion=OutcomeIngestion(
             store, store, store, limits=PlausibilityLimits(max_reporter_rate=settings.max_reporter_rate),
             limiter=RateLimiter(settings.outcome_batches_per_second, 2 * settings.outcome_batches_per_second),

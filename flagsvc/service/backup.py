@@ -36,6 +36,8 @@ _FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "salt": ((str,), False), "bake_seconds": ((int,), False), "analysis": ((dict,), False),
     "allow": ((list,), False), "deny": ((list,), False), "created_at": ((int, float), False),
     "updated_at": ((int, float), False), "stage_started_at": ((int, float), False), "reason": ((str,), False),
+    "excluded_segments": ((list,), False), "eligible_segments": ((list,), False),
+    "bucket_by": ((str, type(None)), False),
 }
 
 

@@ -48,8 +48,11 @@ ANY = WriteRequest()
 class FlagCommands:
     def __init__(self, flags: FlagRepository, announcer: ChangeAnnouncer, clock: Callable[[], float] = time.time,
                  jitter: Callable[[float, float], float] = random.uniform,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 check_segments: Callable[[Flag], None] = lambda flag: None) -> None:
+        """`check_segments(flag)` raises when a flag names segments that do not exist (SegmentCommands.check_flag)."""
         self._flags = flags
+        self._check_segments = check_segments
         self._announcer = announcer
         self._clock = clock
         self._jitter = jitter
@@ -74,6 +77,7 @@ class FlagCommands:
         if first is not None:
             return _replayed_flag(first, request)
         flag, entry = flags.new_flag(key, settings, now=self._clock(), actor=actor)
+        self._check_segments(flag)
         try:
             self._flags.create(flag, entry, idempotency=_idempotency(request, flag))
         except AlreadyApplied as racing:  # the same request, sent twice at once, got there first
@@ -99,7 +103,13 @@ class FlagCommands:
         self._announcer.announce()
 
     def update(self, key: str, settings: Mapping[str, Any], *, actor: str, request: WriteRequest = ANY) -> Flag:
-        return self._apply(key, lambda f: flags.update(f, settings, now=self._clock(), actor=actor), request)
+        def change(flag: Flag) -> tuple[Flag, HistoryEntry]:
+            after, entry = flags.update(flag, settings, now=self._clock(), actor=actor)
+            if "excluded_segments" in settings or "eligible_segments" in settings:
+                self._check_segments(after)
+            return after, entry
+
+        return self._apply(key, change, request)
 
     def transition(self, key: str, action: str, *, actor: str, reason: str = "",
                    request: WriteRequest = ANY) -> Flag:

@@ -16,15 +16,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from flagsvc_client.protocol.limits import FEATURE_BUCKET_BY, FEATURE_SEGMENTS
 from flagsvc_client.protocol.shapes import SnapshotDoc, SnapshotFlag
 
 from flagsvc.domain.flag import Flag
 from flagsvc.store.roles import ChangeBus, ConfigVersion, FlagRepository
+from flagsvc.store.segments import SegmentRepository
 
 
 def sdk_view(flag: Flag) -> SnapshotFlag:
-    """What an SDK needs to evaluate a flag, and nothing more."""
-    return {
+    """What an SDK needs to evaluate a flag, and nothing more. A flag that uses targeting says so in `requires`
+    (docs/protocol.md, "Features"), so an SDK that cannot evaluate it answers its caller's default; a flag
+    without targeting carries none of those fields, exactly as before."""
+    view: SnapshotFlag = {
         "key": flag.key,
         "state": flag.state.value,
         "percent": flag.percent,
@@ -33,6 +37,17 @@ def sdk_view(flag: Flag) -> SnapshotFlag:
         "allow": list(flag.allow),
         "deny": list(flag.deny),
     }
+    requires = []
+    if flag.excluded_segments or flag.eligible_segments:
+        requires.append(FEATURE_SEGMENTS)
+        view["excluded_segments"] = list(flag.excluded_segments)
+        view["eligible_segments"] = list(flag.eligible_segments)
+    if flag.bucket_by:
+        requires.append(FEATURE_BUCKET_BY)
+        view["bucket_by"] = flag.bucket_by
+    if requires:
+        view["requires"] = requires
+    return view
 
 
 @dataclass(frozen=True)
@@ -52,8 +67,9 @@ class ServedSnapshot:
 
 class SnapshotSource:
     def __init__(self, flags: FlagRepository, versions: ChangeBus, clock: Callable[[], float] = time.monotonic,
-                 max_age: float = 1.0) -> None:
+                 max_age: float = 1.0, segments: SegmentRepository | None = None) -> None:
         self._flags = flags
+        self._segments = segments
         self._versions = versions
         self.clock = clock
         self.max_age = max_age
@@ -73,10 +89,14 @@ class SnapshotSource:
 
     def _rebuild(self, version: ConfigVersion, cached: ServedSnapshot | None) -> ServedSnapshot:
         flags = {f.key: sdk_view(f) for f in self._flags.list_flags()}
-        digest = hashlib.sha256(json.dumps(flags, sort_keys=True).encode()).hexdigest()
+        segments = {s.name: s.sdk_view() for s in self._segments.list_segments()} if self._segments else {}
+        content = {"flags": flags, "segments": segments} if segments else flags
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
         if cached and cached.version == version and cached.digest != digest:
             version = self._versions.bump_config_version()  # a change landed without its announcement
         document: SnapshotDoc = {"epoch": version.epoch, "version": version.version, "flags": flags}
+        if segments:
+            document["segments"] = segments
         body = json.dumps(document, separators=(",", ":")).encode()
         snapshot = ServedSnapshot(version, body, digest, self.clock())
         self._cached = snapshot

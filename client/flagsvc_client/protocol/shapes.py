@@ -12,7 +12,9 @@ Arm = Literal["stable", "canary"]
 
 
 class SnapshotFlag(TypedDict):
-    """What an SDK needs to evaluate one flag, and nothing more. SDKs must accept states they do not know."""
+    """What an SDK needs to evaluate one flag, and nothing more. SDKs must accept states they do not know.
+    `requires` lists the features (limits.KNOWN_FEATURES) evaluating the flag takes: an SDK that lacks one answers
+    the caller's default (docs/protocol.md); the targeting fields come with their feature (docs/targeting.md)."""
 
     key: str
     state: str
@@ -21,15 +23,35 @@ class SnapshotFlag(TypedDict):
     salt: str
     allow: list[str]
     deny: list[str]
+    requires: NotRequired[list[str]]
+    excluded_segments: NotRequired[list[str]]
+    eligible_segments: NotRequired[list[str]]
+    bucket_by: NotRequired[str]
+
+
+class SnapshotCondition(TypedDict):
+    """One condition of a segment (protocol.targeting): the attribute, the operator, its values."""
+
+    attribute: str
+    op: str
+    values: list[Any]
+
+
+class SnapshotSegment(TypedDict):
+    """A segment: a context is in it when all of its conditions hold."""
+
+    conditions: list[SnapshotCondition]
 
 
 class SnapshotDoc(TypedDict):
     """The whole SDK configuration (GET /sdk/v1/flags, and each event of /sdk/v1/stream). `epoch` names the
-    dataset; `version` grows on every change within it; the ETag is "<epoch>-<version>"."""
+    dataset; `version` grows on every change within it; the ETag is "<epoch>-<version>". `segments`, when any
+    exist, by name."""
 
     epoch: str
     version: int
     flags: dict[str, SnapshotFlag]
+    segments: NotRequired[dict[str, SnapshotSegment]]
 
 
 class ArmOutcome(TypedDict):

@@ -271,7 +271,10 @@ def _is_text(value: object) -> bool:
 
 
 def _is_number(value: object) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+    """A finite float, or an int a double holds exactly (what every JSON parser reads alike)."""
+    if type(value) is int:
+        return -(2**53) <= value <= 2**53
+    return type(value) is float and math.isfinite(value)
 
 
 def condition_problems(condition: object) -> dict[str, list[str]]:
