@@ -1,5 +1,7 @@
-"""A primary killed (SIGKILL) under a stream of operator writes, on Sentinel and on a Cluster of their own: how
-long until writes succeed again, and which acknowledged writes the failover lost.
+"""A primary killed (SIGKILL) or paused past the failover timeout (SIGSTOP, then SIGCONT) under a stream of operator
+writes, on Sentinel and on a Cluster of their own: how long until writes succeed again, and which acknowledged
+writes the failover lost; then the same under the whole load (tests/support/failover_load.py): controllers,
+outcome batches and 200 streaming SDKs.
 
 Each write sets one flag's percent with an actor of its own, so an acknowledged write that a failover lost is
 one whose actor is missing from the flag's history afterwards. Each test prints what it measured (`-s`).
@@ -21,6 +23,7 @@ from flagsvc.domain import flag as flags
 from flagsvc.domain.errors import RevisionConflict
 from flagsvc.store.redis_store import RedisStore, ReplicasDidNotAck
 from flagsvc.store.roles import HISTORY_CAP
+from tests.support.failover_load import run_failover
 from tests.support.flags import new
 from tests.support.redis_ha import ClusterSetup, SentinelSetup
 
@@ -217,3 +220,24 @@ def test_writes_the_replicas_never_got_are_lost_in_a_failover_unless_a_replica_a
         primary.close()
         store.redis.close()
         truth.redis.close()
+
+
+UNDER_LOAD_WRITES_BACK_WITHIN = 20.0  # seconds; a paused primary holds its clients' requests for their 5 s timeout
+
+
+@pytest.mark.parametrize(("kind", "fault"), [("sentinel", "pause"), ("cluster", "pause"), ("sentinel", "kill")])
+def test_a_failover_under_the_whole_load_with_one_replica_ack(tmp_path, kind, fault):
+    """The primary fails for 6 s (SIGSTOP past down-after-milliseconds / cluster-node-timeout, or SIGKILL) and
+    comes back (SIGCONT, or restarted) while an operator writes, two controllers decide, outcome batches arrive
+    and 200 SDKs stream. The old primary comes back as a replica, and with MIN_REPLICAS_ACK=1 nothing answered
+    is lost: no write, no decision taken twice or under an older token, no outcome batch, and no SDK answers an
+    error or misses the last change."""
+    with (SentinelSetup if kind == "sentinel" else ClusterSetup)(tmp_path / "redis") as setup:
+        figures = run_failover(setup, fault, acks=1, sdks=200, work_dir=tmp_path)
+    print("\n" + figures.line())
+    assert figures.writes_back_s is not None and figures.writes_back_s < UNDER_LOAD_WRITES_BACK_WITHIN
+    assert figures.old_primary_role == "slave"
+    assert figures.writes_lost == []
+    assert figures.decisions > 0 and figures.double_decisions == [] and figures.stale_decisions == []
+    assert figures.batches_acked > 0 and figures.batches_lost == [] and figures.outcomes_double_counted == 0
+    assert figures.sdk_evaluations > 0 and figures.sdk_errors == 0 and figures.sdks_behind == 0

@@ -296,6 +296,7 @@ def run_failover(setup: SentinelSetup | ClusterSetup, fault: str, *, acks: int, 
         os.kill(primary.pid or 0, signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
         time.sleep(down_for)
         if fault == "kill":
+            primary.port = _port(primary)  # where the sentinels knew it: they make it a replica there
             primary.start()
         else:
             os.kill(primary.pid or 0, signal.SIGCONT)
