@@ -197,8 +197,17 @@ class RedisStore:
         return bool(result)
 
     def idempotent_answer(self, key: str, idempotency_key: str) -> AlreadyApplied | None:
-        fingerprint, answer = cast(list[str | None], self.redis.hmget(self.keys.idempotency(key, idempotency_key),
-                                                                      ["fingerprint", "answer"]))
+        record = self.keys.idempotency(key, idempotency_key)
+        if not self._min_acks:
+            found = self.redis.hmget(record, ["fingerprint", "answer"])
+        else:
+            # A replay answers what the first try did, so it must be as safe: the first try may have been
+            # answered 503 because its replicas did not confirm. WAIT counts its own connection's writes, and a
+            # replay writes nothing, so it renews the record's TTL (a no-op on a missing record, nothing to
+            # wait for then): replication is in order, so replicas that have the renewal have the record.
+            found = self._acked(record, lambda pipe: (pipe.hmget(record, ["fingerprint", "answer"]),
+                                                      pipe.expire(record, IDEMPOTENCY_TTL)))[0]
+        fingerprint, answer = cast(list[str | None], found)
         return None if fingerprint is None else AlreadyApplied(fingerprint, answer or "")
 
     def _idempotency_key(self, key: str, idempotency: Idempotency | None) -> str:

@@ -14,7 +14,7 @@ from redis.cluster import RedisCluster
 from flagsvc.domain import flag as flags
 from flagsvc.store.connection import parse_redis_url
 from flagsvc.store.redis_store import RedisStore, ReplicasDidNotAck
-from flagsvc.store.roles import OutcomeEntry
+from flagsvc.store.roles import Idempotency, OutcomeEntry
 from tests.support.flags import new
 
 
@@ -176,3 +176,31 @@ def test_on_a_cluster_each_write_waits_on_its_own_primary(cluster_client, namesp
         too_many.bump_config_version()
     with pytest.raises(ReplicasDidNotAck):
         too_many.add_outcomes("b-2", {key: OutcomeEntry(1, {"canary:count": 1}) for key in keys})
+
+
+def test_a_replayed_answer_waits_for_replicas_as_the_first_try_did(sentinel_setup, namespace):
+    """A write whose replicas did not confirm it is answered 503; its retry, with the same idempotency key, finds
+    it applied and replays the first answer. That replay must not be a 2xx the replicas still lack: while one of
+    the two replicas stalls, the replay is refused as the write was; once it is back, it is answered."""
+    store = RedisStore.from_url(sentinel_setup.url, namespace, min_replicas_ack=2, ack_timeout=0.3)
+    flag, entry = new("checkout")
+    store.create(flag, entry)
+    started, start_entry = flags.start(flag, now=2, actor="ops")
+    stalled = redis.Redis.from_url(sentinel_setup.replicas[0].url, socket_timeout=5)
+    sleeper = threading.Thread(target=stalled.execute_command, args=("DEBUG", "SLEEP", "1.5"))
+    sleeper.start()
+    try:
+        time.sleep(0.2)
+        with pytest.raises(ReplicasDidNotAck):
+            store.replace(started, start_entry, expected_revision=1,
+                          idempotency=Idempotency("k-1", "fingerprint-1", "the first answer"))
+        with pytest.raises(ReplicasDidNotAck):
+            store.idempotent_answer("checkout", "k-1")
+        assert sleeper.is_alive()  # refused while the replica slept, not after
+    finally:
+        sleeper.join()
+        stalled.close()
+    replayed = store.idempotent_answer("checkout", "k-1")
+    assert replayed is not None and (replayed.fingerprint, replayed.answer) == ("fingerprint-1", "the first answer")
+    assert store.idempotent_answer("checkout", "never-used") is None
+    store.redis.close()
