@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -203,21 +204,33 @@ def show(api: ApiClient, key: str, as_json: bool) -> None:
 @click.option("--salt", help="Bucketing salt. Changing it reshuffles users.")
 @click.option("--allow", help="Comma-separated user ids always on the canary path (replaces the list).")
 @click.option("--deny", help="Comma-separated user ids never on the canary path (replaces the list).")
+@click.option("--eligible-segment", "eligible", multiple=True, metavar="NAME",
+              help="Roll out only to contexts in one of these segments (repeat; replaces the list; '' clears it).")
+@click.option("--exclude-segment", "excluded", multiple=True, metavar="NAME",
+              help="Never roll out to contexts in these segments (repeat; replaces the list; '' clears it).")
+@click.option("--bucket-by", metavar="ATTRIBUTE",
+              help="Context attribute hashed instead of the user id, e.g. org: an org flips as one ('' unsets).")
 @_analysis_options
 @if_revision_option
 @json_option
 @click.pass_obj
 @_handle_errors
 def edit(api: ApiClient, key: str, stages: str | None, bake_seconds: int | None, description: str | None,
-         salt: str | None, allow: str | None, deny: str | None, if_revision: int | None, as_json: bool,
-         **analysis: Any) -> None:
-    """Change a flag's settings.
+         salt: str | None, allow: str | None, deny: str | None, eligible: tuple[str, ...], excluded: tuple[str, ...],
+         bucket_by: str | None, if_revision: int | None, as_json: bool, **analysis: Any) -> None:
+    """Change a flag's settings (targeting: docs/targeting.md).
 
     \b
-    Example:
+    Examples:
       flagctl edit new_checkout --allow qa-1,qa-2 --bake-seconds 600
+      flagctl edit new_checkout --eligible-segment nz-free --exclude-segment staff --bucket-by org
     """
     body = _settings(stages, bake_seconds, description, salt, _pop_analysis(analysis))
+    for name, names in (("eligible_segments", eligible), ("excluded_segments", excluded)):
+        if names:
+            body[name] = [n for n in names if n]
+    if bucket_by is not None:
+        body["bucket_by"] = bucket_by or None
     for name, value in (("allow", allow), ("deny", deny)):
         if value is not None:
             body[name] = [v.strip() for v in value.split(",") if v.strip()]
@@ -514,3 +527,123 @@ def dataset(api: ApiClient, ack: bool, as_json: bool) -> None:
     _emit(result, as_json, lambda r: str(r["message"]))
     if not ack and result["status"] != "ok":
         sys.exit(1)
+
+
+# --- segments (docs/targeting.md) ---------------------------------------------------------------------------
+
+CONDITION_HELP = ('A condition "ATTRIBUTE OP VALUE[,VALUE...]", e.g. "country in NZ,AU", "seats gte 100", '
+                  '"app_version semver_gte 2.0.0" (repeat: all must hold). Numbers and true/false are read as such '
+                  'for equals, in, not_in and the numeric operators.')
+
+
+def _condition(text: str) -> dict[str, Any]:
+    parts = text.strip().split(None, 2)
+    if len(parts) != 3:
+        raise click.BadParameter(f"{text!r}: expected ATTRIBUTE OP VALUE[,VALUE...]")
+    attribute, op, raw = parts
+    values: list[Any] = [raw] if op == "matches" else [v.strip() for v in raw.split(",")]
+    if op in ("equals", "in", "not_in", "lt", "lte", "gt", "gte"):
+        values = [_scalar(v) for v in values]
+    return {"attribute": attribute, "op": op, "values": values}
+
+
+def _scalar(text: str) -> Any:
+    if text in ("true", "false"):
+        return text == "true"
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def _segment_view(segment: dict[str, Any]) -> str:
+    lines = [f"{segment['name']}  (revision {segment['revision']})  {segment.get('description', '')}".rstrip()]
+    lines += [f"  {c['attribute']} {c['op']} {', '.join(map(str, c['values']))}" for c in segment["conditions"]]
+    return "\n".join(lines)
+
+
+@main.group()
+def segment() -> None:
+    """Targeting segments: named sets of conditions on the evaluation context (docs/targeting.md)."""
+
+
+@segment.command("list")
+@json_option
+@click.pass_obj
+@_handle_errors
+def list_segments(api: ApiClient, as_json: bool) -> None:
+    """Every segment with its conditions."""
+    segments = api.get("/api/v1/segments")["segments"]
+    _emit(segments, as_json, lambda found: "\n".join(_segment_view(s) for s in found) or "no segments")
+
+
+@segment.command("show")
+@click.argument("name")
+@json_option
+@click.pass_obj
+@_handle_errors
+def show_segment(api: ApiClient, name: str, as_json: bool) -> None:
+    """One segment."""
+    _emit(api.get(f"/api/v1/segments/{urllib.parse.quote(name, safe='')}"), as_json, _segment_view)
+
+
+@segment.command("create")
+@click.argument("name")
+@click.option("--when", "conditions", multiple=True, required=True, help=CONDITION_HELP)
+@click.option("-d", "--description", help="What the segment is.")
+@json_option
+@click.pass_obj
+@_handle_errors
+def create_segment(api: ApiClient, name: str, conditions: tuple[str, ...], description: str | None,
+                   as_json: bool) -> None:
+    """Create a segment.
+
+    \b
+    Example:
+      flagctl segment create nz-free --when "country in NZ" --when "plan equals free"
+    """
+    body: dict[str, Any] = {"name": name, "conditions": [_condition(c) for c in conditions]}
+    if description is not None:
+        body["description"] = description
+    _emit(api.post("/api/v1/segments", body), as_json, _segment_view)
+
+
+@segment.command("edit")
+@click.argument("name")
+@click.option("--when", "conditions", multiple=True, help=CONDITION_HELP + " Replaces every condition.")
+@click.option("-d", "--description", help="What the segment is.")
+@click.option("--if-revision", type=click.IntRange(1), metavar="N",
+              help="Apply only if the segment is still at revision N; else nothing changes (exit 1).")
+@json_option
+@click.pass_obj
+@_handle_errors
+def edit_segment(api: ApiClient, name: str, conditions: tuple[str, ...], description: str | None,
+                 if_revision: int | None, as_json: bool) -> None:
+    """Change a segment's conditions or description; SDKs get it like any change."""
+    body: dict[str, Any] = {}
+    if conditions:
+        body["conditions"] = [_condition(c) for c in conditions]
+    if description is not None:
+        body["description"] = description
+    if not body:
+        raise click.UsageError("nothing to change: give --when or --description")
+    path = f"/api/v1/segments/{urllib.parse.quote(name, safe='')}"
+    _emit(api.request("PATCH", path, body, if_revision=if_revision), as_json, _segment_view)
+
+
+@segment.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+@_handle_errors
+def delete_segment(api: ApiClient, name: str, yes: bool) -> None:
+    """Delete a segment (refused while a flag names it)."""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("refusing to delete without --yes when not interactive")
+        click.confirm(f"Delete segment {name!r}?", abort=True)
+    api.request("DELETE", f"/api/v1/segments/{urllib.parse.quote(name, safe='')}")
+    click.echo(f"deleted segment {name}")

@@ -4,6 +4,8 @@ On fakeredis (the `client` fixture) and on a real redis-server (`real_app`), thr
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from flagsvc_client.snapshot import parse_snapshot
 
@@ -102,3 +104,42 @@ def test_a_segment_edit_reaches_the_snapshot_under_a_new_version(api):
     assert unchanged.status_code == 200  # the ETag moved: the edit is a change like any other
     assert unchanged.get_json()["version"] > document["version"]
     assert unchanged.get_json()["segments"]["nz-free"]["conditions"] == NZ["conditions"][:1]
+
+
+def test_flagctl_manages_segments_and_a_flags_targeting(app):
+    from click.testing import CliRunner
+
+    from flagsvc.cli import flagctl
+    from tests.support import ADMIN_TOKEN
+
+    client = app.test_client()
+
+    class InProcess(flagctl.ApiClient):
+        def request(self, method, path, body=None, *, if_revision=None, timeout=None):
+            headers = {**ADMIN, **({"If-Match": f'"{if_revision}"'} if if_revision else {})}
+            answer = client.open(path, method=method, json=body, headers=headers)
+            if answer.status_code >= 400:
+                raise flagctl.CliError(answer.get_json()["error"]["message"], 1, answer.status_code)
+            return answer.get_json() if answer.data else None
+
+    runner = CliRunner()
+    base = ["--token", ADMIN_TOKEN]
+    original = flagctl.ApiClient
+    flagctl.ApiClient = InProcess  # type: ignore[misc]
+    try:
+        created = runner.invoke(flagctl.main, [*base, "segment", "create", "nz", "--when", "country in NZ,AU",
+                                               "--when", "seats gte 100", "--json"])
+        assert created.exit_code == 0, created.output
+        assert json.loads(created.output)["conditions"][1] == {"attribute": "seats", "op": "gte", "values": [100]}
+        client.post("/api/v1/flags", json={"key": "f"}, headers=ADMIN)
+        edited = runner.invoke(flagctl.main, [*base, "edit", "f", "--eligible-segment", "nz", "--bucket-by", "org"])
+        assert edited.exit_code == 0, edited.output
+        flag = client.get("/api/v1/flags/f", headers=ADMIN).get_json()
+        assert (flag["eligible_segments"], flag["bucket_by"]) == (["nz"], "org")
+        refused = runner.invoke(flagctl.main, [*base, "segment", "delete", "nz", "--yes"])
+        assert refused.exit_code == 1 and "used by" in refused.output + str(refused.exception)
+        listed = runner.invoke(flagctl.main, [*base, "segment", "list"])
+        assert "country in NZ, AU" in listed.output and "seats gte 100" in listed.output
+        assert "Targeting segments" in runner.invoke(flagctl.main, ["segment", "--help"]).output
+    finally:
+        flagctl.ApiClient = original  # type: ignore[misc]
