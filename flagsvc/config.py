@@ -34,15 +34,19 @@ def parse_tokens(raw: str, kind: str) -> dict[str, str]:
     return tokens
 
 
-def check_distinct_secrets(admin_tokens: Mapping[str, str], sdk_keys: Mapping[str, str]) -> None:
+def check_distinct_secrets(admin_tokens: Mapping[str, str], sdk_keys: Mapping[str, str],
+                           read_tokens: Mapping[str, str] | None = None) -> None:
     """One secret, one principal: a secret given twice would authenticate as whichever matched last (an admin
-    token that is also an SDK key would lose its admin rights)."""
+    token that is also an SDK key would lose its admin rights). Names are the actors of the audit log, so a
+    name is used once across the admin and read-only tokens too."""
     seen: dict[str, str] = {}
-    for kind, tokens in (("admin token", admin_tokens), ("SDK key", sdk_keys)):
+    for kind, tokens in (("admin token", admin_tokens), ("SDK key", sdk_keys), ("read token", read_tokens or {})):
         for name, secret in tokens.items():
             if secret in seen:
                 raise ConfigError(f"{kind} {name!r} has the same secret as {seen[secret]}; secrets must differ")
             seen[secret] = f"{kind} {name!r}"
+    for name in set(admin_tokens) & set(read_tokens or {}):
+        raise ConfigError(f"{name!r} names both an admin token and a read token; names must differ")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class Settings:
     data_dir: Path = Path(".flagsvc")
     admin_tokens: Mapping[str, str] = field(default_factory=dict)
     sdk_keys: Mapping[str, str] = field(default_factory=dict)
+    # Read-only operators' tokens: every read of the admin API, no write (403).
+    read_tokens: Mapping[str, str] = field(default_factory=dict)
     max_body_bytes: int = 1024 * 1024
     controller_interval: float = 2.0
     # Outcomes a second one SDK instance can have recorded: a batch claiming more for its window is refused.
@@ -100,13 +106,15 @@ class Settings:
             raise ConfigError(f"FLAGSVC_REDIS_NAMESPACE cannot contain braces (Redis Cluster hash tags): {namespace!r}")
         admin_tokens = parse_tokens(env.get("FLAGSVC_ADMIN_TOKENS", ""), "admin")
         sdk_keys = parse_tokens(env.get("FLAGSVC_SDK_KEYS", ""), "sdk")
-        check_distinct_secrets(admin_tokens, sdk_keys)
+        read_tokens = parse_tokens(env.get("FLAGSVC_READ_TOKENS", ""), "read")
+        check_distinct_secrets(admin_tokens, sdk_keys, read_tokens)
         return cls(
             redis_url=redis_url,
             namespace=namespace,
             data_dir=Path(env.get("FLAGSVC_DATA_DIR", ".flagsvc")),
             admin_tokens=admin_tokens,
             sdk_keys=sdk_keys,
+            read_tokens=read_tokens,
             max_body_bytes=max_body,
             controller_interval=interval,
             max_reporter_rate=reporter_rate,

@@ -10,7 +10,7 @@ from flask import Flask, Response, g, request
 
 from flagsvc import metrics
 from flagsvc.api import admin, backup, health, sdk, segments
-from flagsvc.api.auth import Scope, TokenRegistry, bearer_secret
+from flagsvc.api.auth import TokenRegistry, bearer_secret, refusal
 from flagsvc.api.context import tokens
 from flagsvc.api.errors import ApiError, register_error_handlers
 from flagsvc.api.fastpath import NotModifiedFastPath
@@ -33,7 +33,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]  # Flask's DefaultJSONProvider has it
     app.url_map.strict_slashes = True
-    registry = TokenRegistry(settings.admin_tokens, settings.sdk_keys)
+    registry = TokenRegistry(settings.admin_tokens, settings.sdk_keys, settings.read_tokens)
     app.extensions["flagsvc"] = services
     app.extensions["flagsvc.tokens"] = registry
     app.extensions["flagsvc.background"] = services.background
@@ -70,6 +70,7 @@ def _authenticate() -> None:
         raise ApiError("unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
     if endpoint is None and request.routing_exception is not None:
         return  # any valid token may learn that a path does not exist (404) or takes other methods (405)
-    if principal.scope != Scope.ADMIN and not (endpoint or "").startswith("sdk."):
-        raise ApiError("forbidden", f"token {principal.name!r} is an SDK key; this endpoint needs an admin token")
+    refused = refusal(principal, endpoint or "", request.method)
+    if refused:
+        raise ApiError("forbidden", refused)
     g.principal = principal

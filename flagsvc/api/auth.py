@@ -1,8 +1,10 @@
 """Bearer-token authentication and scopes.
 
-Admin tokens may do everything; SDK keys may use the SDK endpoints only. The guard keys on the *endpoint Flask
-matched*, never on the path string, so `//`, trailing slashes, `%2e` or `;` variants cannot slip past it: a
-request that matched no endpoint (a 404 or a redirect to be) needs a valid token too.
+Admin tokens may do everything; read tokens may read everything (GET, HEAD, OPTIONS: the admin API and the SDK
+config) and change nothing, so a write is a 403 whatever it would write; SDK keys may use the SDK endpoints
+only. The guard keys on the *endpoint Flask matched*, never on the path string, so `//`, trailing slashes,
+`%2e` or `;` variants cannot slip past it: a request that matched no endpoint (a 404 or a redirect to be) needs
+a valid token too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from enum import StrEnum
 
 class Scope(StrEnum):
     ADMIN = "admin"
+    READ = "read"
     SDK = "sdk"
 
 
@@ -30,9 +33,11 @@ def _digest(secret: str) -> bytes:
 
 
 class TokenRegistry:
-    def __init__(self, admin_tokens: Mapping[str, str], sdk_keys: Mapping[str, str]) -> None:
+    def __init__(self, admin_tokens: Mapping[str, str], sdk_keys: Mapping[str, str],
+                 read_tokens: Mapping[str, str] | None = None) -> None:
         self._entries = [(_digest(s), Principal(n, Scope.ADMIN)) for n, s in admin_tokens.items()]
         self._entries += [(_digest(s), Principal(n, Scope.SDK)) for n, s in sdk_keys.items()]
+        self._entries += [(_digest(s), Principal(n, Scope.READ)) for n, s in (read_tokens or {}).items()]
 
     def identify(self, secret: str) -> Principal | None:
         """Compare against every token in constant time (digests have one length; no early exit)."""
@@ -42,6 +47,22 @@ class TokenRegistry:
             if hmac.compare_digest(candidate, digest):
                 found = principal
         return found
+
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def refusal(principal: Principal, endpoint: str, method: str) -> str | None:
+    """Why `principal` may not call `endpoint` (the Flask endpoint matched) with `method`, or None when it may."""
+    if principal.scope == Scope.ADMIN:
+        return None
+    if principal.scope == Scope.READ:
+        if method in READ_METHODS:
+            return None
+        return f"token {principal.name!r} is a read-only token; {method} changes things and needs an admin token"
+    if endpoint.startswith("sdk."):
+        return None
+    return f"token {principal.name!r} is an SDK key; this endpoint needs an admin token"
 
 
 def bearer_secret(header: str | None) -> str | None:

@@ -59,7 +59,8 @@ OPEN: list[dict[str, list[str]]] = []
 ERROR_TEXT = {
     400: "The request is malformed or not valid (`bad_request`, `validation_error`); nothing changed",
     401: "No valid bearer token (`unauthorized`)",
-    403: "An SDK key on an admin endpoint (`forbidden`)",
+    403: "An SDK key on an admin endpoint, or a read-only token (FLAGSVC_READ_TOKENS) on a write (`forbidden`); "
+         "nothing changed",
     404: "No such flag, segment or action (`not_found`)",
     409: "Illegal transition, existing key, lost compare-and-set, a segment flags still use, or an Idempotency-Key "
          "reused for another request (`conflict`); nothing changed",
@@ -154,7 +155,7 @@ OPERATIONS: list[tuple[str, str, str, list, Any, bool, int, Any, list, tuple[int
     ("/sdk/v1/stream", "get", "Server-Sent Events: the snapshot on connect and on every change", SDK, None, False,
      200, "text/event-stream", [], (401, 503)),
     ("/sdk/v1/outcomes", "post", "Report a batch of outcomes", SDK, schemas.OutcomeBatchSchema, True, 200,
-     OutcomeReceipt, [], (400, 401, 413, 422, 429, 503)),
+     OutcomeReceipt, [], (400, 401, 403, 413, 422, 429, 503)),
     ("/healthz", "get", "Liveness", OPEN, None, False, 200, StatusDoc, [], ()),
     ("/readyz", "get", "Readiness: the flag store answers, no dataset reset is open", OPEN,
      None, False, 200, StatusDoc, [], (503,)),

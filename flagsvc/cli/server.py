@@ -148,7 +148,7 @@ def _with_embedded_redis(settings: Settings):
             settings = dataclasses.replace(settings, sdk_keys=sdk)
             click.echo(f"  SDK key:     {next(iter(sdk.values()))}", err=True)
         try:
-            check_distinct_secrets(settings.admin_tokens, settings.sdk_keys)
+            check_distinct_secrets(settings.admin_tokens, settings.sdk_keys, settings.read_tokens)
         except ConfigError as e:
             embedded.stop()
             raise click.UsageError(str(e)) from None
