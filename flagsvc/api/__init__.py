@@ -9,7 +9,7 @@ from collections.abc import Callable
 from flask import Flask, Response, g, request
 
 from flagsvc import metrics
-from flagsvc.api import admin, backup, health, sdk, segments
+from flagsvc.api import admin, backup, health, sdk, segments, timeline
 from flagsvc.api.auth import TokenRegistry, bearer_secret, refusal
 from flagsvc.api.context import tokens
 from flagsvc.api.errors import ApiError, register_error_handlers
@@ -42,7 +42,7 @@ def create_app(
     app.before_request(_start_timer)
     app.before_request(_authenticate)
     app.after_request(_count_request)
-    for blueprint in (admin.bp, segments.bp, backup.bp, sdk.bp, health.bp):
+    for blueprint in (admin.bp, segments.bp, backup.bp, sdk.bp, health.bp, timeline.bp):
         app.register_blueprint(blueprint)
     app.wsgi_app = NotModifiedFastPath(app.wsgi_app, services.changes, registry)  # type: ignore[method-assign]
     return app

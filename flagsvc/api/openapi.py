@@ -15,7 +15,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flagsvc_client.protocol.shapes import FlagStats, OutcomeReceipt, SnapshotDoc
 
-from flagsvc.api import schemas
+from flagsvc.api import openapi_ops, schemas
 from flagsvc.api.admin import FlagHistoryDoc, FlagListDoc
 from flagsvc.api.backup import DatasetStatusDoc, ExportDocumentSchema
 from flagsvc.api.errors import STATUS_BY_CODE, ErrorDoc
@@ -31,7 +31,7 @@ from flagsvc.service.backup import ExportDoc, ImportResultDoc
 # that sends them cannot drift apart.
 RESPONSES: tuple[type, ...] = (
     ErrorDoc, FlagDoc, FlagListDoc, HistoryEntryDoc, FlagHistoryDoc, FlagStats, SnapshotDoc, OutcomeReceipt,
-    StatusDoc, ExportDoc, ImportResultDoc, DatasetStatusDoc, SegmentDoc, SegmentListDoc,
+    StatusDoc, ExportDoc, ImportResultDoc, DatasetStatusDoc, SegmentDoc, SegmentListDoc, *openapi_ops.RESPONSES,
 )
 
 
@@ -162,6 +162,7 @@ OPERATIONS: list[tuple[str, str, str, list, Any, bool, int, Any, list, tuple[int
     ("/metrics", "get", "Prometheus metrics (the flags' gauges are read from the store)", OPEN, None, False, 200,
      "text/plain", [], (503,)),
     ("/openapi.json", "get", "This document", OPEN, None, False, 200, "application/json", [], ()),
+    *openapi_ops.OPERATIONS,
 ]
 
 

@@ -647,3 +647,8 @@ def delete_segment(api: ApiClient, name: str, yes: bool) -> None:
         click.confirm(f"Delete segment {name!r}?", abort=True)
     api.request("DELETE", f"/api/v1/segments/{urllib.parse.quote(name, safe='')}")
     click.echo(f"deleted segment {name}")
+
+
+from flagsvc.cli import flagctl_ops  # noqa: E402  (its commands use the helpers above)
+
+flagctl_ops.register(main)

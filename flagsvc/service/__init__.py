@@ -29,8 +29,10 @@ from flagsvc.service.rate_limit import RateLimiter
 from flagsvc.service.segments import SegmentCommands
 from flagsvc.service.snapshots import ServedSnapshot, SnapshotSource
 from flagsvc.service.status import ServerStatus
+from flagsvc.service.timeline import TimelineQueries, TimelineRecorder
 from flagsvc.store.roles import Store
 from flagsvc.store.segments import segments_for
+from flagsvc.store.timeline import timeline_for
 
 __all__ = ["TRANSITIONS", "ServedSnapshot", "Services", "WriteRequest", "build_services"]
 
@@ -47,6 +49,7 @@ class Services:
     dataset: DatasetWatcher  # a reset or emptied dataset noticed, until restored or acknowledged
     backup: ConfigBackup  # export and import of the whole configuration
     backup_files: BackupFiles  # the recent export kept on disk
+    timeline: TimelineQueries  # rollouts' time series (the controller records them)
 
 
 def build_services(settings: Settings, store: Store | None = None, clock: Callable[[], float] = time.time, *,
@@ -69,8 +72,9 @@ def build_services(settings: Settings, store: Store | None = None, clock: Callab
     changes = ChangeFeed(store.listen_changes, snapshots)
     announcer = ChangeAnnouncer(store, changes.changed_here)
     segment_commands = SegmentCommands(segment_store, store, announcer, clock)
-    rollout = build_controller(store, announcer, clock=clock, interval=settings.controller_interval) \
-        if controller else None
+    timeline = timeline_for(store)
+    rollout = build_controller(store, announcer, clock=clock, interval=settings.controller_interval,
+                               timeline=TimelineRecorder(timeline)) if controller else None
     dataset = DatasetWatcher(store, store, store, clock, interval=watch_interval)
     backup = ConfigBackup(store, store, announcer, clock, after_restore=dataset.look)
     files = BackupFiles(backup, dataset, backup_dir or settings.data_dir / "backups", clock,
@@ -93,4 +97,5 @@ def build_services(settings: Settings, store: Store | None = None, clock: Callab
         dataset=dataset,
         backup=backup,
         backup_files=files,
+        timeline=TimelineQueries(store, timeline),
     )

@@ -32,6 +32,7 @@ from flagsvc.service import stage_deadline
 from flagsvc.service.announce import ChangeAnnouncer
 from flagsvc.service.judging import JudgeVerdict
 from flagsvc.service.reporter_check import ReporterCheck
+from flagsvc.service.timeline import TimelineRecorder
 from flagsvc.store.roles import RolloutStore
 
 log = logging.getLogger("flagsvc.controller")
@@ -91,8 +92,9 @@ class RolloutController(Generic[S]):
         load_state: Callable[[Mapping[str, Any]], S], announcer: ChangeAnnouncer, *,
         clock: Callable[[], float] = time.time, interval: float = 2.0, owner: str | None = None,
         on_decision: Callable[[RolloutDecision], None] | None = None,
-        on_leadership: Callable[[bool], None] | None = None,
+        on_leadership: Callable[[bool], None] | None = None, timeline: TimelineRecorder | None = None,
     ) -> None:
+        """`timeline` keeps each look's figures and statistics (service.timeline); its failures are its own."""
         self.store = store
         self.judge_for = judge_for
         self.load_state = load_state
@@ -107,6 +109,7 @@ class RolloutController(Generic[S]):
         self.on_leadership = on_leadership or (lambda leads: None)
         self.token: int | None = None
         self.reporters: ReporterCheck[S] = ReporterCheck()
+        self.timeline = timeline
 
     @property
     def owner(self) -> str:
@@ -177,6 +180,9 @@ class RolloutController(Generic[S]):
         else:
             applied = self._apply(flag, verdict, token, now, record)
         decision = RolloutDecision(flag.key, flag.revision, verdict.decision, verdict.reason, applied)
+        if self.timeline is not None:
+            self.timeline.record(flag, decision=verdict.decision, applied=applied, totals=totals,
+                                 evidence=verdict.evidence, at=now)
         self.on_decision(decision)
         return decision
 
@@ -280,7 +286,8 @@ def _carry_to(stage_index: int) -> Callable[[S], S | None]:
 
 
 def build_controller(store: RolloutStore, announcer: ChangeAnnouncer, *, clock: Callable[[], float] = time.time,
-                     interval: float = 2.0, owner: str | None = None) -> RolloutController[JudgeState]:
+                     interval: float = 2.0, owner: str | None = None,
+                     timeline: TimelineRecorder | None = None) -> RolloutController[JudgeState]:
     """The controller with the canary judge each flag's analysis settings call for, counted in the metrics."""
 
     def judge_for(flag: Flag) -> Judge[JudgeState]:
@@ -291,4 +298,4 @@ def build_controller(store: RolloutStore, announcer: ChangeAnnouncer, *, clock: 
 
     return RolloutController(store, judge_for, JudgeState.from_dict, announcer, clock=clock, interval=interval,
                              owner=owner, on_decision=count,
-                             on_leadership=lambda leads: metrics.LEADER.set(1 if leads else 0))
+                             on_leadership=lambda leads: metrics.LEADER.set(1 if leads else 0), timeline=timeline)

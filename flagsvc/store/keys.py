@@ -32,6 +32,13 @@ Keys (type; what it holds; who writes it; expiry):
 - ``<ns>ingest:unknown`` (string): batch entries for flags that do not exist; the API.
 - ``<ns>judge:{<key>}`` (string): the judge record (its state and last verdict for the flag's current revision), JSON;
   the controller leader; deleted with the flag.
+- ``<ns>timeline:{<key>}:<incarnation>:<revision>`` (list): the revision's time series, one JSON point per kept
+  controller look, oldest first (domain/timeline.py); ``<ns>timeline-meta:{<key>}:<incarnation>:<revision>``
+  (hash): ``looks`` and ``stride`` of its downsampling; ``<ns>timeline-revisions:{<key>}:<incarnation>``
+  (sorted set): the revisions with points, the newest TIMELINE_REVISIONS. The incarnation is the flag's
+  ``created_at``, so a flag deleted and created again under the same key starts a timeline of its own. All
+  three written by one script (lua/timeline_add.lua) after each look of the controller leader; they expire
+  TIMELINE_TTL after the last look, so a deleted flag's timeline goes by itself.
 - ``<ns>controller:lease{<ns>controller:fence}`` (string): ``<owner> <fencing token> <expiry, ms>`` of the
   controller leader; lease script; expires after the lease time unless renewed. Its hash tag is the fencing
   counter's whole name, so both are in one slot and the counter keeps the name it always had (a counter
@@ -61,6 +68,7 @@ from dataclasses import dataclass
 DEFAULT_NAMESPACE = "flagsvc:"
 OUTCOMES_TTL = 30 * 24 * 3600
 BATCH_MARKER_TTL = 3600
+TIMELINE_TTL = 30 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,15 @@ class Keys:
 
     def judgement(self, key: str) -> str:
         return f"{self.namespace}judge:{{{key}}}"
+
+    def timeline(self, key: str, incarnation: str, revision: int) -> str:
+        return f"{self.namespace}timeline:{{{key}}}:{incarnation}:{revision}"
+
+    def timeline_meta(self, key: str, incarnation: str, revision: int) -> str:
+        return f"{self.namespace}timeline-meta:{{{key}}}:{incarnation}:{revision}"
+
+    def timeline_revisions(self, key: str, incarnation: str) -> str:
+        return f"{self.namespace}timeline-revisions:{{{key}}}:{incarnation}"
 
     @property
     def controller_lease(self) -> str:

@@ -17,11 +17,16 @@ def test_every_key_string_exactly():
     assert keys.controller_lease == "flagsvc:controller:lease{flagsvc:controller:fence}"
     assert keys.controller_fence == "flagsvc:controller:fence"
     assert keys.ingest_unknown == "flagsvc:ingest:unknown"
+    assert keys.timeline("new_checkout", "1.500000", 7) == "flagsvc:timeline:{new_checkout}:1.500000:7"
+    assert keys.timeline_meta("new_checkout", "1.500000", 7) == "flagsvc:timeline-meta:{new_checkout}:1.500000:7"
+    assert keys.timeline_revisions("new_checkout", "1.5") == "flagsvc:timeline-revisions:{new_checkout}:1.5"
 
 
 def test_keys_of_one_flag_share_a_hash_tag():
     keys = Keys("staging:")
     tags = {k[k.index("{"): k.index("}") + 1] for k in (keys.flag("a.b"), keys.history("a.b"), keys.outcomes("a.b"),
                                                        keys.reporters("a.b"), keys.batch_marker("a.b", "x"),
-                                                       keys.ingest_counters("a.b"), keys.judgement("a.b"))}
+                                                       keys.ingest_counters("a.b"), keys.judgement("a.b"),
+                                                       keys.timeline("a.b", "1", 2), keys.timeline_meta("a.b", "1", 2),
+                                                       keys.timeline_revisions("a.b", "1"))}
     assert tags == {"{a.b}"}
