@@ -34,7 +34,7 @@ STREAM_HEADERS = [("Content-Type", "text/event-stream"), ("Cache-Control", "no-c
 HEARTBEAT = b": heartbeat\n\n"
 RELAY_SECONDS = 1.0  # the relay re-reads the snapshot at least this often
 WRITE_BUFFER_LIMIT = 256 * 1024  # a stream's unsent bytes past which its client counts as not reading
-FAN_OUT_BATCH = 256  # streams written between two turns of the event loop, so requests interleave with a fan-out
+FAN_OUT_SLICE = 0.05  # seconds of writing streams between two turns of the event loop (requests interleave)
 LAST_CHUNK = b"0\r\n\r\n"  # the chunked coding's end: the stream is over, the SDK reconnects
 
 
@@ -183,17 +183,23 @@ class StreamHub:
         self._snapshot, self.framed = snapshot, chunk(event(snapshot))
 
     async def _fan_out(self, heartbeat: bool) -> None:
-        """The current snapshot (or a heartbeat) to every stream, FAN_OUT_BATCH at a time. A stream that opens
-        meanwhile got the current snapshot when it was attached."""
+        """The current snapshot (or a heartbeat) to every stream, in slices of FAN_OUT_SLICE seconds with a turn
+        of the event loop between them. A stream that opens meanwhile got the current snapshot when attached.
+
+        Slices by time, not by a count of streams: a turn of a loop busy with a flood of slow clients can take
+        tens of milliseconds, and a fan-out that gave way every few hundred streams waited for twenty of them."""
         streams = list(self._streams)
         framed = self.framed
-        for start in range(0, len(streams), FAN_OUT_BATCH):
-            for stream in streams[start:start + FAN_OUT_BATCH]:
-                if heartbeat:
-                    stream.beat()
-                else:
-                    stream.send(framed)
-            await asyncio.sleep(0)
+        clock = asyncio.get_running_loop().time
+        deadline = clock() + FAN_OUT_SLICE
+        for i, stream in enumerate(streams):
+            if heartbeat:
+                stream.beat()
+            else:
+                stream.send(framed)
+            if i % 64 == 63 and clock() >= deadline:
+                await asyncio.sleep(0)
+                deadline = clock() + FAN_OUT_SLICE
 
     # -- the relay -------------------------------------------------------------------------------------------
 
