@@ -510,9 +510,11 @@ def import_flags(api: ApiClient, file: str, replace: bool, as_json: bool) -> Non
     # would find the first import's flags and leave them alone (or, with --replace, apply it again).
     result = api.request("POST", f"/api/v1/import?replace={'true' if replace else 'false'}", document,
                          timeout=max(api.timeout, 300.0))
+    labels = (("created", "created"), ("replaced", "replaced"), ("unchanged", "left alone"))
     _emit(result, as_json, lambda r: "\n".join(
-        f"{label}: {', '.join(r[name]) or 'none'}"
-        for name, label in (("created", "created"), ("replaced", "replaced"), ("unchanged", "left alone"))))
+        [f"segments {label}: {', '.join(r['segments'][name]) or 'none'}" for name, label in labels
+         if r.get("segments", {}).get(name)]
+        + [f"{label}: {', '.join(r[name]) or 'none'}" for name, label in labels]))
 
 
 @main.command("dataset")

@@ -1,7 +1,12 @@
-"""The whole configuration out and back in: `export` (every flag with its rollout state and revision, its recent
-history if asked), and `restore` (an export's flags back into the store, e.g. after the dataset was lost).
+"""The whole configuration out and back in: `export` (every segment, every flag with its rollout state and
+revision, its recent history if asked), and `restore` (an export's segments and flags back into the store, e.g.
+after the dataset was lost).
 
-A restore validates the whole document first and applies nothing if any flag is invalid. A flag missing from
+A restore validates the whole document first and applies nothing if any segment or flag is invalid, or if a flag
+names a segment that is neither in the document nor in the store. Segments are restored before flags, so a
+restored flag never names a segment that is not there yet; a missing segment is created as exported, one that
+exists is left alone unless `replace`. An export without `segments` (made before segments existed) restores its
+flags only. A flag missing from
 the store is created as exported (state, percent, stage, settings), so its rollout goes on; the stage's bake
 time starts again, because its outcomes and the judge's record went with the old dataset. A flag that exists is
 left alone unless `replace` (then the exported one is written over it by compare-and-set). Either way the
@@ -19,10 +24,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
 from flagsvc.domain import flag as flags
-from flagsvc.domain.errors import FlagExists, InvalidFlag, RevisionConflict
+from flagsvc.domain.errors import FlagExists, InvalidFlag, RevisionConflict, SegmentExists, SegmentNotFound
 from flagsvc.domain.flag import Action, Flag, FlagDoc, HistoryEntry, HistoryEntryDoc, State
+from flagsvc.domain.segment import Segment, SegmentDoc, validate_segment
 from flagsvc.service.announce import ChangeAnnouncer
 from flagsvc.store.roles import ChangeBus, FlagRepository
+from flagsvc.store.segments import SegmentRepository, segments_for
 
 log = logging.getLogger("flagsvc.backup")
 FORMAT = "flagsvc-export"
@@ -51,21 +58,34 @@ class ExportDoc(TypedDict):
     epoch: str
     version: int
     flags: list[FlagDoc]
+    segments: list[SegmentDoc]
     history: dict[str, list[HistoryEntryDoc]]
 
 
-class ImportResultDoc(TypedDict):
-    """What an import did, flag by flag (keys)."""
+class SegmentsImportedDoc(TypedDict):
+    """What an import did, segment by segment (names)."""
 
     created: list[str]
     replaced: list[str]
     unchanged: list[str]
 
 
+class ImportResultDoc(TypedDict):
+    """What an import did, flag by flag (keys), and segment by segment."""
+
+    created: list[str]
+    replaced: list[str]
+    unchanged: list[str]
+    segments: SegmentsImportedDoc
+
+
 class ConfigBackup:
     def __init__(self, flags: FlagRepository, versions: ChangeBus, announcer: ChangeAnnouncer,
-                 clock: Callable[[], float] = time.time, after_restore: Callable[[], object] | None = None) -> None:
+                 clock: Callable[[], float] = time.time, after_restore: Callable[[], object] | None = None,
+                 segments: SegmentRepository | None = None) -> None:
+        """`segments`: where the segments are (default: the ones that go with `flags`' store)."""
         self._flags = flags
+        self._segments = segments if segments is not None else segments_for(flags)
         self._versions = versions
         self._announcer = announcer
         self._clock = clock
@@ -79,6 +99,7 @@ class ConfigBackup:
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "exported_at": self._clock(),
             "epoch": version.epoch, "version": version.version, "flags": [f.to_dict() for f in found],
+            "segments": [s.to_dict() for s in self._segments.list_segments()],
             "history": {f.key: [e.to_dict() for e in self._flags.history(f.key, limit)] for f in found}
             if limit else {},
         }
@@ -87,15 +108,22 @@ class ConfigBackup:
         """Validate the whole document (InvalidFlag naming each bad field, e.g. `flags.2.percent`, and nothing
         applied), then create each missing flag (and with `replace`, overwrite each existing one)."""
         parsed = parse_export(document)
-        result: ImportResultDoc = {"created": [], "replaced": [], "unchanged": []}
+        segments = parse_segments(document)
+        _check_segments_named(parsed, {s.name for s in segments} | {s.name for s in self._segments.list_segments()})
+        result: ImportResultDoc = {"created": [], "replaced": [], "unchanged": [],
+                                   "segments": {"created": [], "replaced": [], "unchanged": []}}
         now = self._clock()
         source = _source(document)
         try:
+            for segment in segments:
+                done = self._restore_segment(segment, replace=replace, actor=actor, now=now)
+                result["segments"][done].append(segment.name)
             for exported in parsed:
                 outcome = self._restore_one(exported, replace=replace, actor=actor, now=now, source=source)
                 result[outcome].append(exported.key)
         finally:
-            if result["created"] or result["replaced"]:
+            if result["created"] or result["replaced"] or result["segments"]["created"] \
+                    or result["segments"]["replaced"]:
                 self._announcer.announce()
                 log.warning("import by %s (%s): created %s; replaced %s; left alone %s", actor, source,
                             ", ".join(result["created"]) or "none", ", ".join(result["replaced"]) or "none",
@@ -129,6 +157,86 @@ class ConfigBackup:
             except (FlagExists, RevisionConflict):
                 continue  # created or changed meanwhile: decide again on what is there now
         raise RevisionConflict(f"flag {exported.key!r} kept changing during the import; run it again")
+
+
+    def _restore_segment(self, exported: Segment, *, replace: bool, actor: str,
+                         now: float) -> Literal["created", "replaced", "unchanged"]:
+        for _ in range(MAX_ATTEMPTS):
+            current = self._segments.get_segment(exported.name)
+            if current is not None and not replace:
+                return "unchanged"
+            revision = max(exported.revision, current.revision if current else 0) + (1 if current else 0)
+            imported = dc_replace(exported, revision=revision, updated_at=now, updated_by=actor)
+            try:
+                self._segments.write_segment(exported.name, imported,
+                                             expected_revision=current.revision if current else None)
+                return "replaced" if current else "created"
+            except (SegmentExists, SegmentNotFound, RevisionConflict):
+                continue  # created, deleted or changed meanwhile: decide again on what is there now
+        raise RevisionConflict(f"segment {exported.name!r} kept changing during the import; run it again")
+
+
+_SEGMENT_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "description": (str, "a string"), "updated_by": (str, "a string"), "revision": (int, "an integer"),
+    "created_at": ((int, float), "a number"), "updated_at": ((int, float), "a number")}
+
+
+def parse_segments(document: Mapping[str, Any]) -> list[Segment]:
+    """The segments of an export document (none when it has no `segments`), every one valid; InvalidFlag naming
+    every problem (`segments.0.conditions.1.op`) otherwise."""
+    items = document.get("segments", [])
+    if not isinstance(items, list):
+        raise InvalidFlag("the export document is not valid; nothing was imported",
+                          {"segments": ["must be a list of segments"]})
+    problems: dict[str, list[str]] = {}
+    parsed: list[Segment] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        where = f"segments.{index}"
+        try:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise InvalidFlag("not a segment", {"": ["must be a segment object with a name"]})
+            unknown = set(item) - set(SegmentDoc.__annotations__)
+            if unknown:
+                raise InvalidFlag("not a segment", {name: ["unknown field"] for name in sorted(unknown)})
+            if not isinstance(item.get("conditions", []), list):
+                raise InvalidFlag("not a segment", {"conditions": ["must be a list of conditions"]})
+            wrong = {name: [f"must be {words}"] for name, (kind, words) in _SEGMENT_TYPES.items()
+                     if name in item and (isinstance(item[name], bool) or not isinstance(item[name], kind))}
+            wrong.update({name: ["must be a finite number"] for name in ("created_at", "updated_at")
+                          if isinstance(item.get(name), float) and not math.isfinite(item[name])})
+            if wrong:
+                raise InvalidFlag("not a segment", wrong)
+            segment = validate_segment(Segment.from_dict(item))
+            if not 1 <= segment.revision < 2**53:
+                raise InvalidFlag("not a segment", {"revision": ["must be from 1 to 2^53 - 1"]})
+        except InvalidFlag as e:
+            problems.update({f"{where}.{name}" if name else where: p for name, p in e.fields.items()})
+            continue
+        except (TypeError, ValueError, OverflowError) as e:  # anything from_dict cannot read
+            problems[where] = [str(e)]
+            continue
+        if segment.name in seen:
+            problems[f"{where}.name"] = [f"{segment.name!r} appears twice (also segments.{seen[segment.name]})"]
+        seen[segment.name] = index
+        parsed.append(segment)
+    if problems:
+        raise InvalidFlag(f"the export document is not valid; nothing was imported ({len(problems)} problem(s))",
+                          problems)
+    return parsed
+
+
+def _check_segments_named(flags_in: list[Flag], known: set[str]) -> None:
+    problems = {}
+    for index, flag in enumerate(flags_in):
+        for field in ("excluded_segments", "eligible_segments"):
+            missing = [name for name in getattr(flag, field) if name not in known]
+            if missing:
+                problems[f"flags.{index}.{field}"] = [f"no segment named {', '.join(missing)} in the document or "
+                                                      "the store"]
+    if problems:
+        raise InvalidFlag(f"the export document is not valid; nothing was imported ({len(problems)} problem(s))",
+                          problems)
 
 
 def _source(document: Mapping[str, Any]) -> str:

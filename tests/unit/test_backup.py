@@ -62,7 +62,8 @@ def test_import_creates_missing_flags_as_exported_and_leaves_the_others(api, ser
     services.commands.create("search", {"description": "made again by hand"}, actor="ops")
     answer = api.post("/api/v1/import", headers=ADMIN, json=doc)
     assert answer.status_code == 200
-    assert answer.get_json() == {"created": ["checkout"], "replaced": [], "unchanged": ["search"]}
+    assert answer.get_json() == {"created": ["checkout"], "replaced": [], "unchanged": ["search"],
+                                 "segments": {"created": [], "replaced": [], "unchanged": []}}
     checkout = services.commands.get("checkout")
     assert (checkout.state.value, checkout.percent, checkout.stage_index, checkout.allow) == (
         "rolling", 50.0, 1, ("qa",))
@@ -115,6 +116,72 @@ def test_a_bad_document_is_a_400_naming_the_field_and_nothing_is_applied(api, se
     assert answer.status_code == 400, answer.get_json()
     assert field in answer.get_json()["error"]["fields"]
     assert services.commands.list_flags() == []  # flags.0 was valid, and is not applied either
+
+
+NZ = {"description": "New Zealand", "conditions": [{"attribute": "country", "op": "in", "values": ["NZ"]}]}
+
+
+def _with_segments(services):
+    services.segments.create("nz", NZ, actor="ops")
+    services.segments.create("staff", {"conditions": [{"attribute": "email", "op": "ends_with",
+                                                       "values": ["@example.com"]}]}, actor="ops")
+    services.commands.create("nz-checkout", {"eligible_segments": ["nz"], "excluded_segments": ["staff"],
+                                             "bucket_by": "org"}, actor="ops")
+
+
+def test_segments_are_exported_and_restored_before_the_flags_that_name_them(api, services, fake_store):
+    _with_segments(services)
+    doc = api.get("/api/v1/export", headers=ADMIN).get_json()
+    assert [(s["name"], s["conditions"]) for s in doc["segments"]] == [
+        ("nz", NZ["conditions"]), ("staff", [{"attribute": "email", "op": "ends_with", "values": ["@example.com"]}])]
+    fake_store.redis.flushall()
+    answer = api.post("/api/v1/import", headers=ADMIN, json=doc)
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["segments"] == {"created": ["nz", "staff"], "replaced": [], "unchanged": []}
+    assert services.segments.get("nz").description == "New Zealand"
+    flag = services.commands.get("nz-checkout")
+    assert (flag.eligible_segments, flag.excluded_segments, flag.bucket_by) == (("nz",), ("staff",), "org")
+    # again: the segments are there now, and left alone unless replace
+    again = api.post("/api/v1/import", headers=ADMIN, json=doc).get_json()
+    assert again["segments"]["unchanged"] == ["nz", "staff"]
+    services.segments.update("nz", {"description": "changed by hand"}, actor="ops")
+    replaced = api.post("/api/v1/import?replace=true", headers=ADMIN, json=doc).get_json()
+    assert replaced["segments"]["replaced"] == ["nz", "staff"]
+    nz = services.segments.get("nz")
+    assert (nz.description, nz.revision) == ("New Zealand", 3)  # one past the revision it replaced
+
+
+def test_an_export_made_before_segments_restores_its_flags(api, services, fake_store):
+    _setup(services)
+    doc = api.get("/api/v1/export", headers=ADMIN).get_json()
+    del doc["segments"]
+    fake_store.redis.flushall()
+    answer = api.post("/api/v1/import", headers=ADMIN, json=doc).get_json()
+    assert answer["created"] == ["checkout", "search"] and answer["segments"]["created"] == []
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    (lambda d: d.update(segments="nope"), "segments"),
+    (lambda d: d["segments"].append(3), "segments.2"),
+    (lambda d: d["segments"][0].update(name="Not A Name!"), "segments.0.name"),
+    (lambda d: d["segments"][0]["conditions"][0].update(op="explodes"), "segments.0.conditions.0.op"),
+    (lambda d: d["segments"][0].update(conditions="country=NZ"), "segments.0.conditions"),
+    (lambda d: d["segments"][0].update(revision="2"), "segments.0.revision"),
+    (lambda d: d["segments"][0].update(description=7), "segments.0.description"),
+    (lambda d: d["segments"][1].update(surprise=1), "segments.1.surprise"),
+    (lambda d: d["segments"].append(copy.deepcopy(d["segments"][0])), "segments.2.name"),
+    (lambda d: d["segments"].pop(0), "flags.0.eligible_segments"),  # named by the flag, in neither place
+])
+def test_a_bad_segment_in_an_export_is_a_400_naming_the_field_and_nothing_is_applied(api, services, fake_store,
+                                                                                       change, field):
+    _with_segments(services)
+    doc = api.get("/api/v1/export", headers=ADMIN).get_json()
+    fake_store.redis.flushall()
+    change(doc)
+    answer = api.post("/api/v1/import", headers=ADMIN, json=doc)
+    assert answer.status_code == 400, answer.get_json()
+    assert field in answer.get_json()["error"]["fields"], answer.get_json()
+    assert services.commands.list_flags() == [] and services.segments.list_segments() == []
 
 
 def test_import_refuses_bodies_that_are_not_objects(api):
