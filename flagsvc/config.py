@@ -67,6 +67,9 @@ class Settings:
     # Replicas that must have a write before it is answered (Redis WAIT), and how long to wait for them.
     redis_min_replicas_ack: int = 0
     redis_ack_timeout: float = 1.0
+    # The audit log keeps at most this many entries, none older than this many days.
+    audit_max_entries: int = 100_000
+    audit_max_days: float = 90.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -78,6 +81,8 @@ class Settings:
             batch_rate = float(env.get("FLAGSVC_OUTCOME_BATCHES_PER_SECOND", "200"))
             min_acks = int(env.get("FLAGSVC_REDIS_MIN_REPLICAS_ACK", "0"))
             ack_timeout = float(env.get("FLAGSVC_REDIS_ACK_TIMEOUT", "1"))
+            audit_entries = int(env.get("FLAGSVC_AUDIT_MAX_ENTRIES", "100000"))
+            audit_days = float(env.get("FLAGSVC_AUDIT_MAX_DAYS", "90"))
         except ValueError as e:
             raise ConfigError(f"bad number in the environment: {e}") from None
         if not math.isfinite(interval) or not 0.05 <= interval <= 3600:
@@ -92,6 +97,10 @@ class Settings:
             raise ConfigError(f"FLAGSVC_REDIS_MIN_REPLICAS_ACK must be from 0 to 100 replicas, not {min_acks}")
         if not math.isfinite(ack_timeout) or not 0.01 <= ack_timeout <= 60:
             raise ConfigError(f"FLAGSVC_REDIS_ACK_TIMEOUT must be seconds from 0.01 to 60, not {ack_timeout}")
+        if not 100 <= audit_entries <= 100_000_000:
+            raise ConfigError(f"FLAGSVC_AUDIT_MAX_ENTRIES must be from 100 to 100000000, not {audit_entries}")
+        if not math.isfinite(audit_days) or not 1 <= audit_days <= 36500:
+            raise ConfigError(f"FLAGSVC_AUDIT_MAX_DAYS must be days from 1 to 36500, not {audit_days}")
         redis_url = env.get("FLAGSVC_REDIS_URL") or None
         if redis_url is not None:
             try:
@@ -121,4 +130,6 @@ class Settings:
             outcome_batches_per_second=batch_rate,
             redis_min_replicas_ack=min_acks,
             redis_ack_timeout=ack_timeout,
+            audit_max_entries=audit_entries,
+            audit_max_days=audit_days,
         )

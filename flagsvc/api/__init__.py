@@ -9,13 +9,14 @@ from collections.abc import Callable
 from flask import Flask, Response, g, request
 
 from flagsvc import metrics
-from flagsvc.api import admin, backup, health, sdk, segments, timeline
+from flagsvc.api import admin, audit, backup, health, sdk, segments, timeline
 from flagsvc.api.auth import TokenRegistry, bearer_secret, refusal
 from flagsvc.api.context import tokens
 from flagsvc.api.errors import ApiError, register_error_handlers
 from flagsvc.api.fastpath import NotModifiedFastPath
 from flagsvc.config import Settings
 from flagsvc.service import Services, build_services
+from flagsvc.service.audit import acting_as
 from flagsvc.store.roles import Store
 
 
@@ -42,7 +43,8 @@ def create_app(
     app.before_request(_start_timer)
     app.before_request(_authenticate)
     app.after_request(_count_request)
-    for blueprint in (admin.bp, segments.bp, backup.bp, sdk.bp, health.bp, timeline.bp):
+    app.teardown_request(_forget_actor)
+    for blueprint in (admin.bp, segments.bp, backup.bp, sdk.bp, health.bp, timeline.bp, audit.bp):
         app.register_blueprint(blueprint)
     app.wsgi_app = NotModifiedFastPath(app.wsgi_app, services.changes, registry)  # type: ignore[method-assign]
     return app
@@ -74,3 +76,8 @@ def _authenticate() -> None:
     if refused:
         raise ApiError("forbidden", refused)
     g.principal = principal
+    acting_as(principal.name)  # the audit log's actor for doors whose callers name none
+
+
+def _forget_actor(error: BaseException | None) -> None:
+    acting_as(None)

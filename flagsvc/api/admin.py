@@ -62,7 +62,7 @@ def update_flag(key: str):
 
 @bp.delete("/flags/<key>")
 def delete_flag(key: str):
-    services().commands.delete(key, request=write_request())
+    services().commands.delete(key, request=write_request(), actor=g.principal.name)
     return "", 204
 
 

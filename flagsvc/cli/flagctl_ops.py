@@ -1,5 +1,5 @@
-"""flagctl's operations commands: `timeline` (a rollout's time series), `audit` (who changed what) and `webhook`
-(notifications and their deliveries). Registered on flagctl's group by `register(main)`."""
+"""flagctl's operations commands: `timeline` (a rollout's time series) and `audit` (who changed what), registered
+on flagctl's group by `register(main)`."""
 
 from __future__ import annotations
 
@@ -61,5 +61,33 @@ def timeline(api: ApiClient, key: str, from_revision: int | None, to_revision: i
     _emit(api.get(_flag_path(key, "timeline") + suffix), as_json, _timeline_view)
 
 
+def _audit_view(data: dict[str, Any]) -> str:
+    rows = [(render.when(e["at"]), e["actor"], e["action"], f"{e['kind']} {e['target']}",
+             "" if e["revision"] is None else e["revision"], e["reason"]) for e in data["entries"]]
+    table = render.table(("WHEN (UTC)", "ACTOR", "ACTION", "ON", "REV", "REASON"), rows)
+    return table + (f"\nolder entries: --cursor {data['next_cursor']}" if data["next_cursor"] else "")
+
+
+@click.command()
+@click.option("--flag", help="Only entries about this flag (deleted flags too).")
+@click.option("--actor", help="Only entries by this token's name (or controller).")
+@click.option("--action", help="Only this action (create, update, delete, start, rollback, advance, ...).")
+@click.option("--since", type=click.FloatRange(0), help="Only entries at or after this time (Unix seconds).")
+@click.option("--until", type=click.FloatRange(0), help="Only entries at or before this time (Unix seconds).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--cursor", help="Go on from an earlier answer's next cursor (older entries).")
+@json_option
+@click.pass_obj
+@_handle_errors
+def audit(api: ApiClient, flag: str | None, actor: str | None, action: str | None, since: float | None,
+          until: float | None, limit: int, cursor: str | None, as_json: bool) -> None:
+    """Every change, by whom, newest first: flags (also deleted ones), segments, webhooks, the controller."""
+    query = {name: value for name, value in (("flag", flag), ("actor", actor), ("action", action),
+                                             ("since", since), ("until", until), ("limit", limit),
+                                             ("cursor", cursor)) if value is not None}
+    _emit(api.get(f"/api/v1/audit?{urllib.parse.urlencode(query)}"), as_json, _audit_view)
+
+
 def register(main: click.Group) -> None:
     main.add_command(timeline)
+    main.add_command(audit)

@@ -17,6 +17,7 @@ from pathlib import Path
 from flagsvc.config import Settings
 from flagsvc.domain.plausibility import PlausibilityLimits
 from flagsvc.service.announce import ChangeAnnouncer
+from flagsvc.service.audit import AuditLog
 from flagsvc.service.background import BackgroundWork, Periodic
 from flagsvc.service.backup import ConfigBackup
 from flagsvc.service.backup_files import BackupFiles
@@ -30,6 +31,7 @@ from flagsvc.service.segments import SegmentCommands
 from flagsvc.service.snapshots import ServedSnapshot, SnapshotSource
 from flagsvc.service.status import ServerStatus
 from flagsvc.service.timeline import TimelineQueries, TimelineRecorder
+from flagsvc.store.audit import audit_log_for
 from flagsvc.store.roles import Store
 from flagsvc.store.segments import segments_for
 from flagsvc.store.timeline import timeline_for
@@ -50,6 +52,7 @@ class Services:
     backup: ConfigBackup  # export and import of the whole configuration
     backup_files: BackupFiles  # the recent export kept on disk
     timeline: TimelineQueries  # rollouts' time series (the controller records them)
+    audit: AuditLog  # every change, by whom; outlives the flags
 
 
 def build_services(settings: Settings, store: Store | None = None, clock: Callable[[], float] = time.time, *,
@@ -71,16 +74,18 @@ def build_services(settings: Settings, store: Store | None = None, clock: Callab
     snapshots = SnapshotSource(store, store, segments=segment_store)
     changes = ChangeFeed(store.listen_changes, snapshots)
     announcer = ChangeAnnouncer(store, changes.changed_here)
-    segment_commands = SegmentCommands(segment_store, store, announcer, clock)
+    audit = AuditLog(audit_log_for(store), clock, max_entries=settings.audit_max_entries,
+                     max_age=settings.audit_max_days * 86400)
+    segment_commands = SegmentCommands(segment_store, store, announcer, clock, audit=audit)
     timeline = timeline_for(store)
     rollout = build_controller(store, announcer, clock=clock, interval=settings.controller_interval,
-                               timeline=TimelineRecorder(timeline)) if controller else None
+                               timeline=TimelineRecorder(timeline), audit=audit) if controller else None
     dataset = DatasetWatcher(store, store, store, clock, interval=watch_interval)
     backup = ConfigBackup(store, store, announcer, clock, after_restore=dataset.look)
     files = BackupFiles(backup, dataset, backup_dir or settings.data_dir / "backups", clock,
                         min_interval=backup_interval)
     return Services(
-        commands=FlagCommands(store, announcer, clock, check_segments=segment_commands.check_flag),
+        commands=FlagCommands(store, announcer, clock, check_segments=segment_commands.check_flag, audit=audit),
         segments=segment_commands,
         ingestion=OutcomeIngestion(
             store, store, store, limits=PlausibilityLimits(max_reporter_rate=settings.max_reporter_rate),
@@ -98,4 +103,5 @@ def build_services(settings: Settings, store: Store | None = None, clock: Callab
         backup=backup,
         backup_files=files,
         timeline=TimelineQueries(store, timeline),
+        audit=audit,
     )

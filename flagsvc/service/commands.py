@@ -22,6 +22,7 @@ from flagsvc.domain import flag as flags
 from flagsvc.domain.errors import FlagNotFound, IdempotencyKeyReused, PreconditionFailed, RevisionConflict
 from flagsvc.domain.flag import Flag, HistoryEntry
 from flagsvc.service.announce import ChangeAnnouncer
+from flagsvc.service.audit import AuditLog
 from flagsvc.store.roles import AlreadyApplied, FlagRepository, Idempotency
 
 log = logging.getLogger("flagsvc.flags")
@@ -49,8 +50,10 @@ class FlagCommands:
     def __init__(self, flags: FlagRepository, announcer: ChangeAnnouncer, clock: Callable[[], float] = time.time,
                  jitter: Callable[[float, float], float] = random.uniform,
                  sleep: Callable[[float], None] = time.sleep,
-                 check_segments: Callable[[Flag], None] = lambda flag: None) -> None:
-        """`check_segments(flag)` raises when a flag names segments that do not exist (SegmentCommands.check_flag)."""
+                 check_segments: Callable[[Flag], None] = lambda flag: None, audit: AuditLog | None = None) -> None:
+        """`check_segments(flag)` raises when a flag names segments that do not exist (SegmentCommands.check_flag);
+        `audit` records every applied change (service.audit), after it is applied."""
+        self._audit = audit
         self._flags = flags
         self._check_segments = check_segments
         self._announcer = announcer
@@ -83,9 +86,11 @@ class FlagCommands:
         except AlreadyApplied as racing:  # the same request, sent twice at once, got there first
             return _replayed_flag(racing, request)
         self._announcer.announce()
+        if self._audit is not None:
+            self._audit.flag_change(key, entry)
         return flag
 
-    def delete(self, key: str, *, request: WriteRequest = ANY) -> None:
+    def delete(self, key: str, *, request: WriteRequest = ANY, actor: str | None = None) -> None:
         first = self._first_answer(key, request)
         if first is not None:
             _check_same_request(first, request)
@@ -101,6 +106,8 @@ class FlagCommands:
         if not deleted:
             raise FlagNotFound(key)
         self._announcer.announce()
+        if self._audit is not None:
+            self._audit.record("delete", kind="flag", target=key, flag=key, actor=actor)
 
     def update(self, key: str, settings: Mapping[str, Any], *, actor: str, request: WriteRequest = ANY) -> Flag:
         def change(flag: Flag) -> tuple[Flag, HistoryEntry]:
@@ -211,6 +218,8 @@ class FlagCommands:
                 self._sleep(self._jitter(0, 0.001 * min(attempt + 1, 10)))
                 continue
             self._announcer.announce()
+            if self._audit is not None:
+                self._audit.flag_change(key, entry)
             log.info("flag %s: %s by %s, %s at %s%% (revision %s)%s", key, entry.action.value, entry.actor,
                      after.state.value, after.percent, after.revision, f": {entry.reason}" if entry.reason else "",
                      extra={"flag": key, "action": entry.action.value, "actor": entry.actor,

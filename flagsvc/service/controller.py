@@ -30,6 +30,7 @@ from flagsvc.domain.judge_state import JudgeState
 from flagsvc.domain.outcomes import ArmTotals
 from flagsvc.service import stage_deadline
 from flagsvc.service.announce import ChangeAnnouncer
+from flagsvc.service.audit import AuditLog
 from flagsvc.service.judging import JudgeVerdict
 from flagsvc.service.reporter_check import ReporterCheck
 from flagsvc.service.timeline import TimelineRecorder
@@ -93,8 +94,11 @@ class RolloutController(Generic[S]):
         clock: Callable[[], float] = time.time, interval: float = 2.0, owner: str | None = None,
         on_decision: Callable[[RolloutDecision], None] | None = None,
         on_leadership: Callable[[bool], None] | None = None, timeline: TimelineRecorder | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
-        """`timeline` keeps each look's figures and statistics (service.timeline); its failures are its own."""
+        """`timeline` keeps each look's figures and statistics (service.timeline), `audit` each applied move
+        (service.audit); the failures of either are their own."""
+        self.audit = audit
         self.store = store
         self.judge_for = judge_for
         self.load_state = load_state
@@ -247,6 +251,8 @@ class RolloutController(Generic[S]):
         self.store.save_judgement(flag.key, JudgeRecord(after.revision, after.created_at, record,
                                                         carried.to_dict() if carried is not None else None))
         self.announcer.announce()
+        if self.audit is not None:
+            self.audit.flag_change(flag.key, entry)
         log.info("flag %s: %s to %s%% (%s): %s", flag.key, entry.action.value, after.percent, after.state.value,
                  verdict.reason, extra={"flag": flag.key, "action": entry.action.value, "actor": ACTOR,
                                         "state": after.state.value, "percent": after.percent,
@@ -287,7 +293,8 @@ def _carry_to(stage_index: int) -> Callable[[S], S | None]:
 
 def build_controller(store: RolloutStore, announcer: ChangeAnnouncer, *, clock: Callable[[], float] = time.time,
                      interval: float = 2.0, owner: str | None = None,
-                     timeline: TimelineRecorder | None = None) -> RolloutController[JudgeState]:
+                     timeline: TimelineRecorder | None = None,
+                     audit: AuditLog | None = None) -> RolloutController[JudgeState]:
     """The controller with the canary judge each flag's analysis settings call for, counted in the metrics."""
 
     def judge_for(flag: Flag) -> Judge[JudgeState]:
@@ -298,4 +305,5 @@ def build_controller(store: RolloutStore, announcer: ChangeAnnouncer, *, clock: 
 
     return RolloutController(store, judge_for, JudgeState.from_dict, announcer, clock=clock, interval=interval,
                              owner=owner, on_decision=count,
-                             on_leadership=lambda leads: metrics.LEADER.set(1 if leads else 0), timeline=timeline)
+                             on_leadership=lambda leads: metrics.LEADER.set(1 if leads else 0), timeline=timeline,
+                             audit=audit)

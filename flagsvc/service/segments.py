@@ -26,6 +26,7 @@ from flagsvc.domain.errors import (
 from flagsvc.domain.flag import Flag
 from flagsvc.domain.segment import Segment
 from flagsvc.service.announce import ChangeAnnouncer
+from flagsvc.service.audit import AuditLog
 from flagsvc.service.commands import ANY, WriteRequest
 from flagsvc.store.roles import AlreadyApplied, FlagRepository, Idempotency
 from flagsvc.store.segments import SegmentRepository
@@ -33,7 +34,9 @@ from flagsvc.store.segments import SegmentRepository
 
 class SegmentCommands:
     def __init__(self, segments: SegmentRepository, flags: FlagRepository, announcer: ChangeAnnouncer,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, audit: AuditLog | None = None) -> None:
+        """`audit` records each applied change (service.audit)."""
+        self._audit = audit
         self._segments = segments
         self._flags = flags
         self._announcer = announcer
@@ -105,6 +108,10 @@ class SegmentCommands:
                 raise _precondition(name, request.if_revision, current.revision) from None
             raise
         self._announcer.announce()
+        if self._audit is not None:
+            action = "delete" if segment is None else "create" if expected is None else "update"
+            self._audit.record(action, kind="segment", target=name,
+                               detail=segment.to_dict() if segment is not None else None)
         return segment if segment is not None else Segment(name=name, conditions=())
 
     def _first_answer(self, request: WriteRequest) -> AlreadyApplied | None:

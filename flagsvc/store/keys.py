@@ -39,6 +39,9 @@ Keys (type; what it holds; who writes it; expiry):
   ``created_at``, so a flag deleted and created again under the same key starts a timeline of its own. All
   three written by one script (lua/timeline_add.lua) after each look of the controller leader; they expire
   TIMELINE_TTL after the last look, so a deleted flag's timeline goes by itself.
+- ``<ns>audit`` (stream): the audit log, one entry (field ``doc``, JSON) per change by anyone (flags, segments,
+  webhooks, the controller's moves), ids from the writers' clocks (ms); lua/audit_append.lua, which trims it
+  to FLAGSVC_AUDIT_MAX_ENTRIES and FLAGSVC_AUDIT_MAX_DAYS; outlives every flag.
 - ``<ns>controller:lease{<ns>controller:fence}`` (string): ``<owner> <fencing token> <expiry, ms>`` of the
   controller leader; lease script; expires after the lease time unless renewed. Its hash tag is the fencing
   counter's whole name, so both are in one slot and the counter keeps the name it always had (a counter
@@ -113,6 +116,10 @@ class Keys:
 
     def timeline_revisions(self, key: str, incarnation: str) -> str:
         return f"{self.namespace}timeline-revisions:{{{key}}}:{incarnation}"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.namespace}audit"
 
     @property
     def controller_lease(self) -> str:

@@ -17,6 +17,7 @@ def test_every_key_string_exactly():
     assert keys.controller_lease == "flagsvc:controller:lease{flagsvc:controller:fence}"
     assert keys.controller_fence == "flagsvc:controller:fence"
     assert keys.ingest_unknown == "flagsvc:ingest:unknown"
+    assert keys.audit == "flagsvc:audit"
     assert keys.timeline("new_checkout", "1.500000", 7) == "flagsvc:timeline:{new_checkout}:1.500000:7"
     assert keys.timeline_meta("new_checkout", "1.500000", 7) == "flagsvc:timeline-meta:{new_checkout}:1.500000:7"
     assert keys.timeline_revisions("new_checkout", "1.5") == "flagsvc:timeline-revisions:{new_checkout}:1.5"
