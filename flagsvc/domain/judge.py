@@ -92,6 +92,8 @@ class CanaryJudge:
         restarted = went_backwards(start, look)
         ruling = _rule(look, replace(skip_to_now(start, look) if restarted else start, epoch=look.epoch))
         reason = reasons.with_restart_note(ruling.reason) if restarted else ruling.reason
+        if ruling.state.strata and (note := reasons.mix_note(look)):
+            reason = f"{reason} [{note}]"
         evidence = reasons.evidence(look, ruling.state, ruling.split, ruling.finding)
         return Verdict(ruling.decision, reason, evidence, ruling.state)
 

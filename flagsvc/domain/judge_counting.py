@@ -9,6 +9,7 @@ themselves (likelihood ratios, alpha budget, sample ratio) are in `sequential`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -19,6 +20,7 @@ from flagsvc.domain.sequential import (
     BIG_WEIGHT,
     AlphaBudget,
     SampleRatio,
+    StratumLook,
     big_ratio,
     contrast_dispersion,
     guardrail_log_evidence,
@@ -28,6 +30,8 @@ from flagsvc.domain.sequential import (
     split_acceptance_log_evidence,
     split_dispersion,
     stage_ratio,
+    stratified_rate_ratio_llr,
+    unit_split_dispersion,
 )
 
 __all__ = [
@@ -49,7 +53,11 @@ __all__ = [
     "rejection",
     "rollout_errors_statistic",
     "skip_to_now",
+    "split_design_effect",
     "stage_split",
+    "strata_totals",
+    "stratum_looks",
+    "stratum_splits",
     "thin_arm_log_evidence",
     "went_backwards",
 ]
@@ -225,7 +233,7 @@ def skip_to_now(state: JudgeState, look: Look) -> JudgeState:
     split = replace(state.split, seen_canary=look.canary.requests,
                     seen_total=look.canary.requests + look.stable.requests)
     return replace(state, stable=look.stable.seen(state.slow_ms), canary=look.canary.seen(state.slow_ms),
-                   split=split)
+                   split=split, strata=strata_totals(look))
 
 
 def count_split(state: JudgeState, look: Look) -> JudgeState:
@@ -243,13 +251,21 @@ def count_split(state: JudgeState, look: Look) -> JudgeState:
 def stage_split(state: JudgeState, look: Look) -> SampleRatio:
     """The sample-ratio check on the stage's requests (all revisions of it), with bursts allowed for."""
     s = state.split
-    dispersion = split_dispersion(s.canary, s.total, s.sq, s.looks)
-    return sample_ratio(s.canary, s.total - s.canary, look.percent / 100, dispersion)
+    return sample_ratio(s.canary, s.total - s.canary, look.percent / 100, split_design_effect(state, look))
+
+
+def split_design_effect(state: JudgeState, look: Look) -> float:
+    """How much more the split varies than independent requests would: from look to look (bursts), or between
+    the units that were randomised (users, or organisations with `bucket_by`: a few big ones decide the canary's
+    share of requests, and it stays off for the whole stage); the larger of the two."""
+    s = state.split
+    return max(split_dispersion(s.canary, s.total, s.sq, s.looks),
+               unit_split_dispersion(look.canary.totals.units, look.stable.totals.units))
 
 
 def split_accepted(state: JudgeState, look: Look) -> bool:
     s = state.split
-    dispersion = split_dispersion(s.canary, s.total, s.sq, s.looks)
+    dispersion = split_design_effect(state, look)
     evidence = split_acceptance_log_evidence(s.canary, s.total, look.percent / 100, dispersion)
     return evidence <= look.limits.accept
 
@@ -265,26 +281,75 @@ def _error_events(d_errors: int, d_users: int) -> int:
     return min(d_users, d_errors) if d_users > 0 else d_errors
 
 
+UNLABELLED = ""  # the stratum of requests under no label (SDKs that do not send strata)
+
+
+def strata_totals(look: Look) -> dict[str, tuple[int, int, int, int, int, int]]:
+    """Per stratum, the cumulative (stable requests, errors, users, canary requests, errors, users), with the
+    requests under no label as one more stratum; {} when neither arm reports strata (the pooled test)."""
+    stable, canary = look.stable.totals.strata, look.canary.totals.strata
+    if not stable and not canary:
+        return {}
+    out: dict[str, tuple[int, int, int, int, int, int]] = {}
+    for label in sorted(set(stable) | set(canary)):
+        values = (*stable.get(label, (0, 0, 0)), *canary.get(label, (0, 0, 0)))
+        n_s, e_s, u_s, n_c, e_c, u_c = (max(int(v), 0) for v in values)
+        out[str(label)] = (n_s, min(e_s, n_s), min(u_s, e_s), n_c, min(e_c, n_c), min(u_c, e_c))
+    arms = (look.stable, look.canary)
+    rest = [max(arm.requests - sum(t[i] for t in out.values()), 0)
+            for arm, i in ((arms[0], 0), (arms[1], 3))]
+    rest_e = [max(arm.errors - sum(t[i] for t in out.values()), 0) for arm, i in ((arms[0], 1), (arms[1], 4))]
+    rest_u = [max(arm.error_users - sum(t[i] for t in out.values()), 0)
+              for arm, i in ((arms[0], 2), (arms[1], 5))]
+    if any(rest):
+        out[UNLABELLED] = (rest[0], min(rest_e[0], rest[0]), min(rest_u[0], rest_e[0]),
+                           rest[1], min(rest_e[1], rest[1]), min(rest_u[1], rest_e[1]))
+    return out
+
+
+def stratum_looks(state: JudgeState, totals: Mapping[str, tuple[int, ...]]) -> list[StratumLook]:
+    """What each stratum brought since the last look, events counted once per erroring user; a stratum whose
+    totals went down (relabelled into "other" by the store's bound) brings nothing."""
+    looks = []
+    for label, now in totals.items():
+        was = state.strata.get(label, (0, 0, 0, 0, 0, 0))
+        d = [a - b for a, b in zip(now, was, strict=True)]
+        if min(d) < 0 or (d[0] == 0 and d[3] == 0):
+            continue
+        looks.append(StratumLook(d[3], _error_events(d[4], d[5]), d[0], _error_events(d[1], d[2])))
+    return looks
+
+
+def _error_llr(strata: list[StratumLook] | None, x_c: int, x_s: int, n_c: int, n_s: int, ratio: float) -> float:
+    if strata is None:
+        return rate_ratio_llr(x_c, x_s, n_c, n_s, ratio)
+    return stratified_rate_ratio_llr(strata, ratio)
+
+
 def _count_errors(state: JudgeState, look: Look) -> JudgeState:
     s, c, seen_s, seen_c = look.stable, look.canary, state.stable, state.canary
     n_c, n_s = c.requests - seen_c.requests, s.requests - seen_s.requests
     x_c = _error_events(c.errors - seen_c.errors, c.error_users - seen_c.error_users)
     x_s = _error_events(s.errors - seen_s.errors, s.error_users - seen_s.error_users)
+    # With strata, the arms are compared within each stratum and the evidence added up (docs/judge.md, "Strata"):
+    # a canary that serves more of a stratum whose requests fail more for other reasons is not blamed for it.
+    totals = strata_totals(look)
+    strata = stratum_looks(state, totals) if totals else None
     # Users, not requests, are randomised: the evidence is tempered by the contrast's design effect, read from
     # the between-bucket variation of the errors (1 without buckets). docs/judge.md, "Users".
     # The revision's evidence is kept untempered and divided by the current design effect when read, so a few
     # users who keep failing are weighed by what their buckets show now, however long they have been failing.
     phi = contrast_dispersion(c.totals.units, s.totals.units)
-    errors = state.errors.add(rate_ratio_llr(x_c, x_s, n_c, n_s, look.errors_ratio), x_c, x_s, n_c, n_s)
+    errors = state.errors.add(_error_llr(strata, x_c, x_s, n_c, n_s, look.errors_ratio), x_c, x_s, n_c, n_s)
     rollout = state.rollout
     if rollout is not None and x_c + x_s > 0:
         ratio = look.settings.error_ratio
         rollout = replace(
-            rollout, errors=rollout.errors + rate_ratio_llr(x_c, x_s, n_c, n_s, ratio),
-            errors_big=rollout.errors_big + rate_ratio_llr(x_c, x_s, n_c, n_s, big_ratio(ratio)),
+            rollout, errors=rollout.errors + _error_llr(strata, x_c, x_s, n_c, n_s, ratio),
+            errors_big=rollout.errors_big + _error_llr(strata, x_c, x_s, n_c, n_s, big_ratio(ratio)),
         )
     return replace(
-        state, errors=errors, rollout=rollout, dispersion=phi,
+        state, errors=errors, rollout=rollout, dispersion=phi, strata=totals,
         stable=Seen(s.requests, s.errors, s.error_users, seen_s.timed, seen_s.slow),
         canary=Seen(c.requests, c.errors, c.error_users, seen_c.timed, seen_c.slow),
     )
@@ -492,3 +557,15 @@ def thin_arm_log_evidence(observed: int, total: int, share: float) -> float:
                     + (total - observed) * (math.log1p(-alt) - math.log1p(-null)))
     top = max(logs)
     return top + math.log(sum(math.exp(v - top) for v in logs) / len(BLIND_ALTERNATIVES))
+
+
+def stratum_splits(look: Look) -> list[tuple[str, SampleRatio]]:
+    """The sample-ratio check in each stratum (this revision's requests), with the split's design effect: a
+    canary that serves an unrepresentative mix is named here. It does not hold the stage: the comparison is
+    made within strata, conditioned on each stratum's split, so the mix cannot bias it (docs/judge.md,
+    "Strata"); a mismatch of the whole split still holds as ever."""
+    if not 0 < look.percent < 100:
+        return []
+    dispersion = unit_split_dispersion(look.canary.totals.units, look.stable.totals.units)
+    return [(label, sample_ratio(t[3], t[0], look.percent / 100, dispersion))
+            for label, t in strata_totals(look).items()]

@@ -25,6 +25,8 @@ from flagsvc.domain.judge_counting import (
     Rejection,
     Status,
     rollout_errors_statistic,
+    strata_totals,
+    stratum_splits,
 )
 from flagsvc.domain.judge_state import JudgeState
 from flagsvc.domain.sequential import SampleRatio, big_ratio, stage_ratio
@@ -275,6 +277,8 @@ def evidence(
             "guardrail": budget.guardrail,
         },
     }
+    if state.strata:
+        shown["strata"] = _strata_summary(look)
     if isinstance(finding, GuardrailTrip):
         shown["guardrail"] = _guardrail_summary(finding)
     elif isinstance(finding, Rejection):
@@ -284,6 +288,31 @@ def evidence(
         shown["blind"] = {"arm": finding.arm, "observed": finding.observed, "expected": round(finding.expected, 1),
                           "statistic": round(finding.evidence, 4), "threshold": round(finding.threshold, 4)}
     return shown
+
+
+def _strata_summary(look: Look) -> list[dict[str, Any]]:
+    """Per stratum (the unlabelled rest as ""): each arm's requests, errors and rate, and the stratum's split."""
+    splits = dict(stratum_splits(look))
+    rows = []
+    for label, (n_s, e_s, _, n_c, e_c, _) in strata_totals(look).items():
+        split = splits.get(label)
+        rows.append({
+            "stratum": label,
+            "stable": {"requests": n_s, "errors": e_s, "error_rate": round(e_s / n_s, 6) if n_s else None},
+            "canary": {"requests": n_c, "errors": e_c, "error_rate": round(e_c / n_c, 6) if n_c else None},
+            "split": None if split is None else _split_summary(split),
+        })
+    return rows
+
+
+def mix_note(look: Look) -> str | None:
+    """Names the strata whose split is off (the canary's mix differs from stable's), if any."""
+    off = [(label or "(unlabelled)", split) for label, split in stratum_splits(look) if split.mismatch]
+    if not off:
+        return None
+    named = ", ".join(f"{label}: {split.observed_share:.1%} canary" for label, split in off[:5])
+    return (f"the canary's mix differs from stable's ({named}; expected {look.percent:g} % in each stratum): "
+            "compared within strata, so the mix is not counted against it")
 
 
 def _shown(threshold: float) -> float | None:

@@ -112,6 +112,9 @@ class JudgeState:
     # The aggregates' epoch the `Seen` totals belong to: the store gives a revision's aggregates a new epoch each
     # time they are created, so a reset that refilled between two looks is seen even when no total went down.
     epoch: str = ""
+    # Per stratum, the cumulative totals seen at the last look: (stable requests, errors, error users, canary
+    # requests, errors, error users); empty for a flag judged without strata (docs/judge.md, "Strata").
+    strata: Mapping[str, tuple[int, int, int, int, int, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -146,6 +149,7 @@ class JudgeState:
                 dispersion=_finite(data.get("dispersion", 1.0), low=1.0, high=MAX_STATISTIC),
                 latency_dispersion=_finite(data.get("latency_dispersion", 1.0), low=1.0, high=MAX_STATISTIC),
                 epoch=epoch,
+                strata=_strata_seen(data.get("strata") or {}),
             )
         except (KeyError, TypeError, AttributeError, OverflowError) as e:
             raise ValueError(f"not a judge state: {e}") from e
@@ -203,6 +207,21 @@ def _count(value: Any) -> int:
     if not 0 <= number <= MAX_COUNT:
         raise ValueError(f"{value!r} is not a count in [0, {MAX_COUNT}]")
     return number
+
+
+MAX_STRATA_SEEN = 64  # well above the strata a flag may have (MAX_STRATA, and "other" and the unlabelled rest)
+
+
+def _strata_seen(data: Mapping[str, Any]) -> dict[str, tuple[int, int, int, int, int, int]]:
+    if not isinstance(data, Mapping) or len(data) > MAX_STRATA_SEEN:
+        raise ValueError("strata: not a bounded map of stratum totals")
+    seen: dict[str, tuple[int, int, int, int, int, int]] = {}
+    for label, counts in data.items():
+        if not isinstance(label, str) or len(label) > 200 or len(counts) != 6:
+            raise ValueError(f"strata: {label!r} is not a stratum's totals")
+        n_s, e_s, u_s, n_c, e_c, u_c = (_count(v) for v in counts)
+        seen[label] = (n_s, e_s, u_s, n_c, e_c, u_c)
+    return seen
 
 
 def _split_test(data: Mapping[str, Any]) -> SplitTest:

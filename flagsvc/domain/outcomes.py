@@ -31,6 +31,10 @@ class ArmTotals:
     units: Mapping[int, tuple[int, int]] = field(default_factory=dict)
     # Slow requests per user bucket (above the reporting SDK's recent p95 of the arm); empty when not reported.
     slow_units: Mapping[int, int] = field(default_factory=dict)
+    # Requests, errors and erroring users per stratum of a flag's `stratify_by` attributes: {label: (requests,
+    # errors, error_users)}; empty when the flag is not stratified. The judge compares the arms within strata
+    # (docs/judge.md, "Strata"); requests outside every label (an SDK that sends none) form one more stratum.
+    strata: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
 
     def slow_by_unit(self) -> dict[int, tuple[int, int]]:
         """{bucket: (requests, slow requests)} for the buckets with slow counts: what the latency test's design

@@ -235,3 +235,49 @@ def guardrail_log_evidence(events: int, n: int, limit: float) -> float:
         q = min(limit * factor, (1 + limit) / 2)
         logs.append(events * math.log(q / limit) + (n - events) * math.log((1 - q) / (1 - limit)))
     return log_mixture(logs, [1 / len(logs)] * len(logs))
+
+
+def unit_split_dispersion(canary: Mapping[int, tuple[int, int]], stable: Mapping[int, tuple[int, int]]) -> float:
+    """How many times more the canary's request count varies than independent requests would, read from the
+    user buckets (the randomised unit: the user, or the `bucket_by` attribute's value such as an organisation).
+
+    Each unit is in one arm with all its requests, so the canary's count is a sum over units of n_u x [canary],
+    with variance p(1-p) sum n_u^2, where independent requests give p(1-p) N. The buckets are disjoint random
+    groups of units, and sum_j (c_j - p N_j)^2 over them estimates that variance whatever the units' sizes (the
+    sandwich variance with the bucket as the unit, times k/(k-1)), around the *observed* share p: a canary that
+    loses a fifth of its requests everywhere deviates the same way in every bucket and does not read as
+    dispersion. 1 without buckets (or with fewer than two); never below 1."""
+    try:
+        used = [(max(canary.get(j, (0, 0))[0], 0), max(stable.get(j, (0, 0))[0], 0))
+                for j in set(canary) | set(stable)]
+        used = [(c, c + s) for c, s in used if c + s > 0]
+        total = sum(n for _, n in used)
+        share = sum(c for c, _ in used) / total if total else 0.0
+        if len(used) < 2 or not 0 < share < 1:
+            return 1.0
+        k = len(used)
+        spread_sq = sum((c - share * n) ** 2 for c, n in used) * k / (k - 1)
+        phi = spread_sq / (share * (1 - share) * total)
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError, AttributeError, IndexError):
+        return MAX_DISPERSION
+    return min(max(phi, 1.0), MAX_DISPERSION) if math.isfinite(phi) else MAX_DISPERSION
+
+
+@dataclass(frozen=True)
+class StratumLook:
+    """One stratum's data of one look: requests and events (erroring users, or errors) per arm."""
+
+    n_c: int
+    x_c: int
+    n_s: int
+    x_s: int
+
+
+def stratified_rate_ratio_llr(strata: Sequence[StratumLook], ratio: float) -> float:
+    """The stratified log-likelihood ratio of one look: canary events `ratio` times as frequent as stable's
+    *within every stratum*, against equally frequent within every stratum; each stratum conditioned on its own
+    exposures, so neither the strata's base rates nor the arms' mix over strata enter. It is the sum of the
+    strata's `rate_ratio_llr`: under "no worse in any stratum" each term's exp has expectation <= 1 whatever
+    that stratum's rate, and the strata's counts are independent given their exposures, so the product's is too
+    (docs/judge.md, "Strata")."""
+    return sum(rate_ratio_llr(s.x_c, s.x_s, s.n_c, s.n_s, ratio) for s in strata)
