@@ -95,6 +95,10 @@ class Scenario:
     resume_every: float | None = None  # paused and resumed this often: a new revision, aggregates from zero
     one_look_from_stage: int | None = None  # from this stage on, a stage's data all arrives in one look
     caught_if_held: bool = False  # the target is not a rollback but a hold before the first promotion
+    # Simpson's paradox: two strata ("free", "premium") with different base error rates, an uneven mix:
+    # (premium share of stable's requests, premium share of the canary's, premium error rate, free error rate);
+    # `error_factor` then applies to the premium stratum only (a regression confined to it).
+    strata: tuple[float, float, float, float] | None = None
 
     @property
     def late(self) -> bool:
@@ -135,6 +139,10 @@ SCENARIOS = (
              rate=5.0, canary_loss=0.2, caught_if_held=True, horizon=7200.0),
     Scenario("latency 2x, each stage's data in one look", ">= 95 % rolled back", healthy=False,
              latency_factor=2.0, onset_stage=1, one_look_from_stage=1, horizon=1800.0),
+    Scenario("strata: same code, canary mix 50 % premium", "stratified: false rollbacks <= 1 %",
+             strata=(0.1, 0.5, 0.05, 0.005), horizon=1800.0),
+    Scenario("strata: premium errors 3x, mix 50 % premium", "stratified: >= 95 % rolled back", healthy=False,
+             error_factor=3.0, strata=(0.1, 0.5, 0.05, 0.005), horizon=1800.0),
     Scenario("healthy, each stage's data in one look", "false rollbacks <= 1 %", one_look_from_stage=1,
              horizon=1800.0),
 )
@@ -229,14 +237,16 @@ class Arm:
     timed: int = 0
     units: list[list[int]] = field(default_factory=lambda: [[0, 0] for _ in range(UNIT_BUCKETS)])
     slow: list[int] = field(default_factory=lambda: [0] * UNIT_BUCKETS)  # per user bucket, above SLOW_MARK
+    strata: dict[str, tuple[int, int]] = field(default_factory=dict)  # (requests, errors) per stratum
 
-    def totals(self, report_users: bool = True, report_units: bool = True) -> ArmTotals:
+    def totals(self, report_users: bool = True, report_units: bool = True, report_strata: bool = True) -> ArmTotals:
         sketch = LatencySketch()
         sketch.buckets, sketch.count = self.buckets, self.timed
         units = {j: (n, e) for j, (n, e) in enumerate(self.units) if n} if report_units else {}
         slow = {j: k for j, k in enumerate(self.slow) if k} if report_units else {}
+        strata = {label: (n, e, e) for label, (n, e) in self.strata.items()} if report_strata else {}
         return ArmTotals(self.count, self.errors, self.users if report_users else 0, sketch, units=units,
-                         slow_units=slow)
+                         slow_units=slow, strata=strata)
 
     def time(self, rng: random.Random, n: int, factor: float, unit: int | None = None) -> None:
         """n latencies (lognormal, times `factor`) into the sketch, and the slow ones (above SLOW_MARK, as an
@@ -304,6 +314,12 @@ class World:
             n_s = poisson(rng, sc.rate * seconds * (1 - share))
         if sc.canary_loss:
             n_c = binomial(rng, n_c, 1 - sc.canary_loss)
+        if sc.strata:
+            self._add_strata(stable, canary, n_s, n_c, active)
+            self.canary_requests += n_c
+            self.t += seconds
+            self.t_stage += seconds
+            return
         p_c = min(base * (sc.error_factor if active else 1.0), 1.0)
         if sc.slow_users:
             self._add_slow_users(stable, canary, seconds)
@@ -336,6 +352,27 @@ class World:
             arm.spread(rng, n, errors)
         if latency_factor is not None:
             arm.time(rng, n, latency_factor)
+
+    def _add_strata(self, stable: Arm, canary: Arm, n_s: int, n_c: int, active: bool) -> None:
+        """Each arm's requests split over the two strata by its own mix; errors at the stratum's base rate (the
+        canary's premium rate times `error_factor` once the regression is active)."""
+        stable_mix, canary_mix, premium_rate, free_rate = self.sc.strata or (0.0, 0.0, 0.0, 0.0)
+        for arm, n, mix, factor in ((stable, n_s, stable_mix, 1.0),
+                                    (canary, n_c, canary_mix, self.sc.error_factor if active else 1.0)):
+            premium = binomial(self.rng, n, mix)
+            for label, k, p in (("premium", premium, min(premium_rate * factor, 1.0)), ("free", n - premium,
+                                                                                       free_rate)):
+                errors = binomial(self.rng, k, p)
+                self._add_counted(arm, k, errors)
+                n0, e0 = arm.strata.get(label, (0, 0))
+                arm.strata[label] = (n0 + k, e0 + errors)
+            arm.time(self.rng, n, 1.0)
+
+    def _add_counted(self, arm: Arm, n: int, errors: int) -> None:
+        arm.count += n
+        arm.errors += errors
+        arm.users += errors
+        arm.spread(self.rng, n, errors)
 
     def _add_bursts(self, arm: Arm, bursts: int, p: float) -> None:
         k = self.sc.burst_requests
@@ -404,7 +441,7 @@ class Outcome:
 
 
 def run_judge(sc: Scenario, rng: random.Random, carry: bool, report_users: bool = True,
-              report_units: bool = True) -> Outcome:
+              report_units: bool = True, report_strata: bool = True) -> Outcome:
     judge = CanaryJudge(AnalysisSettings())
     world = World(sc, rng)
     stable, canary, state = Arm(), Arm(), None
@@ -423,7 +460,8 @@ def run_judge(sc: Scenario, rng: random.Random, carry: bool, report_users: bool 
             world.step(stable, canary, sc.look_seconds)
         seen_stable, seen_canary = (Arm(), Arm()) if one_look and world.t_stage < 120.0 else (stable, canary)
         verdict = judge.judge(
-            state, seen_stable.totals(report_users, report_units), seen_canary.totals(report_users, report_units),
+            state, seen_stable.totals(report_users, report_units, report_strata),
+            seen_canary.totals(report_users, report_units, report_strata),
             percent=STAGES[world.stage], stage_index=world.stage, stage_count=len(STAGES),
             seconds_at_stage=world.t_stage, bake_seconds=BAKE_SECONDS,
         )
@@ -478,11 +516,14 @@ RULES: dict[str, Callable[[Scenario, random.Random], Outcome]] = {
     "ours, fresh state per stage": lambda sc, rng: run_judge(sc, rng, carry=False),
     "ours, raw error counts": lambda sc, rng: run_judge(sc, rng, carry=True, report_users=False),
     "ours, no user buckets": lambda sc, rng: run_judge(sc, rng, carry=True, report_units=False),
+    "ours, pooled (strata not reported)": lambda sc, rng: run_judge(sc, rng, carry=True, report_strata=False),
     "Flagger-style": run_flagger,
 }
 # Which rules run where. The two variants of ours (--variants) show what carrying the state and counting
 # erroring users buy, on the scenarios where it shows.
-PLAN = {"ours": None, "Flagger-style": None}
+# The stratified scenarios also run the pooled judge on the same traffic (strata not reported), in every run.
+STRATA_SCENARIOS = {"strata: same code, canary mix 50 % premium", "strata: premium errors 3x, mix 50 % premium"}
+PLAN = {"ours": None, "ours, pooled (strata not reported)": STRATA_SCENARIOS, "Flagger-style": None}
 VARIANTS = {
     "ours, fresh state per stage": {"healthy", "errors 2x", "errors 5x"},
     "ours, raw error counts": {"error bursts (5 per user)"},
@@ -583,6 +624,8 @@ def verdict_on_target(row: Row, asn: float) -> str:
         return _ok(row.early_rollbacks() <= 0.01 and med is not None and med <= 60)
     if sc.caught_if_held:
         return _ok(sum(o.result == "held" and o.srm_held for o in row.outcomes) / len(row.outcomes) >= 0.95)
+    if sc.strata is not None:
+        return _ok(rolled <= 0.01) if sc.healthy else _ok(rolled >= 0.95)
     if sc.one_look_from_stage is not None and not sc.healthy:
         return _ok(rolled >= 0.95)
     return "" if not sc.healthy else _ok(rolled <= 0.01)
