@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import pytest
 
 from flagsvc.api.auth import TokenRegistry
-from flagsvc.serving import collector, responses
-from flagsvc.serving.collector import CollectorPolicy
+from flagsvc.serving import responses, worker
 from flagsvc.serving.http import HttpServer
 from flagsvc.serving.limits import ServingLimits
 from flagsvc.serving.streams import HEARTBEAT_CHUNK, LAST_CHUNK, StreamHub, chunk, event
+from flagsvc.serving.worker import CollectorPolicy
 from tests.support import wait_for
 
 KEY = "sdk-key-1"
@@ -223,10 +223,10 @@ class Clock:
 @pytest.fixture
 def gc_calls(monkeypatch) -> list[str]:
     calls: list[str] = []
-    monkeypatch.setattr(collector.gc, "freeze", lambda: calls.append("freeze"))
-    monkeypatch.setattr(collector.gc, "unfreeze", lambda: calls.append("unfreeze"))
-    monkeypatch.setattr(collector.gc, "collect", lambda *a: calls.append("collect") or 0)
-    monkeypatch.setattr(collector.gc, "get_freeze_count", lambda: 0)
+    monkeypatch.setattr(worker.gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(worker.gc, "unfreeze", lambda: calls.append("unfreeze"))
+    monkeypatch.setattr(worker.gc, "collect", lambda *a: calls.append("collect") or 0)
+    monkeypatch.setattr(worker.gc, "get_freeze_count", lambda: 0)
     return calls
 
 
