@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flagsvc.domain.destinations import AllowList, AllowListError
 from flagsvc.store.connection import RedisUrlError, parse_redis_url
 from flagsvc.store.keys import DEFAULT_NAMESPACE
 
@@ -70,6 +71,11 @@ class Settings:
     # The audit log keeps at most this many entries, none older than this many days.
     audit_max_entries: int = 100_000
     audit_max_days: float = 90.0
+    # Where webhooks may send (hosts, *.domains, addresses, CIDR blocks); empty: nowhere.
+    webhook_allow: AllowList = field(default_factory=AllowList)
+    # Seconds one delivery attempt may take (connect, send, answer); attempts per event before giving up.
+    webhook_timeout: float = 5.0
+    webhook_max_attempts: int = 8
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +89,8 @@ class Settings:
             ack_timeout = float(env.get("FLAGSVC_REDIS_ACK_TIMEOUT", "1"))
             audit_entries = int(env.get("FLAGSVC_AUDIT_MAX_ENTRIES", "100000"))
             audit_days = float(env.get("FLAGSVC_AUDIT_MAX_DAYS", "90"))
+            webhook_timeout = float(env.get("FLAGSVC_WEBHOOK_TIMEOUT", "5"))
+            webhook_attempts = int(env.get("FLAGSVC_WEBHOOK_MAX_ATTEMPTS", "8"))
         except ValueError as e:
             raise ConfigError(f"bad number in the environment: {e}") from None
         if not math.isfinite(interval) or not 0.05 <= interval <= 3600:
@@ -101,6 +109,14 @@ class Settings:
             raise ConfigError(f"FLAGSVC_AUDIT_MAX_ENTRIES must be from 100 to 100000000, not {audit_entries}")
         if not math.isfinite(audit_days) or not 1 <= audit_days <= 36500:
             raise ConfigError(f"FLAGSVC_AUDIT_MAX_DAYS must be days from 1 to 36500, not {audit_days}")
+        if not math.isfinite(webhook_timeout) or not 0.1 <= webhook_timeout <= 60:
+            raise ConfigError(f"FLAGSVC_WEBHOOK_TIMEOUT must be seconds from 0.1 to 60, not {webhook_timeout}")
+        if not 1 <= webhook_attempts <= 50:
+            raise ConfigError(f"FLAGSVC_WEBHOOK_MAX_ATTEMPTS must be from 1 to 50, not {webhook_attempts}")
+        try:
+            webhook_allow = AllowList.parse(env.get("FLAGSVC_WEBHOOK_ALLOW", ""))
+        except AllowListError as e:
+            raise ConfigError(f"FLAGSVC_WEBHOOK_ALLOW: {e}") from None
         redis_url = env.get("FLAGSVC_REDIS_URL") or None
         if redis_url is not None:
             try:
@@ -132,4 +148,7 @@ class Settings:
             redis_ack_timeout=ack_timeout,
             audit_max_entries=audit_entries,
             audit_max_days=audit_days,
+            webhook_allow=webhook_allow,
+            webhook_timeout=webhook_timeout,
+            webhook_max_attempts=webhook_attempts,
         )

@@ -9,6 +9,7 @@ handed only the store roles it uses (`flagsvc.store.roles`).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from flagsvc.config import Settings
 from flagsvc.domain.plausibility import PlausibilityLimits
+from flagsvc.domain.webhook import RetryPolicy
 from flagsvc.service.announce import ChangeAnnouncer
 from flagsvc.service.audit import AuditLog
 from flagsvc.service.background import BackgroundWork, Periodic
@@ -31,12 +33,16 @@ from flagsvc.service.segments import SegmentCommands
 from flagsvc.service.snapshots import ServedSnapshot, SnapshotSource
 from flagsvc.service.status import ServerStatus
 from flagsvc.service.timeline import TimelineQueries, TimelineRecorder
+from flagsvc.service.webhook_delivery import DeliveryWorker
+from flagsvc.service.webhooks import WebhookCommands, WebhookNotifier
 from flagsvc.store.audit import audit_log_for
 from flagsvc.store.roles import Store
 from flagsvc.store.segments import segments_for
 from flagsvc.store.timeline import timeline_for
+from flagsvc.store.webhooks import webhooks_for
 
 __all__ = ["TRANSITIONS", "ServedSnapshot", "Services", "WriteRequest", "build_services"]
+DELIVERY_INTERVAL = 0.5  # seconds between looks at the webhook delivery queue
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,8 @@ class Services:
     backup_files: BackupFiles  # the recent export kept on disk
     timeline: TimelineQueries  # rollouts' time series (the controller records them)
     audit: AuditLog  # every change, by whom; outlives the flags
+    webhooks: WebhookCommands  # webhooks and their delivery logs (the controller raises events, DeliveryWorker sends)
+    delivery: DeliveryWorker  # run by `background`; tests may drive it by hand
 
 
 def build_services(settings: Settings, store: Store | None = None, clock: Callable[[], float] = time.time, *,
@@ -78,8 +86,13 @@ def build_services(settings: Settings, store: Store | None = None, clock: Callab
                      max_age=settings.audit_max_days * 86400)
     segment_commands = SegmentCommands(segment_store, store, announcer, clock, audit=audit)
     timeline = timeline_for(store)
+    webhook_store = webhooks_for(store)
     rollout = build_controller(store, announcer, clock=clock, interval=settings.controller_interval,
-                               timeline=TimelineRecorder(timeline), audit=audit) if controller else None
+                               timeline=TimelineRecorder(timeline), audit=audit,
+                               notifier=WebhookNotifier(webhook_store, clock)) if controller else None
+    stop = threading.Event()
+    delivery = DeliveryWorker(webhook_store, settings.webhook_allow, clock=clock, timeout=settings.webhook_timeout,
+                              policy=RetryPolicy(max_attempts=settings.webhook_max_attempts), stopping=stop)
     dataset = DatasetWatcher(store, store, store, clock, interval=watch_interval)
     backup = ConfigBackup(store, store, announcer, clock, after_restore=dataset.look)
     files = BackupFiles(backup, dataset, backup_dir or settings.data_dir / "backups", clock,
@@ -98,10 +111,13 @@ def build_services(settings: Settings, store: Store | None = None, clock: Callab
         background=BackgroundWork(rollout, changes, [
             Periodic("dataset-watch", dataset.look, watch_interval),
             Periodic("backup-files", files.step, min(watch_interval, backup_interval)),
-        ]),
+            Periodic("webhook-delivery", delivery.step, DELIVERY_INTERVAL),
+        ], stop=stop),
         dataset=dataset,
         backup=backup,
         backup_files=files,
         timeline=TimelineQueries(store, timeline),
         audit=audit,
+        webhooks=WebhookCommands(webhook_store, settings.webhook_allow, clock, audit=audit),
+        delivery=delivery,
     )

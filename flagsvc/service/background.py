@@ -1,5 +1,5 @@
 """The server process's background work: the rollout controller loop, the change feed streams wait on, and
-periodic upkeep (the dataset watcher, the on-disk export: `Periodic`).
+periodic work (the dataset watcher, the on-disk export, webhook deliveries: `Periodic`).
 
 Started after a worker process is forked (threads do not survive a fork) and stopped on shutdown: stopping
 releases the controller's leadership at once, so another replica takes over without waiting for the lease to
@@ -40,11 +40,12 @@ class Periodic:
 
 class BackgroundWork:
     def __init__(self, controller: RolloutController[Any] | None, changes: ChangeFeed,
-                 periodic: Sequence[Periodic] = ()) -> None:
+                 periodic: Sequence[Periodic] = (), stop: threading.Event | None = None) -> None:
+        """`stop` is set on shutdown: a periodic step that can take long (webhook deliveries) watches it too."""
         self.controller = controller
         self.changes = changes
         self.periodic = tuple(periodic)
-        self._stop = threading.Event()
+        self._stop = stop or threading.Event()
         self._thread: threading.Thread | None = None
         self._upkeep: list[threading.Thread] = []
 

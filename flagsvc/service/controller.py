@@ -34,6 +34,7 @@ from flagsvc.service.audit import AuditLog
 from flagsvc.service.judging import JudgeVerdict
 from flagsvc.service.reporter_check import ReporterCheck
 from flagsvc.service.timeline import TimelineRecorder
+from flagsvc.service.webhooks import WebhookNotifier
 from flagsvc.store.roles import RolloutStore
 
 log = logging.getLogger("flagsvc.controller")
@@ -94,11 +95,13 @@ class RolloutController(Generic[S]):
         clock: Callable[[], float] = time.time, interval: float = 2.0, owner: str | None = None,
         on_decision: Callable[[RolloutDecision], None] | None = None,
         on_leadership: Callable[[bool], None] | None = None, timeline: TimelineRecorder | None = None,
-        audit: AuditLog | None = None,
+        audit: AuditLog | None = None, notifier: WebhookNotifier | None = None,
     ) -> None:
         """`timeline` keeps each look's figures and statistics (service.timeline), `audit` each applied move
-        (service.audit); the failures of either are their own."""
+        (service.audit), `notifier` enqueues each look's webhook events (service.webhooks); the failures of each
+        are their own."""
         self.audit = audit
+        self.notifier = notifier
         self.store = store
         self.judge_for = judge_for
         self.load_state = load_state
@@ -177,12 +180,16 @@ class RolloutController(Generic[S]):
                                         bake_seconds=float(flag.bake_seconds))
         record: VerdictDoc = {"decision": verdict.decision, "reason": verdict.reason,
                               "evidence": dict(verdict.evidence), "at": now, "revision": flag.revision}
-        applied = True
+        after: Flag | None = None
         if verdict.decision in HOLDS:
             self.store.save_judgement(flag.key, JudgeRecord(flag.revision, flag.created_at, record,
                                                             verdict.state.to_dict()))
         else:
-            applied = self._apply(flag, verdict, token, now, record)
+            after = self._move(flag, verdict, token, now, record)
+        applied = verdict.decision in HOLDS or after is not None
+        if self.notifier is not None:  # never raises: an event not enqueued is logged
+            self.notifier.look(flag, verdict.decision, verdict.reason, verdict.evidence, after,
+                               held_seconds=seconds, at=now)
         decision = RolloutDecision(flag.key, flag.revision, verdict.decision, verdict.reason, applied)
         if self.timeline is not None:
             self.timeline.record(flag, decision=verdict.decision, applied=applied, totals=totals,
@@ -236,6 +243,11 @@ class RolloutController(Generic[S]):
                 and all(entry.action in SAME_ROLLOUT for entry in since))
 
     def _apply(self, flag: Flag, verdict: JudgeVerdict[S], token: int, now: float, record: VerdictDoc) -> bool:
+        return self._move(flag, verdict, token, now, record) is not None
+
+    def _move(self, flag: Flag, verdict: JudgeVerdict[S], token: int, now: float,
+              record: VerdictDoc) -> Flag | None:
+        """Apply the verdict's move: the flag after it, or None when it was not applied."""
         move = flags.advance if verdict.decision == "advance" else flags.rollback
         try:
             after, entry = move(flag, now=now, actor=ACTOR, reason=verdict.reason, evidence=dict(verdict.evidence))
@@ -243,7 +255,7 @@ class RolloutController(Generic[S]):
         except (RevisionConflict, FlagNotFound, IllegalTransition) as e:
             # Someone acted on this revision first (an operator's pause, a delete): their change stands.
             log.info("flag %s: %s at revision %s not applied: %s", flag.key, verdict.decision, flag.revision, e)
-            return False
+            return None
         # A judge that tests across stages hands over what the next stage's revision carries on with.
         carried = verdict.state.next_stage() if verdict.decision == "advance" else None
         self.reporters.revision_starts(flag.key, after.created_at, after.revision, carried,  # type: ignore[arg-type]
@@ -257,7 +269,7 @@ class RolloutController(Generic[S]):
                  verdict.reason, extra={"flag": flag.key, "action": entry.action.value, "actor": ACTOR,
                                         "state": after.state.value, "percent": after.percent,
                                         "revision": after.revision, "reason": verdict.reason})
-        return True
+        return after
 
     def run(self, stop: threading.Event) -> None:
         """Tick every `interval` until `stop`; a failing tick (Redis down) is logged and retried."""
@@ -293,8 +305,8 @@ def _carry_to(stage_index: int) -> Callable[[S], S | None]:
 
 def build_controller(store: RolloutStore, announcer: ChangeAnnouncer, *, clock: Callable[[], float] = time.time,
                      interval: float = 2.0, owner: str | None = None,
-                     timeline: TimelineRecorder | None = None,
-                     audit: AuditLog | None = None) -> RolloutController[JudgeState]:
+                     timeline: TimelineRecorder | None = None, audit: AuditLog | None = None,
+                     notifier: WebhookNotifier | None = None) -> RolloutController[JudgeState]:
     """The controller with the canary judge each flag's analysis settings call for, counted in the metrics."""
 
     def judge_for(flag: Flag) -> Judge[JudgeState]:
@@ -306,4 +318,4 @@ def build_controller(store: RolloutStore, announcer: ChangeAnnouncer, *, clock: 
     return RolloutController(store, judge_for, JudgeState.from_dict, announcer, clock=clock, interval=interval,
                              owner=owner, on_decision=count,
                              on_leadership=lambda leads: metrics.LEADER.set(1 if leads else 0), timeline=timeline,
-                             audit=audit)
+                             audit=audit, notifier=notifier)

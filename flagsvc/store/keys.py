@@ -42,6 +42,19 @@ Keys (type; what it holds; who writes it; expiry):
 - ``<ns>audit`` (stream): the audit log, one entry (field ``doc``, JSON) per change by anyone (flags, segments,
   webhooks, the controller's moves), ids from the writers' clocks (ms); lua/audit_append.lua, which trims it
   to FLAGSVC_AUDIT_MAX_ENTRIES and FLAGSVC_AUDIT_MAX_DAYS; outlives every flag.
+- ``<ns>webhooks:config{<ns>webhooks}`` (hash): webhook id -> the webhook (JSON, with its signing secret); the
+  API's webhook commands. Every webhook key carries the hash tag ``{<ns>webhooks}``: one slot, so each delivery
+  script (lua/webhook_*.lua) touches keys of one slot on a Cluster.
+- ``<ns>webhooks:event{<ns>webhooks}:<event id>`` (string): marks an event as enqueued (SET NX in
+  lua/webhook_enqueue.lua), so two replicas' controllers or a retried write enqueue it once; expires after
+  WEBHOOK_KEEP.
+- ``<ns>webhooks:due{<ns>webhooks}`` (sorted set): delivery id -> when it is due (ms); a claimed delivery's score
+  is its lease's end, so no other worker claims it before the lease ends (lua/webhook_claim.lua).
+- ``<ns>webhooks:delivery{<ns>webhooks}:<delivery id>`` (hash): one event for one webhook: ``webhook``,
+  ``event_id``, ``event``, ``flag``, ``body``, ``status``, ``attempts``, ``last_error``, ``response_code``,
+  ``claim``, times in ms; expires WEBHOOK_KEEP after its last change.
+- ``<ns>webhooks:log{<ns>webhooks}:<webhook id>`` (list): the webhook's delivery ids, newest first, capped at
+  WEBHOOK_LOG_CAP (the delivery log); deleted with the webhook.
 - ``<ns>controller:lease{<ns>controller:fence}`` (string): ``<owner> <fencing token> <expiry, ms>`` of the
   controller leader; lease script; expires after the lease time unless renewed. Its hash tag is the fencing
   counter's whole name, so both are in one slot and the counter keeps the name it always had (a counter
@@ -72,6 +85,8 @@ DEFAULT_NAMESPACE = "flagsvc:"
 OUTCOMES_TTL = 30 * 24 * 3600
 BATCH_MARKER_TTL = 3600
 TIMELINE_TTL = 30 * 24 * 3600
+WEBHOOK_KEEP = 7 * 24 * 3600
+WEBHOOK_LOG_CAP = 100
 
 
 @dataclass(frozen=True)
@@ -120,6 +135,27 @@ class Keys:
     @property
     def audit(self) -> str:
         return f"{self.namespace}audit"
+
+    @property
+    def _webhooks_tag(self) -> str:
+        return f"{{{self.namespace}webhooks}}"
+
+    @property
+    def webhook_configs(self) -> str:
+        return f"{self.namespace}webhooks:config{self._webhooks_tag}"
+
+    def webhook_event(self, event_id: str) -> str:
+        return f"{self.namespace}webhooks:event{self._webhooks_tag}:{event_id}"
+
+    @property
+    def webhook_due(self) -> str:
+        return f"{self.namespace}webhooks:due{self._webhooks_tag}"
+
+    def webhook_delivery(self, delivery_id: str) -> str:
+        return f"{self.namespace}webhooks:delivery{self._webhooks_tag}:{delivery_id}"
+
+    def webhook_log(self, webhook_id: str) -> str:
+        return f"{self.namespace}webhooks:log{self._webhooks_tag}:{webhook_id}"
 
     @property
     def controller_lease(self) -> str:

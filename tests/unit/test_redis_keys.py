@@ -21,6 +21,11 @@ def test_every_key_string_exactly():
     assert keys.timeline("new_checkout", "1.500000", 7) == "flagsvc:timeline:{new_checkout}:1.500000:7"
     assert keys.timeline_meta("new_checkout", "1.500000", 7) == "flagsvc:timeline-meta:{new_checkout}:1.500000:7"
     assert keys.timeline_revisions("new_checkout", "1.5") == "flagsvc:timeline-revisions:{new_checkout}:1.5"
+    assert keys.webhook_configs == "flagsvc:webhooks:config{flagsvc:webhooks}"
+    assert keys.webhook_event("a@1/2/rollback") == "flagsvc:webhooks:event{flagsvc:webhooks}:a@1/2/rollback"
+    assert keys.webhook_due == "flagsvc:webhooks:due{flagsvc:webhooks}"
+    assert keys.webhook_delivery("e>wh_1") == "flagsvc:webhooks:delivery{flagsvc:webhooks}:e>wh_1"
+    assert keys.webhook_log("wh_1") == "flagsvc:webhooks:log{flagsvc:webhooks}:wh_1"
 
 
 def test_keys_of_one_flag_share_a_hash_tag():

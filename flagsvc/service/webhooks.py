@@ -1,0 +1,170 @@
+"""Webhooks, the tier's door: `WebhookCommands` (create, list, get, delete, the delivery log; the allow-list is
+checked at creation) and `WebhookNotifier`, which turns the controller's looks into events and enqueues each
+once (domain/webhook.py: the events, payloads, signatures; service/webhook_delivery.py sends them).
+
+Enqueuing never fails the controller: an event that cannot be written is logged (`flagsvc.webhooks`) and the
+look goes on. Its id is deterministic (the flag's life, the revision judged, the event), and the store enqueues
+an id once, so a new leader, a second replica or a retried write cannot make a second delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, TypedDict
+
+from flagsvc.domain import webhook as hooks
+from flagsvc.domain.destinations import AllowList
+from flagsvc.domain.errors import FlagNotFound, InvalidFlag
+from flagsvc.domain.flag import Flag, State
+from flagsvc.domain.webhook import Webhook, WebhookDoc
+from flagsvc.service.audit import AuditLog
+from flagsvc.store.webhooks import DeliveryDoc, WebhookStore
+
+log = logging.getLogger("flagsvc.webhooks")
+DEFAULT_HOLD_SECONDS = 3600.0
+REMEMBERED_EVENTS = 10_000
+
+
+class WebhookCreatedDoc(WebhookDoc):
+    """The webhook, with the secret its deliveries are signed with: shown this once."""
+
+    secret: str
+
+
+class WebhookListDoc(TypedDict):
+    webhooks: list[WebhookDoc]
+
+
+class DeliveryListDoc(TypedDict):
+    """The webhook's delivery log, newest first (the newest 100 deliveries are kept)."""
+
+    deliveries: list[DeliveryDoc]
+
+
+class WebhookCommands:
+    def __init__(self, store: WebhookStore, allow: AllowList, clock: Callable[[], float] = time.time, *,
+                 audit: AuditLog | None = None, new_id: Callable[[], str] = lambda: f"wh_{secrets.token_hex(8)}",
+                 new_secret: Callable[[], str] = lambda: f"whsec_{secrets.token_urlsafe(32)}") -> None:
+        self._store = store
+        self.allow = allow
+        self._clock = clock
+        self._audit = audit
+        self._new_id = new_id
+        self._new_secret = new_secret
+
+    def create(self, body: Mapping[str, Any], *, actor: str) -> WebhookCreatedDoc:
+        """A new webhook from `body` (url, events; flag, hold_seconds, description); InvalidFlag naming the
+        fields, nothing stored, when a setting is wrong or the URL's host is not allowed."""
+        url, flag, events = body.get("url"), body.get("flag"), body.get("events")
+        hold, description = body.get("hold_seconds", DEFAULT_HOLD_SECONDS), body.get("description", "")
+        problems = hooks.validate(url, flag, events, hold, description)
+        if "url" not in problems:
+            host = urllib.parse.urlsplit(str(url)).hostname or ""
+            if not self.allow.permits_host(host):
+                problems["url"] = [f"host {host!r} is not in FLAGSVC_WEBHOOK_ALLOW ({self.allow.describe()})"]
+        if problems:
+            raise InvalidFlag(f"invalid webhook: {', '.join(sorted(problems))}", problems)
+        webhook = Webhook(id=self._new_id(), url=str(url), flag=flag, events=tuple(dict.fromkeys(events or [])),
+                          hold_seconds=float(hold), secret=self._new_secret(), description=str(description),
+                          created_at=self._clock(), created_by=actor)
+        self._store.put_webhook(webhook.to_stored())
+        if self._audit is not None:
+            self._audit.record("create", kind="webhook", target=webhook.id, actor=actor, flag=flag,
+                               detail={"url": webhook.url, "events": list(webhook.events),
+                                       "hold_seconds": webhook.hold_seconds})
+        return {**webhook.to_dict(), "secret": webhook.secret}
+
+    def list(self) -> WebhookListDoc:
+        return {"webhooks": [Webhook.from_stored(doc).to_dict() for doc in self._store.webhooks()]}
+
+    def _find(self, webhook_id: str) -> Webhook:
+        for doc in self._store.webhooks():
+            if doc["id"] == webhook_id:
+                return Webhook.from_stored(doc)
+        raise FlagNotFound(f"no webhook {webhook_id!r}")
+
+    def get(self, webhook_id: str) -> WebhookDoc:
+        return self._find(webhook_id).to_dict()
+
+    def delete(self, webhook_id: str, *, actor: str) -> None:
+        found = self._find(webhook_id)
+        if not self._store.delete_webhook(webhook_id):
+            raise FlagNotFound(f"no webhook {webhook_id!r}")
+        if self._audit is not None:
+            self._audit.record("delete", kind="webhook", target=webhook_id, actor=actor, flag=found.flag,
+                               detail={"url": found.url})
+
+    def deliveries(self, webhook_id: str, limit: int = 100) -> DeliveryListDoc:
+        self._find(webhook_id)
+        return {"deliveries": self._store.deliveries(webhook_id, limit)}
+
+
+class WebhookNotifier:
+    """What the controller calls after each look: the events of that look, enqueued once each."""
+
+    def __init__(self, store: WebhookStore, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+        self._lock = threading.Lock()
+        # Events this process has enqueued (or found enqueued): a hold is seen at every look, and need not be
+        # written again each time.
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def look(self, flag: Flag, decision: str, reason: str, evidence: Mapping[str, Any], after: Flag | None, *,
+             held_seconds: float, at: float) -> None:
+        """The events of one look at `flag` (`after`: the flag once the verdict was applied, None if it was not).
+        Never raises: a failure is logged and the controller goes on."""
+        try:
+            self._look(flag, decision, reason, evidence, after, held_seconds, at)
+        except Exception as e:
+            log.error("webhook event of flag %s not enqueued (the rollout goes on): %s", flag.key, e,
+                      extra={"flag": flag.key, "revision": flag.revision, "decision": decision})
+
+    def _look(self, flag: Flag, decision: str, reason: str, evidence: Mapping[str, Any], after: Flag | None,
+              held_seconds: float, at: float) -> None:
+        events: list[tuple[str, dict[str, Any]]] = []
+        if after is not None and decision == "rollback":
+            events.append(("rollback", {}))
+        if after is not None and after.state == State.COMPLETE:
+            events.append(("complete", {}))
+        if decision == "blind":
+            events.append(("blind", {"blind": evidence.get("blind")}))
+        reporters = evidence.get("reporters")
+        if isinstance(reporters, Mapping) and reporters.get("driven_by"):
+            events.append(("reporter_anomaly", {"driven_by": reporters["driven_by"]}))
+        if decision in ("hold", "blind"):
+            events.append(("hold", {"held_seconds": held_seconds}))
+        if not events:
+            return
+        subscribed = [Webhook.from_stored(doc) for doc in self._store.webhooks()]
+        shown = after or flag
+        for event, detail in events:
+            wanting = [w for w in subscribed if w.wants(flag.key, event)]
+            if event == "hold":  # one event per threshold reached: each webhook waits as long as it asked
+                for threshold in sorted({w.hold_seconds for w in wanting if w.hold_seconds <= held_seconds}):
+                    self._enqueue(flag, shown, f"hold>{threshold:g}s", "hold", reason, detail, at,
+                                  [w.id for w in wanting if w.hold_seconds == threshold])
+            elif wanting:
+                self._enqueue(flag, shown, event, event, reason, detail, at, [w.id for w in wanting])
+
+    def _enqueue(self, judged: Flag, shown: Flag, name: str, event: str, reason: str, detail: dict[str, Any],
+                 at: float, webhook_ids: list[str]) -> None:
+        event_id = hooks.event_id(judged.key, judged.created_at, judged.revision, name)
+        with self._lock:
+            if event_id in self._seen:
+                return
+        doc = hooks.payload(event, event_id=event_id, flag=judged.key, revision=shown.revision, reason=reason,
+                            percent=shown.percent, state=shown.state.value, at=at, detail=detail)
+        if self._store.enqueue_event(event_id, event, judged.key, hooks.body_of(doc).decode(), webhook_ids, now=at):
+            log.info("webhook event %s enqueued for %d webhook(s)", event_id, len(webhook_ids),
+                     extra={"flag": judged.key, "event": event})
+        with self._lock:
+            self._seen[event_id] = None
+            while len(self._seen) > REMEMBERED_EVENTS:
+                self._seen.popitem(last=False)
