@@ -1,13 +1,17 @@
-"""The operations' part of the OpenAPI document (openapi.py merges it): rollouts' time series and the audit log.
-Same tuple shape as openapi.OPERATIONS."""
+"""The operations' part of the OpenAPI document (openapi.py merges it): rollouts' time series, the audit log and
+webhooks. Same tuple shape as openapi.OPERATIONS."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from flagsvc.api import schemas
 from flagsvc.domain.flag import KEY_PATTERN
 from flagsvc.domain.timeline import TIMELINE_REVISIONS, FlagTimelineDoc, RevisionTimelineDoc, TimelinePointDoc
+from flagsvc.domain.webhook import WebhookDoc
 from flagsvc.service.audit import AuditEntryDoc, AuditPageDoc
+from flagsvc.service.webhooks import DeliveryListDoc, WebhookCreatedDoc, WebhookListDoc
+from flagsvc.store.webhooks import DeliveryDoc
 
 ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
 KEY = {"name": "key", "in": "path", "required": True, "description": "The flag's key",
@@ -40,7 +44,13 @@ AUDIT_PARAMS = [
            {"type": "string", "pattern": "^[0-9]{1,19}-[0-9]{1,19}$"}),
 ]
 
-RESPONSES: tuple[type, ...] = (TimelinePointDoc, RevisionTimelineDoc, FlagTimelineDoc, AuditEntryDoc, AuditPageDoc)
+WEBHOOK = {"name": "webhook_id", "in": "path", "required": True, "description": "The webhook's id",
+           "schema": {"type": "string", "pattern": "^wh_[0-9a-f]{16}$"}}
+DELIVERY_LIMIT = _query("limit", "At most this many deliveries, the newest (1 to 100)",
+                        {"type": "integer", "minimum": 1, "maximum": 100, "default": 100})
+
+RESPONSES: tuple[type, ...] = (TimelinePointDoc, RevisionTimelineDoc, FlagTimelineDoc, AuditEntryDoc, AuditPageDoc,
+                               WebhookDoc, WebhookCreatedDoc, WebhookListDoc, DeliveryDoc, DeliveryListDoc)
 OPERATIONS: list[tuple[str, str, str, list, Any, bool, int, Any, list, tuple[int, ...]]] = [
     ("/api/v1/flags/{key}/timeline", "get", "The rollout's time series per revision: each kept look's per-arm "
      "figures and the judge's statistics with their thresholds (downsampled to about 500 points a revision)",
@@ -48,4 +58,16 @@ OPERATIONS: list[tuple[str, str, str, list, Any, bool, int, Any, list, tuple[int
     ("/api/v1/audit", "get", "Every change (flags, settings, segments, webhooks, the controller's moves), by whom, "
      "newest first; it outlives deleted flags", ADMIN, None, False, 200, AuditPageDoc, AUDIT_PARAMS,
      (400, 401, 403, 503)),
+    ("/api/v1/webhooks", "get", "Every webhook (never their secrets)", ADMIN, None, False, 200, WebhookListDoc, [],
+     (401, 403, 503)),
+    ("/api/v1/webhooks", "post", "Create a webhook, for every flag or one, for some events (docs/notifications.md); "
+     "its URL's host must be in FLAGSVC_WEBHOOK_ALLOW (else 400 naming `url`). The signing secret is shown once, "
+     "here", ADMIN, schemas.WebhookCreateSchema, True, 201, WebhookCreatedDoc, [], (400, 401, 403, 413, 503)),
+    ("/api/v1/webhooks/{webhook_id}", "get", "One webhook", ADMIN, None, False, 200, WebhookDoc, [WEBHOOK],
+     (401, 403, 404, 503)),
+    ("/api/v1/webhooks/{webhook_id}", "delete", "Delete a webhook (its pending deliveries fail)", ADMIN, None, False,
+     204, None, [WEBHOOK], (401, 403, 404, 503)),
+    ("/api/v1/webhooks/{webhook_id}/deliveries", "get", "The webhook's delivery log, newest first: each event's "
+     "status, attempts, last error and response code", ADMIN, None, False, 200, DeliveryListDoc,
+     [WEBHOOK, DELIVERY_LIMIT], (400, 401, 403, 404, 503)),
 ]

@@ -127,7 +127,18 @@ class SegmentUpdateSchema(_SegmentSettingsSchema):
 
 
 flag_create = FlagCreateSchema()
+class WebhookCreateSchema(Schema):
+    """A webhook (docs/notifications.md); values are checked by the domain and the allow-list."""
+
+    url = Text(required=True)
+    events = fields.List(Text(), required=True)
+    flag = Text(allow_none=True)
+    hold_seconds = StrictNumber()
+    description = Text()
+
+
 segment_create = SegmentCreateSchema()
+webhook_create = WebhookCreateSchema()
 segment_update = SegmentUpdateSchema()
 flag_update = FlagUpdateSchema()
 reason_body = ReasonSchema()

@@ -1,5 +1,5 @@
-"""flagctl's operations commands: `timeline` (a rollout's time series) and `audit` (who changed what), registered
-on flagctl's group by `register(main)`."""
+"""flagctl's operations commands: `timeline` (a rollout's time series), `audit` (who changed what) and `webhook`
+(notifications: add, list, remove, deliveries), registered on flagctl's group by `register(main)`."""
 
 from __future__ import annotations
 
@@ -88,6 +88,93 @@ def audit(api: ApiClient, flag: str | None, actor: str | None, action: str | Non
     _emit(api.get(f"/api/v1/audit?{urllib.parse.urlencode(query)}"), as_json, _audit_view)
 
 
+EVENTS = ("rollback", "complete", "hold", "blind", "reporter_anomaly")
+
+
+@click.group()
+def webhook() -> None:
+    """Webhooks: a signed JSON POST (with a Slack-compatible `text`) when the controller rolls back, completes,
+    holds long, is blind, or one reporter drives a verdict. Destinations must be in the server's
+    FLAGSVC_WEBHOOK_ALLOW. See docs/notifications.md."""
+
+
+def _webhooks_view(data: dict[str, Any]) -> str:
+    rows = [(w["id"], w["flag"] or "(every flag)", ",".join(w["events"]), f"{w['hold_seconds']:g}", w["url"],
+             w["description"]) for w in data["webhooks"]]
+    if not rows:
+        return "no webhooks"
+    return render.table(("ID", "FLAG", "EVENTS", "HOLD S", "URL", "DESCRIPTION"), rows)
+
+
+def _created_view(data: dict[str, Any]) -> str:
+    return (f"webhook {data['id']} created: {', '.join(data['events'])} of {data['flag'] or 'every flag'} to "
+            f"{data['url']}\nsigning secret (shown once, keep it): {data['secret']}")
+
+
+@webhook.command("add")
+@click.argument("url")
+@click.option("--event", "events", multiple=True, required=True, type=click.Choice(EVENTS),
+              help="An event to send (repeat for several): rollback, complete, hold (held longer than "
+                   "--hold-seconds), blind, reporter_anomaly.")
+@click.option("--flag", help="Only this flag's events (default: every flag).")
+@click.option("--hold-seconds", type=click.FloatRange(1, 30 * 86400), default=3600, show_default=True,
+              help="For `hold`: how long a rollout must have held at one revision.")
+@click.option("--description", default="", help="What it is for (shown in `webhook list`).")
+@json_option
+@click.pass_obj
+@_handle_errors
+def webhook_add(api: ApiClient, url: str, events: tuple[str, ...], flag: str | None, hold_seconds: float,
+                description: str, as_json: bool) -> None:
+    """Send events to URL; prints the signing secret, shown this once."""
+    body = {"url": url, "events": list(events), "flag": flag, "hold_seconds": hold_seconds,
+            "description": description}
+    _emit(api.post("/api/v1/webhooks", body), as_json, _created_view)
+
+
+@webhook.command("list")
+@json_option
+@click.pass_obj
+@_handle_errors
+def webhook_list(api: ApiClient, as_json: bool) -> None:
+    """Every webhook: its flag (or every flag), events, hold time and URL."""
+    _emit(api.get("/api/v1/webhooks"), as_json, _webhooks_view)
+
+
+@webhook.command("remove")
+@click.argument("webhook_id")
+@json_option
+@click.pass_obj
+@_handle_errors
+def webhook_remove(api: ApiClient, webhook_id: str, as_json: bool) -> None:
+    """Delete a webhook (by the id `webhook list` shows); its pending deliveries are dropped."""
+    api.request("DELETE", f"/api/v1/webhooks/{urllib.parse.quote(webhook_id, safe='')}")
+    _emit({"removed": webhook_id}, as_json, lambda data: f"webhook {data['removed']} removed")
+
+
+def _deliveries_view(data: dict[str, Any]) -> str:
+    rows = [(render.when(d["created_at"]), d["event"], d["flag"], d["status"], d["attempts"],
+             "" if d["response_code"] is None else d["response_code"],
+             "" if d["next_attempt_at"] is None else render.when(d["next_attempt_at"]), d["last_error"])
+            for d in data["deliveries"]]
+    if not rows:
+        return "no deliveries yet"
+    return render.table(("WHEN (UTC)", "EVENT", "FLAG", "STATUS", "ATTEMPTS", "CODE", "NEXT TRY", "LAST ERROR"),
+                        rows)
+
+
+@webhook.command("deliveries")
+@click.argument("webhook_id")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
+@json_option
+@click.pass_obj
+@_handle_errors
+def webhook_deliveries(api: ApiClient, webhook_id: str, limit: int, as_json: bool) -> None:
+    """The webhook's delivery log, newest first: status, attempts, response code, last error."""
+    path = f"/api/v1/webhooks/{urllib.parse.quote(webhook_id, safe='')}/deliveries?limit={limit}"
+    _emit(api.get(path), as_json, _deliveries_view)
+
+
 def register(main: click.Group) -> None:
     main.add_command(timeline)
     main.add_command(audit)
+    main.add_command(webhook)

@@ -97,6 +97,14 @@ class SegmentNotFound(FlagError):
         self.name = name
 
 
+class WebhookNotFound(FlagError):
+    code = "not_found"
+
+    def __init__(self, webhook_id: str) -> None:
+        super().__init__(f"no webhook {webhook_id!r}")
+        self.webhook_id = webhook_id
+
+
 class SegmentExists(FlagError):
     code = "conflict"
 

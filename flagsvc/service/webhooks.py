@@ -20,7 +20,7 @@ from typing import Any, TypedDict
 
 from flagsvc.domain import webhook as hooks
 from flagsvc.domain.destinations import AllowList
-from flagsvc.domain.errors import FlagNotFound, InvalidFlag
+from flagsvc.domain.errors import InvalidFlag, WebhookNotFound
 from flagsvc.domain.flag import Flag, State
 from flagsvc.domain.webhook import Webhook, WebhookDoc
 from flagsvc.service.audit import AuditLog
@@ -55,7 +55,7 @@ class WebhookCommands:
         self.allow = allow
         self._clock = clock
         self._audit = audit
-        self._new_id = new_id
+        self.new_id = new_id  # how ids are made (tests fix them)
         self._new_secret = new_secret
 
     def create(self, body: Mapping[str, Any], *, actor: str) -> WebhookCreatedDoc:
@@ -70,7 +70,7 @@ class WebhookCommands:
                 problems["url"] = [f"host {host!r} is not in FLAGSVC_WEBHOOK_ALLOW ({self.allow.describe()})"]
         if problems:
             raise InvalidFlag(f"invalid webhook: {', '.join(sorted(problems))}", problems)
-        webhook = Webhook(id=self._new_id(), url=str(url), flag=flag, events=tuple(dict.fromkeys(events or [])),
+        webhook = Webhook(id=self.new_id(), url=str(url), flag=flag, events=tuple(dict.fromkeys(events or [])),
                           hold_seconds=float(hold), secret=self._new_secret(), description=str(description),
                           created_at=self._clock(), created_by=actor)
         self._store.put_webhook(webhook.to_stored())
@@ -87,7 +87,7 @@ class WebhookCommands:
         for doc in self._store.webhooks():
             if doc["id"] == webhook_id:
                 return Webhook.from_stored(doc)
-        raise FlagNotFound(f"no webhook {webhook_id!r}")
+        raise WebhookNotFound(webhook_id)
 
     def get(self, webhook_id: str) -> WebhookDoc:
         return self._find(webhook_id).to_dict()
@@ -95,7 +95,7 @@ class WebhookCommands:
     def delete(self, webhook_id: str, *, actor: str) -> None:
         found = self._find(webhook_id)
         if not self._store.delete_webhook(webhook_id):
-            raise FlagNotFound(f"no webhook {webhook_id!r}")
+            raise WebhookNotFound(webhook_id)
         if self._audit is not None:
             self._audit.record("delete", kind="webhook", target=webhook_id, actor=actor, flag=found.flag,
                                detail={"url": found.url})

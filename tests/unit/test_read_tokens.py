@@ -11,11 +11,13 @@ import pytest
 from flagsvc.api import create_app
 from flagsvc.api.openapi import document
 from flagsvc.config import ConfigError, Settings
+from flagsvc.domain.destinations import AllowList
 from tests.support import ADMIN, TEST_SETTINGS
 
 READ_TOKEN = "read-only-secret-1"
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 DOC = document()
+WEBHOOK_ID = "wh_00000000000000a1"
 
 
 def _concrete(template: str, parameters: list[dict]) -> list[str]:
@@ -24,7 +26,8 @@ def _concrete(template: str, parameters: list[dict]) -> list[str]:
     for parameter in parameters:
         if parameter.get("in") != "path":
             continue
-        values = parameter["schema"].get("enum") or [{"key": "a", "name": "beta-users"}.get(parameter["name"], "a")]
+        values = parameter["schema"].get("enum") or [
+            {"key": "a", "name": "beta-users", "webhook_id": WEBHOOK_ID}.get(parameter["name"], "a")]
         paths = [p.replace("{" + parameter["name"] + "}", str(v)) for p in paths for v in values]
     return paths
 
@@ -45,9 +48,13 @@ READS = [op for op in _operations(write=False) if op[1] != "/sdk/v1/stream"]  # 
 
 @pytest.fixture
 def read_app(fake_store):
-    settings = dataclasses.replace(TEST_SETTINGS, read_tokens={"viewer": READ_TOKEN})
+    settings = dataclasses.replace(TEST_SETTINGS, read_tokens={"viewer": READ_TOKEN},
+                                   webhook_allow=AllowList.parse("hooks.example.com"))
     app = create_app(settings, store=fake_store, controller=False)
+    app.extensions["flagsvc"].webhooks.new_id = lambda: WEBHOOK_ID  # a known id for the paths that name one
     client = app.test_client()
+    webhook = {"url": "https://hooks.example.com/in", "events": ["rollback"]}
+    assert client.post("/api/v1/webhooks", headers=ADMIN, json=webhook).status_code == 201
     segment = {"name": "beta-users", "conditions": [{"attribute": "country", "op": "in", "values": ["nz"]}]}
     assert client.post("/api/v1/segments", headers=ADMIN, json=segment).status_code == 201
     for key, action in (("a", "start"), ("b", None)):

@@ -13,7 +13,7 @@ from flagsvc.config import ConfigError, Settings
 from flagsvc.domain import flag as flags
 from flagsvc.domain import webhook as hooks
 from flagsvc.domain.destinations import AllowList, AllowListError
-from flagsvc.domain.errors import FlagNotFound, InvalidFlag
+from flagsvc.domain.errors import InvalidFlag, WebhookNotFound
 from flagsvc.domain.flag import State
 from flagsvc.domain.webhook import RetryPolicy
 from flagsvc.service.webhook_delivery import DeliveryWorker
@@ -144,7 +144,7 @@ def test_a_webhook_is_created_listed_and_deleted():
     assert door.list() == {"webhooks": [door.get(made["id"])]}
     assert "secret" not in door.get(made["id"])
     door.delete(made["id"], actor="ops")
-    with pytest.raises(FlagNotFound):
+    with pytest.raises(WebhookNotFound):
         door.get(made["id"])
 
 

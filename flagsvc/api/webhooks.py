@@ -1,0 +1,50 @@
+"""/api/v1/webhooks: webhooks created, listed, read and deleted (admin tokens write, read tokens read), and each
+one's delivery log (docs/notifications.md)."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, g, jsonify, request, url_for
+
+from flagsvc.api import schemas
+from flagsvc.api.body import json_body
+from flagsvc.api.context import services
+from flagsvc.api.errors import ApiError
+
+bp = Blueprint("webhooks", __name__, url_prefix="/api/v1")
+LIMIT = re.compile(r"^[0-9]{1,3}\Z")
+
+
+@bp.get("/webhooks")
+def list_webhooks():
+    return jsonify(services().webhooks.list())
+
+
+@bp.post("/webhooks")
+def create_webhook():
+    created = services().webhooks.create(json_body(schemas.webhook_create), actor=g.principal.name)
+    response = jsonify(created)
+    response.status_code = 201
+    response.headers["Location"] = url_for("webhooks.get_webhook", webhook_id=created["id"])
+    return response
+
+
+@bp.get("/webhooks/<webhook_id>")
+def get_webhook(webhook_id: str):
+    return jsonify(services().webhooks.get(webhook_id))
+
+
+@bp.delete("/webhooks/<webhook_id>")
+def delete_webhook(webhook_id: str):
+    services().webhooks.delete(webhook_id, actor=g.principal.name)
+    return "", 204
+
+
+@bp.get("/webhooks/<webhook_id>/deliveries")
+def deliveries(webhook_id: str):
+    limit = request.args.get("limit", "100")
+    if not LIMIT.match(limit) or not 1 <= int(limit) <= 100:
+        raise ApiError("bad_request", "limit must be an integer from 1 to 100",
+                       {"limit": ["must be an integer from 1 to 100"]})
+    return jsonify(services().webhooks.deliveries(webhook_id, int(limit)))

@@ -1,0 +1,89 @@
+"""/api/v1/webhooks over the app (fakeredis): created with a secret shown once, listed, read, deleted and audited;
+bad input a 400 naming the field with nothing stored; a destination outside the allow-list refused; read tokens
+read and cannot write; the delivery log."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from flagsvc.api import create_app
+from flagsvc.domain.destinations import AllowList
+from tests.support import ADMIN, TEST_SETTINGS
+
+READ = {"Authorization": "Bearer read-only-secret-1"}
+HOOK = {"url": "https://hooks.example.com/in", "events": ["rollback", "hold"], "hold_seconds": 600}
+
+
+@pytest.fixture
+def api(fake_store):
+    settings = dataclasses.replace(TEST_SETTINGS, webhook_allow=AllowList.parse("hooks.example.com"),
+                                   read_tokens={"viewer": "read-only-secret-1"})
+    return create_app(settings, store=fake_store, controller=False).test_client()
+
+
+def test_a_webhook_is_created_read_listed_and_deleted(api):
+    created = api.post("/api/v1/webhooks", json={**HOOK, "flag": "checkout", "description": "ops channel"},
+                       headers=ADMIN)
+    assert created.status_code == 201, created.json
+    body = created.json
+    assert body["secret"].startswith("whsec_") and len(body["secret"]) > 30
+    assert created.headers["Location"] == f"/api/v1/webhooks/{body['id']}"
+    shown = api.get(f"/api/v1/webhooks/{body['id']}", headers=READ).json
+    assert "secret" not in shown and shown == {k: v for k, v in body.items() if k != "secret"}
+    assert shown["created_by"] == "ops" and shown["flag"] == "checkout" and shown["hold_seconds"] == 600
+    assert api.get("/api/v1/webhooks", headers=READ).json == {"webhooks": [shown]}
+    assert api.get(f"/api/v1/webhooks/{body['id']}/deliveries", headers=READ).json == {"deliveries": []}
+    assert api.delete(f"/api/v1/webhooks/{body['id']}", headers=ADMIN).status_code == 204
+    assert api.get(f"/api/v1/webhooks/{body['id']}", headers=ADMIN).status_code == 404
+    assert api.delete(f"/api/v1/webhooks/{body['id']}", headers=ADMIN).status_code == 404
+    audit = api.get("/api/v1/audit?actor=ops", headers=ADMIN).json["entries"]
+    assert [(e["action"], e["kind"], e["target"]) for e in audit] == [("delete", "webhook", body["id"]),
+                                                                      ("create", "webhook", body["id"])]
+
+
+def test_a_destination_outside_the_allow_list_is_a_400_naming_url(api):
+    for url in ("https://evil.example.org/in", "http://169.254.169.254/latest", "https://hooks.example.com.evil.io/"):
+        refused = api.post("/api/v1/webhooks", json={**HOOK, "url": url}, headers=ADMIN)
+        assert refused.status_code == 400
+        assert list(refused.json["error"]["fields"]) == ["url"]
+        assert "FLAGSVC_WEBHOOK_ALLOW" in refused.json["error"]["fields"]["url"][0]
+    assert api.get("/api/v1/webhooks", headers=ADMIN).json == {"webhooks": []}
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"events": ["rollback"]}, "url"),
+    ({"url": "https://hooks.example.com/in"}, "events"),
+    ({**HOOK, "events": ["explode"]}, "events"),
+    ({**HOOK, "events": []}, "events"),
+    ({**HOOK, "hold_seconds": "600"}, "hold_seconds"),
+    ({**HOOK, "hold_seconds": 0}, "hold_seconds"),
+    ({**HOOK, "flag": "Not A Key"}, "flag"),
+    ({**HOOK, "url": "javascript:alert(1)"}, "url"),
+    ({**HOOK, "url": "https://user:pw@hooks.example.com/"}, "url"),
+    ({**HOOK, "url": "https://hooks.example.com:99999/"}, "url"),
+    ({**HOOK, "secret": "mine"}, "secret"),
+    ({**HOOK, "description": "\u0000"}, "description"),
+])
+def test_bad_input_is_a_400_naming_the_field_and_stores_nothing(api, body, field):
+    refused = api.post("/api/v1/webhooks", json=body, headers=ADMIN)
+    assert refused.status_code == 400, refused.json
+    assert field in refused.json["error"]["fields"]
+    assert api.get("/api/v1/webhooks", headers=ADMIN).json == {"webhooks": []}
+
+
+def test_read_tokens_cannot_write_and_sdk_keys_cannot_read(api):
+    made = api.post("/api/v1/webhooks", json=HOOK, headers=ADMIN).json
+    assert api.post("/api/v1/webhooks", json=HOOK, headers=READ).status_code == 403
+    assert api.delete(f"/api/v1/webhooks/{made['id']}", headers=READ).status_code == 403
+    assert api.get("/api/v1/webhooks", headers={"Authorization": "Bearer sdk-secret-key-1"}).status_code == 403
+    assert len(api.get("/api/v1/webhooks", headers=ADMIN).json["webhooks"]) == 1
+
+
+def test_the_delivery_log_limit_is_checked(api):
+    made = api.post("/api/v1/webhooks", json=HOOK, headers=ADMIN).json
+    for bad in ("0", "101", "x", "-1"):
+        answer = api.get(f"/api/v1/webhooks/{made['id']}/deliveries?limit={bad}", headers=ADMIN)
+        assert answer.status_code == 400 and "limit" in answer.json["error"]["fields"]
+    assert api.get("/api/v1/webhooks/wh_0000000000000000/deliveries", headers=ADMIN).status_code == 404
