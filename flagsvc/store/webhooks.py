@@ -115,6 +115,7 @@ class MemoryWebhooks:
         with self._lock:
             if self._events.get(event_id, -1.0) > now:
                 return False
+            self._events = {known: until for known, until in self._events.items() if until > now}  # expired go
             self._events[event_id] = now + WEBHOOK_KEEP
             at = str(_ms(now))
             for webhook in webhook_ids:

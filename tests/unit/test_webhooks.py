@@ -325,3 +325,64 @@ def test_a_deleted_webhooks_deliveries_fail_without_sending(webhook_store):
     webhook_store.delete_webhook(made["id"])
     assert worker().step() == 1 and receiver.got == []
     assert webhook_store.due_deliveries(clock() + 10_000, 10) == [] and pending
+
+
+def test_a_stopping_worker_attempts_nothing_more(webhook_store):
+    clock, receiver = FakeClock(100.0), Receiver()
+    _, worker = setup(webhook_store, receiver, clock)
+    one = worker()
+    one.stopping.set()
+    assert one.step() == 0 and receiver.got == []
+    assert len(webhook_store.due_deliveries(clock(), 10)) == 1  # left for a worker that runs
+
+
+def test_the_server_runs_a_delivery_worker_and_stops_it(fake_store):
+    import threading
+
+    from flagsvc.service import build_services
+    from tests.support import TEST_SETTINGS
+
+    services = build_services(TEST_SETTINGS, fake_store, controller=False)
+    services.background.start()
+    assert any(t.name == "flagsvc-webhook-delivery" and t.is_alive() for t in threading.enumerate())
+    services.background.stop()
+    assert services.delivery.stopping.is_set()
+    assert not any(t.name == "flagsvc-webhook-delivery" and t.is_alive() for t in threading.enumerate())
+
+
+# --- the real sender ----------------------------------------------------------------------------------------
+
+def test_the_http_sender_does_not_follow_redirects_and_times_out():
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from flagsvc.service.webhook_delivery import http_sender
+
+    seen: list[tuple[str, str, bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # http.server's naming
+            seen.append((self.path, self.headers["Host"], self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(302)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers
+    try:
+        port = server.server_port
+        url = f"http://localhost:{port}/in?x=1"
+        assert http_sender(url, "127.0.0.1", b"{}", {"Content-Type": "application/json"}, 2.0) == 302
+        assert seen == [("/in?x=1", f"localhost:{port}", b"{}")]  # sent to the address given, named as the URL's host
+        with pytest.raises(TimeoutError):
+            http_sender(f"http://127.0.0.1:{silent.getsockname()[1]}/", "127.0.0.1", b"{}", {}, 0.2)
+    finally:
+        server.shutdown()
+        server.server_close()
+        silent.close()
