@@ -46,6 +46,10 @@ AUDIT_PARAMS = [
 
 WEBHOOK = {"name": "webhook_id", "in": "path", "required": True, "description": "The webhook's id",
            "schema": {"type": "string", "pattern": "^wh_[0-9a-f]{16}$"}}
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
+                   "description": "Sent again with the same request, the first answer comes back (the same webhook "
+                                  "and secret) and nothing is created twice; with another request, 409",
+                   "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}}
 DELIVERY_LIMIT = _query("limit", "At most this many deliveries, the newest (1 to 100)",
                         {"type": "integer", "minimum": 1, "maximum": 100, "default": 100})
 
@@ -62,7 +66,8 @@ OPERATIONS: list[tuple[str, str, str, list, Any, bool, int, Any, list, tuple[int
      (401, 403, 503)),
     ("/api/v1/webhooks", "post", "Create a webhook, for every flag or one, for some events (docs/notifications.md); "
      "its URL's host must be in FLAGSVC_WEBHOOK_ALLOW (else 400 naming `url`). The signing secret is shown once, "
-     "here", ADMIN, schemas.WebhookCreateSchema, True, 201, WebhookCreatedDoc, [], (400, 401, 403, 413, 503)),
+     "here", ADMIN, schemas.WebhookCreateSchema, True, 201, WebhookCreatedDoc, [IDEMPOTENCY_KEY],
+     (400, 401, 403, 409, 413, 503)),
     ("/api/v1/webhooks/{webhook_id}", "get", "One webhook", ADMIN, None, False, 200, WebhookDoc, [WEBHOOK],
      (401, 403, 404, 503)),
     ("/api/v1/webhooks/{webhook_id}", "delete", "Delete a webhook (its pending deliveries fail)", ADMIN, None, False,

@@ -11,6 +11,7 @@ from flagsvc.api import schemas
 from flagsvc.api.body import json_body
 from flagsvc.api.context import services
 from flagsvc.api.errors import ApiError
+from flagsvc.api.preconditions import write_request
 
 bp = Blueprint("webhooks", __name__, url_prefix="/api/v1")
 LIMIT = re.compile(r"^[0-9]{1,3}\Z")
@@ -23,7 +24,9 @@ def list_webhooks():
 
 @bp.post("/webhooks")
 def create_webhook():
-    created = services().webhooks.create(json_body(schemas.webhook_create), actor=g.principal.name)
+    body, asked = json_body(schemas.webhook_create), write_request()
+    created = services().webhooks.create(body, actor=g.principal.name, idempotency_key=asked.idempotency_key,
+                                         fingerprint=asked.fingerprint)
     response = jsonify(created)
     response.status_code = 201
     response.headers["Location"] = url_for("webhooks.get_webhook", webhook_id=created["id"])

@@ -9,6 +9,7 @@ an id once, so a new leader, a second replica or a retried write cannot make a s
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import threading
@@ -20,7 +21,7 @@ from typing import Any, TypedDict
 
 from flagsvc.domain import webhook as hooks
 from flagsvc.domain.destinations import AllowList
-from flagsvc.domain.errors import InvalidFlag, WebhookNotFound
+from flagsvc.domain.errors import IdempotencyKeyReused, InvalidFlag, WebhookNotFound
 from flagsvc.domain.flag import Flag, State
 from flagsvc.domain.webhook import Webhook, WebhookDoc
 from flagsvc.service.audit import AuditLog
@@ -58,9 +59,13 @@ class WebhookCommands:
         self.new_id = new_id  # how ids are made (tests fix them)
         self._new_secret = new_secret
 
-    def create(self, body: Mapping[str, Any], *, actor: str) -> WebhookCreatedDoc:
+    def create(self, body: Mapping[str, Any], *, actor: str, idempotency_key: str | None = None,
+               fingerprint: str = "") -> WebhookCreatedDoc:
         """A new webhook from `body` (url, events; flag, hold_seconds, description); InvalidFlag naming the
-        fields, nothing stored, when a setting is wrong or the URL's host is not allowed."""
+        fields, nothing stored, when a setting is wrong or the URL's host is not allowed. With an
+        `idempotency_key`, the webhook's id comes from it (and the actor), so the same request sent again gets the
+        first answer back (its secret too) while the webhook exists, and another request with that key is refused
+        (IdempotencyKeyReused)."""
         url, flag, events = body.get("url"), body.get("flag"), body.get("events")
         hold, description = body.get("hold_seconds", DEFAULT_HOLD_SECONDS), body.get("description", "")
         problems = hooks.validate(url, flag, events, hold, description)
@@ -70,10 +75,16 @@ class WebhookCommands:
                 problems["url"] = [f"host {host!r} is not in FLAGSVC_WEBHOOK_ALLOW ({self.allow.describe()})"]
         if problems:
             raise InvalidFlag(f"invalid webhook: {', '.join(sorted(problems))}", problems)
-        webhook = Webhook(id=self.new_id(), url=str(url), flag=flag, events=tuple(dict.fromkeys(events or [])),
+        webhook_id = self.new_id() if idempotency_key is None else "wh_" + hashlib.sha256(
+            f"{actor}\0{idempotency_key}".encode()).hexdigest()[:16]
+        webhook = Webhook(id=webhook_id, url=str(url), flag=flag, events=tuple(dict.fromkeys(events or [])),
                           hold_seconds=float(hold), secret=self._new_secret(), description=str(description),
                           created_at=self._clock(), created_by=actor)
-        self._store.put_webhook(webhook.to_stored())
+        if not self._store.add_webhook({**webhook.to_stored(), "fingerprint": fingerprint}):
+            first = next((doc for doc in self._store.webhooks() if doc["id"] == webhook_id), None)
+            if first is None or idempotency_key is None or first.get("fingerprint") != fingerprint:
+                raise IdempotencyKeyReused()
+            return {**Webhook.from_stored(first).to_dict(), "secret": first["secret"]}  # the first answer again
         if self._audit is not None:
             self._audit.record("create", kind="webhook", target=webhook.id, actor=actor, flag=flag,
                                detail={"url": webhook.url, "events": list(webhook.events),

@@ -61,8 +61,8 @@ def _ms(seconds: float) -> int:
 
 @runtime_checkable
 class WebhookStore(Protocol):
-    def put_webhook(self, doc: Mapping[str, Any]) -> None:
-        """Store a webhook (JSON-ready, with an `id`)."""
+    def add_webhook(self, doc: Mapping[str, Any]) -> bool:
+        """Store a new webhook (JSON-ready, with an `id`); False, nothing changed, when that id exists."""
 
     def webhooks(self) -> list[dict[str, Any]]:
         """Every webhook, by id."""
@@ -97,9 +97,12 @@ class MemoryWebhooks:
         self._deliveries: dict[str, dict[str, str]] = {}
         self._logs: dict[str, list[str]] = {}
 
-    def put_webhook(self, doc: Mapping[str, Any]) -> None:
+    def add_webhook(self, doc: Mapping[str, Any]) -> bool:
         with self._lock:
+            if doc["id"] in self._hooks:
+                return False
             self._hooks[doc["id"]] = json.dumps(doc)
+            return True
 
     def webhooks(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -176,8 +179,8 @@ class RedisWebhooks:
         self._claim = _script(self._redis, "webhook_claim.lua")
         self._finish = _script(self._redis, "webhook_finish.lua")
 
-    def put_webhook(self, doc: Mapping[str, Any]) -> None:
-        self._redis.hset(self.keys.webhook_configs, doc["id"], json.dumps(doc, separators=(",", ":")))
+    def add_webhook(self, doc: Mapping[str, Any]) -> bool:
+        return bool(self._redis.hsetnx(self.keys.webhook_configs, doc["id"], json.dumps(doc, separators=(",", ":"))))
 
     def webhooks(self) -> list[dict[str, Any]]:
         found = cast(dict[str, str], self._redis.hgetall(self.keys.webhook_configs))

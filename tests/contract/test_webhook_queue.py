@@ -16,9 +16,11 @@ def test_every_store_has_webhooks(any_store):
 
 def test_webhooks_are_kept_listed_and_removed(any_store):
     hooks = webhooks_for(any_store)
-    hooks.put_webhook(HOOK)
-    hooks.put_webhook({**HOOK, "id": "wh_0000000000000000"})
+    assert hooks.add_webhook(HOOK) is True
+    assert hooks.add_webhook({**HOOK, "url": "https://other.example.com/"}) is False  # the id exists: unchanged
+    assert hooks.add_webhook({**HOOK, "id": "wh_0000000000000000"}) is True
     assert [h["id"] for h in hooks.webhooks()] == ["wh_0000000000000000", "wh_0000000000000001"]
+    assert hooks.webhooks()[1]["url"] == HOOK["url"]
     assert hooks.delete_webhook(HOOK["id"]) is True
     assert hooks.delete_webhook(HOOK["id"]) is False
     assert [h["id"] for h in hooks.webhooks()] == ["wh_0000000000000000"]
@@ -64,7 +66,7 @@ def test_one_claim_at_a_time_until_the_lease_ends(any_store):
 
 def test_the_delivery_log_is_bounded_and_goes_with_the_webhook(any_store):
     hooks = webhooks_for(any_store)
-    hooks.put_webhook({**HOOK, "id": "wh_a"})
+    hooks.add_webhook({**HOOK, "id": "wh_a"})
     for n in range(WEBHOOK_LOG_CAP + 5):
         hooks.enqueue_event(f"f@1/{n}/hold", "hold", "f", "{}", ["wh_a"], now=100.0 + n)
     log = hooks.deliveries("wh_a", limit=1000)

@@ -13,7 +13,6 @@ import time
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
 from click.testing import CliRunner
 from flagsvc_client import FlagClient
 
@@ -28,7 +27,6 @@ from flagsvc.service import build_services
 from flagsvc.store.redis_store import RedisStore
 from tests.support import ADMIN_TOKEN, SDK_KEY, TEST_SETTINGS, serving, wait_for
 
-pytestmark = pytest.mark.slow
 BROKEN = ("checkout", "search")
 
 

@@ -87,3 +87,19 @@ def test_the_delivery_log_limit_is_checked(api):
         answer = api.get(f"/api/v1/webhooks/{made['id']}/deliveries?limit={bad}", headers=ADMIN)
         assert answer.status_code == 400 and "limit" in answer.json["error"]["fields"]
     assert api.get("/api/v1/webhooks/wh_0000000000000000/deliveries", headers=ADMIN).status_code == 404
+
+
+def test_a_create_sent_again_with_its_idempotency_key_creates_one_webhook(api):
+    again = {**ADMIN, "Idempotency-Key": "create-ops-hook-1"}
+    first = api.post("/api/v1/webhooks", json=HOOK, headers=again)
+    second = api.post("/api/v1/webhooks", json=HOOK, headers=again)
+    assert first.status_code == second.status_code == 201
+    assert first.json == second.json  # the first answer, secret included
+    other = api.post("/api/v1/webhooks", json={**HOOK, "events": ["complete"]}, headers=again)
+    assert other.status_code == 409 and "Idempotency-Key" in other.json["error"]["fields"]
+    assert [w["id"] for w in api.get("/api/v1/webhooks", headers=ADMIN).json["webhooks"]] == [first.json["id"]]
+    fresh = api.post("/api/v1/webhooks", json=HOOK, headers={**ADMIN, "Idempotency-Key": "create-ops-hook-2"})
+    assert fresh.status_code == 201 and fresh.json["id"] != first.json["id"]
+    assert fresh.json["secret"] != first.json["secret"]
+    bad = api.post("/api/v1/webhooks", json=HOOK, headers={**ADMIN, "Idempotency-Key": "no spaces"})
+    assert bad.status_code == 400 and "Idempotency-Key" in bad.json["error"]["fields"]
