@@ -78,7 +78,8 @@ def test_flushall_at_50_percent_noticed_sdk_keeps_answering_one_import_restores(
                 real_redis.flushall()
                 assert wait_for(lambda: services.dataset.notice() is not None, timeout=5)
                 detected = time.monotonic() - wiped
-            assert "checkout (rolling at 50%)" in caplog.text
+                # the watcher writes the notice first and logs it after: wait for the line while it is captured
+                assert wait_for(lambda: "checkout (rolling at 50%)" in caplog.text, timeout=5), caplog.text
             ready = requests.get(f"{url}/readyz", timeout=5)
             assert ready.status_code == 503 and "dataset was reset" in ready.json()["error"]["message"]
 
