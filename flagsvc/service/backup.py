@@ -186,8 +186,7 @@ def parse_segments(document: Mapping[str, Any]) -> list[Segment]:
     every problem (`segments.0.conditions.1.op`) otherwise."""
     items = document.get("segments", [])
     if not isinstance(items, list):
-        raise InvalidFlag("the export document is not valid; nothing was imported",
-                          {"segments": ["must be a list of segments"]})
+        raise _not_valid({"segments": ["must be a list of segments"]})
     problems: dict[str, list[str]] = {}
     parsed: list[Segment] = []
     seen: dict[str, int] = {}
@@ -221,8 +220,7 @@ def parse_segments(document: Mapping[str, Any]) -> list[Segment]:
         seen[segment.name] = index
         parsed.append(segment)
     if problems:
-        raise InvalidFlag(f"the export document is not valid; nothing was imported ({len(problems)} problem(s))",
-                          problems)
+        raise _not_valid(problems)
     return parsed
 
 
@@ -235,8 +233,12 @@ def _check_segments_named(flags_in: list[Flag], known: set[str]) -> None:
                 problems[f"flags.{index}.{field}"] = [f"no segment named {', '.join(missing)} in the document or "
                                                       "the store"]
     if problems:
-        raise InvalidFlag(f"the export document is not valid; nothing was imported ({len(problems)} problem(s))",
-                          problems)
+        raise _not_valid(problems)
+
+
+def _not_valid(problems: Mapping[str, list[str]]) -> InvalidFlag:
+    return InvalidFlag(f"the export document is not valid; nothing was imported ({len(problems)} problem(s))",
+                       problems)
 
 
 def _source(document: Mapping[str, Any]) -> str:
@@ -278,8 +280,7 @@ def parse_export(document: Mapping[str, Any]) -> list[Flag]:
         seen[flag.key] = index
         parsed.append(flag)
     if problems:
-        raise InvalidFlag(f"the export document is not valid; nothing was imported ({len(problems)} problem(s))",
-                          problems)
+        raise _not_valid(problems)
     return parsed
 
 

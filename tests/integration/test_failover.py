@@ -3,9 +3,7 @@ replica, keeps evaluating throughout, sees the next change, and loses no outcome
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import socket
 import threading
 import time
 
@@ -15,61 +13,9 @@ from flagsvc_client import FlagClient
 
 from tests.support import wait_for
 from tests.support.servers import Server
+from tests.support.tcp_balancer import Balancer
 
 pytestmark = pytest.mark.slow  # two real `flagsvc serve` processes and a SIGTERM (seconds)
-
-
-class Balancer:
-    """A TCP forwarder standing in for a load balancer: each new connection goes to the first backend that
-    accepts it, in order."""
-
-    def __init__(self, backends: list[int]) -> None:
-        self.backends = backends
-        self.connections: list[int] = []  # backend port per accepted connection
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self.port = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            for port in self.backends:
-                try:
-                    backend = socket.create_connection(("127.0.0.1", port), timeout=1)
-                except OSError:
-                    continue
-                backend.settimeout(None)
-                self.connections.append(port)
-                self._sockets += [client, backend]
-                threading.Thread(target=self._pump, args=(client, backend), daemon=True).start()
-                threading.Thread(target=self._pump, args=(backend, client), daemon=True).start()
-                break
-            else:
-                client.close()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        for s in (source, sink):  # either side closing ends the pair, as a balancer would
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        for s in self._sockets:
-            with contextlib.suppress(OSError):
-                s.close()
 
 
 def test_an_sdk_fails_over_to_the_other_replica(tmp_path, redis_url, namespace):
@@ -77,7 +23,7 @@ def test_an_sdk_fails_over_to_the_other_replica(tmp_path, redis_url, namespace):
            "FLAGSVC_ADMIN_TOKENS": "ops=admin-token-123", "FLAGSVC_SDK_KEYS": "web=sdk-key-12345"}
     first = Server(tmp_path / "a", env=env)
     second = Server(tmp_path / "b", env=env)
-    balancer = Balancer([first.port, second.port])
+    balancer = Balancer([first.port, second.port], round_robin=False)
     admin = first.admin
     requests.post(f"{first.url}/api/v1/flags", json={"key": "checkout"}, headers=admin).raise_for_status()
     requests.put(f"{first.url}/api/v1/flags/checkout/percent", json={"percent": 50},

@@ -23,7 +23,7 @@ from flagsvc.store.roles import HISTORY_CAP
 from tests.support import wait_for
 from tests.support.failover_load import SDK_ERRORS
 from tests.support.servers import Server
-from tests.support.tcp_balancer import RoundRobinBalancer
+from tests.support.tcp_balancer import Balancer
 
 pytestmark = pytest.mark.slow  # three real server processes (seconds each)
 
@@ -46,7 +46,7 @@ def test_the_leaders_process_dies_behind_the_balancer(tmp_path, sentinel_setup, 
            "FLAGSVC_ADMIN_TOKENS": "ops=admin-token-123", "FLAGSVC_SDK_KEYS": f"web={SDK_KEY}",
            "FLAGSVC_CONTROLLER_INTERVAL": "0.5"}  # a lease of 1.5 s: it expires soon after its holder dies
     servers = [Server(tmp_path / f"replica-{n}", "--workers", "1", env=env) for n in range(3)]
-    balancer = RoundRobinBalancer([s.port for s in servers])
+    balancer = Balancer([s.port for s in servers])
     admin = {"Authorization": "Bearer admin-token-123"}
     requests.post(f"{balancer.url}/api/v1/flags", json={"key": "checkout"}, headers=admin).raise_for_status()
     clients = [FlagClient(balancer.url, sdk_key=SDK_KEY, backoff_initial=0.1, backoff_max=0.5,

@@ -1,6 +1,7 @@
 """A TCP balancer standing in for a load balancer in front of several `flagsvc serve` processes: each new
-connection goes to the next backend in turn (round robin) that accepts it; a backend that refuses is passed
-over, as a balancer's health check would; either side closing ends the pair."""
+connection goes to the next backend in turn (round robin), or with `round_robin=False` to the first in order,
+that accepts it; a backend that refuses is passed over, as a balancer's health check would; either side closing
+ends the pair."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import socket
 import threading
 
 
-class RoundRobinBalancer:
-    def __init__(self, backends: list[int]) -> None:
+class Balancer:
+    def __init__(self, backends: list[int], *, round_robin: bool = True) -> None:
         self.backends = backends
+        self.round_robin = round_robin
         self.connections: list[int] = []  # the backend port of each connection, in order
         self._turn = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -30,10 +32,11 @@ class RoundRobinBalancer:
                 continue
             except OSError:
                 return
-            backends = list(self.backends)
-            for _ in backends:
-                self._turn += 1
-                port = backends[self._turn % len(backends)]
+            order = list(self.backends)
+            if self.round_robin and order:
+                self._turn = (self._turn + 1) % len(order)
+                order = order[self._turn:] + order[:self._turn]
+            for port in order:
                 try:
                     backend = socket.create_connection(("127.0.0.1", port), timeout=1)
                 except OSError:
