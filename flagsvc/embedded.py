@@ -124,14 +124,17 @@ class EmbeddedRedis:
         log: logging.Logger | None = None,
         extra_config: Sequence[str] = (),
         sentinel: bool = False,
+        avoid_ports: frozenset[int] = frozenset(),
     ) -> None:
         """`extra_config` lines are appended to redis.conf (a replica's `replicaof`, a Cluster node's
         `cluster-enabled yes`); with `sentinel`, the process is a Sentinel (`redis-server <conf> --sentinel`).
-        flagsvc itself runs neither: the tests start Sentinel and Cluster setups from the same binary."""
+        flagsvc itself runs neither: the tests start Sentinel and Cluster setups from the same binary.
+        `avoid_ports`: ports a free port is never picked from (the server's own)."""
         if appendfsync not in _APPENDFSYNC:
             raise ValueError(f"appendfsync must be one of {_APPENDFSYNC}, not {appendfsync!r}")
         self.data_dir = Path(data_dir).resolve()
         self.port = port
+        self.avoid_ports = avoid_ports
         self.appendfsync = appendfsync
         self.binary = binary
         self.extra_config = tuple(extra_config)
@@ -158,6 +161,13 @@ class EmbeddedRedis:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def _free_port(self) -> int:
+        """A free port, never one of `avoid_ports` (the kernel may hand out the server's port, tried and
+        released just before)."""
+        while (port := _free_port()) in self.avoid_ports:
+            pass
+        return port
+
     def start(self, timeout: float = 10.0) -> str:
         """Start redis-server (taking over from a crashed owner) and return its URL once it answers."""
         if self.running:
@@ -170,7 +180,7 @@ class EmbeddedRedis:
             raise EmbeddedRedisError(f"cannot create data dir {self.data_dir}: {e}") from e
         self._take_over(deadline)
         for attempt in range(1, _PORT_ATTEMPTS + 1):
-            port = self.port or _free_port()
+            port = self.port or self._free_port()
             if self._spawn(binary, port, deadline):
                 atexit.register(self.stop)
                 self.log.info("embedded redis pid %s serving %s from %s", self.pid, self.url, self.data_dir)

@@ -68,7 +68,7 @@ def serve(host: str, port: int, workers: int | None, threads: int | None, dev: b
     _raise_open_file_limit()
     embedded = None
     if settings.redis_url is None:
-        settings, embedded = _with_embedded_redis(settings)
+        settings, embedded = _with_embedded_redis(settings, port)
     elif not settings.admin_tokens or not settings.sdk_keys:
         raise click.UsageError("with FLAGSVC_REDIS_URL set, FLAGSVC_ADMIN_TOKENS and FLAGSVC_SDK_KEYS are required")
     owner_pid = os.getpid()
@@ -126,11 +126,11 @@ def _prepare_multiprocess_metrics() -> Path | None:
     return None if given else Path(directory)
 
 
-def _with_embedded_redis(settings: Settings):
+def _with_embedded_redis(settings: Settings, serve_port: int):
     from flagsvc.cli.tokens import load_or_create_tokens
     from flagsvc.embedded import EmbeddedRedis, EmbeddedRedisError
 
-    embedded = EmbeddedRedis(settings.data_dir)
+    embedded = EmbeddedRedis(settings.data_dir, avoid_ports=frozenset({serve_port}))  # not the server's own port
     try:
         url = embedded.start()
     except EmbeddedRedisError as e:
