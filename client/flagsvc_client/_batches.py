@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from flagsvc_client._outcomes import SKETCH_SIZE, ArmTally
-from flagsvc_client.protocol.limits import UNIT_BUCKETS
+from flagsvc_client._outcomes import SKETCH_SIZE, STRATUM_LABELS, ArmTally
+from flagsvc_client.protocol.limits import MAX_STRATA, UNIT_BUCKETS
 from flagsvc_client.protocol.sketch import MIN_INDEX
 
 TYPE_CHECKING = False
@@ -25,14 +25,38 @@ def _collapse(latency: dict[int, int], max_buckets: int) -> dict[int, int]:
     return kept
 
 
-def _arm_wire(tally: ArmTally | None, max_buckets: int) -> ArmOutcome:
+def _kept_strata(arms: dict[str, ArmTally]) -> set[int]:
+    """The stratum codes a flag's entry names: the MAX_STRATA with the most requests in both arms together (the
+    same labels in both, so the judge compares like with like); the others are pooled under STRATUM_OTHER."""
+    requests: dict[int, int] = {}
+    for tally in arms.values():
+        for code, (n, _) in (tally.strata or {}).items():
+            requests[code] = requests.get(code, 0) + n
+    requests.pop(STRATUM_LABELS.other, None)
+    return set(sorted(requests, key=lambda code: (-requests[code], code))[:MAX_STRATA])
+
+
+def _strata_wire(tally: ArmTally, kept: set[int]) -> dict[str, list[int]]:
+    """{label: [requests, errors, erroring users]}, the strata not kept added up under STRATUM_OTHER."""
+    users = tally.strata_users or {}
+    unremembered = tally.strata_unremembered or {}
+    rows: dict[int, list[int]] = {}
+    for code, (n, e) in (tally.strata or {}).items():
+        row = rows.setdefault(code if code in kept else STRATUM_LABELS.other, [0, 0, 0])
+        row[0] += n
+        row[1] += e
+        row[2] += min(e, len(users.get(code, ())) + unremembered.get(code, 0))
+    return {STRATUM_LABELS.label(code): row for code, row in rows.items() if row[0]}
+
+
+def _arm_wire(tally: ArmTally | None, max_buckets: int, kept: set[int] | None = None) -> ArmOutcome:
     if tally is None:
         return {"count": 0, "errors": 0, "error_users": 0, "latency": {}}
     by_index = {MIN_INDEX + position: n for position, n in enumerate((tally.counts or ())[:SKETCH_SIZE]) if n}
     users = len(tally.error_users or ()) + tally.unremembered
     units = tally.unit_counts or ()
     slow = tally.slow_mark is not None  # counted against a mark: each pair gets its slow requests third
-    return {
+    wire: ArmOutcome = {
         "count": tally.count,
         "errors": tally.errors,
         "error_users": min(tally.errors, users),
@@ -42,6 +66,9 @@ def _arm_wire(tally: ArmTally | None, max_buckets: int) -> ArmOutcome:
             for j, n in enumerate(units[:UNIT_BUCKETS]) if n
         },
     }
+    if tally.strata:
+        wire["strata"] = _strata_wire(tally, kept or set())
+    return wire
 
 
 def build_batches(tallies: list[ArmTally], max_flags: int, max_buckets: int) -> list[dict[str, FlagOutcome]]:
@@ -57,9 +84,10 @@ def build_batches(tallies: list[ArmTally], max_flags: int, max_buckets: int) -> 
     for flag, revisions in by_flag.items():
         for depth, revision in enumerate(sorted(revisions, reverse=True)):
             arms = revisions[revision]
+            kept = _kept_strata(arms)
             entry: FlagOutcome = {
                 "revision": revision,
-                "arms": {arm: _arm_wire(arms.get(arm), max_buckets) for arm in ("stable", "canary")},
+                "arms": {arm: _arm_wire(arms.get(arm), max_buckets, kept) for arm in ("stable", "canary")},
             }
             if depth == len(layers):
                 layers.append([])

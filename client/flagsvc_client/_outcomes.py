@@ -17,6 +17,11 @@ outcome is counted exactly once.
 Memory is bounded whatever the traffic: at most `max_arms` live tallies (outcomes beyond are dropped and counted),
 each holding < DRAIN_AT pending events (plus one per concurrent writer), a histogram over the sketch's fixed
 range (sketch.py) and a bounded set of erroring users. A bound reached asks for an early flush (`on_full`).
+
+Strata (a flag whose analysis names `stratify_by`, docs/protocol.md): the outcome rule adds the stratum's code
+(STRATUM_LABELS: one small id per label, interned for the process) to the event, so folding counts requests and
+errors per stratum with no extra work on the record path; which stratum an erroring user was in, `note_error`
+reads from LAST_STRATUM, which the rule set on the same thread just before.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from flagsvc_client.protocol.limits import UNIT_BUCKETS
+from flagsvc_client.protocol.limits import MAX_STRATUM_LABEL_LENGTH, STRATUM_OTHER, UNIT_BUCKETS
 from flagsvc_client.protocol.sketch import MAX_INDEX, MIN_INDEX, bucket_index
 
 TYPE_CHECKING = False
@@ -43,7 +48,11 @@ NO_LATENCY = 1 << 20
 ERROR = 1 << 22
 UNIT_SHIFT = 23
 UNIT_MASK = (UNIT_BUCKETS - 1) << UNIT_SHIFT
-CANARY = 1 << 29  # above every other part, so `code >= CANARY` says the arm; folding ignores it (the tally knows)
+# the stratum's id (0: no label): 12 bits, so a process interns up to STRATUM_IDS - 1 labels (STRATUM_LABELS)
+STRATUM_SHIFT = 29
+STRATUM_IDS = 1 << 12
+STRATUM_MASK = (STRATUM_IDS - 1) << STRATUM_SHIFT
+CANARY = 1 << 41  # above every other part, so `code >= CANARY` says the arm; folding ignores it (the tally knows)
 # every code, precomputed (a table lookup allocates nothing, where shifting the 32-bit hash would)
 STABLE_CODES = tuple(unit << UNIT_SHIFT for unit in range(UNIT_BUCKETS))
 CANARY_CODES = tuple(code + CANARY for code in STABLE_CODES)
@@ -51,6 +60,45 @@ SKETCH_SIZE = MAX_INDEX - MIN_INDEX + 1  # histogram slots 0..SKETCH_SIZE-1 are 
 DRAIN_AT = 256
 # Erroring users remembered across all tallies of a window (the per-arm cap alone would allow max_arms times it).
 MAX_ERROR_USERS_PER_WINDOW = 20_000
+
+
+class StratumLabels:
+    """Stratum labels interned as codes (`id << STRATUM_SHIFT`), append-only, so an event's code means the same
+    label whenever it is folded, whichever compiled config produced it. Bounded: past `capacity` labels (or for a
+    label longer than the protocol allows), the code of STRATUM_OTHER. One table per process (STRATUM_LABELS):
+    codes are only ever turned back into the same labels, so clients sharing it cannot disturb each other."""
+
+    def __init__(self, capacity: int = STRATUM_IDS - 1) -> None:
+        self._lock = threading.Lock()
+        self._capacity = capacity
+        self.labels: list[str] = ["", STRATUM_OTHER]  # by id; id 0 is "no label"
+        self._codes: dict[str, int] = {STRATUM_OTHER: 1 << STRATUM_SHIFT}
+        self.other = 1 << STRATUM_SHIFT
+
+    def code(self, label: str) -> int:
+        found = self._codes.get(label)
+        if found is not None:
+            return found
+        if len(label) > MAX_STRATUM_LABEL_LENGTH:
+            return self.other
+        with self._lock:
+            found = self._codes.get(label)
+            if found is None:
+                if len(self.labels) > self._capacity:
+                    return self.other
+                found = self._codes[label] = len(self.labels) << STRATUM_SHIFT
+                self.labels.append(label)
+            return found
+
+    def label(self, code: int) -> str:
+        """The label of a stratum code (its bits of an event)."""
+        return self.labels[code >> STRATUM_SHIFT]
+
+
+STRATUM_LABELS = StratumLabels()
+# On each thread, (flag, stratum code) of the last stratified outcome rule run: `record` calls `note_error` right
+# after the rule, on the same thread, so an erroring user is remembered in the stratum the outcome was counted in.
+LAST_STRATUM = threading.local()
 
 
 def event_of(ok: bool, latency_ms: float | None, code: int = 0) -> int:
@@ -61,7 +109,8 @@ def event_of(ok: bool, latency_ms: float | None, code: int = 0) -> int:
 
 class ArmTally:
     __slots__ = (
-        "counts", "error_users", "errors", "events", "key", "retired", "slow_mark", "unit_counts", "unremembered",
+        "counts", "error_users", "errors", "events", "key", "retired", "slow_mark", "strata", "strata_unremembered",
+        "strata_users", "unit_counts", "unremembered",
     )  # fmt: skip
 
     def __init__(self, key: ArmKey, retired: bool = False) -> None:
@@ -78,6 +127,11 @@ class ArmTally:
         self.errors = 0
         self.error_users: set[object] | None = None
         self.unremembered = 0  # errors from users we could not remember: each counted as a new user
+        # per stratum code: [requests, errors]; the erroring users remembered in it, and how many errors came
+        # from users that could not be remembered (each counted as a new user); None while the tally has none
+        self.strata: dict[int, list[int]] | None = None
+        self.strata_users: dict[int, set[object]] | None = None
+        self.strata_unremembered: dict[int, int] | None = None
 
     @property
     def count(self) -> int:
@@ -121,6 +175,9 @@ class OutcomeWindow:
         """Remember who failed (the failure itself travels in the event). Never raises."""
         with self.lock:
             try:
+                last = getattr(LAST_STRATUM, "seen", None)
+                if last is not None and last[1] and last[0] == tally.key[0]:
+                    self._note_stratum_error(tally, last[1], user_id)
                 users = tally.error_users
                 if users is None:
                     users = tally.error_users = set()
@@ -152,6 +209,23 @@ class OutcomeWindow:
 
     # -- with the lock held ----------------------------------------------------------------------------------
 
+    def _note_stratum_error(self, tally: ArmTally, code: int, user_id: object) -> None:
+        by_stratum = tally.strata_users
+        if by_stratum is None:
+            by_stratum = tally.strata_users = {}
+        users = by_stratum.get(code)
+        if users is None:
+            users = by_stratum[code] = set()
+        if user_id in users:
+            return
+        if len(users) < self._max_error_users and self._remembered < MAX_ERROR_USERS_PER_WINDOW:
+            users.add(user_id)
+            self._remembered += 1
+        else:
+            if tally.strata_unremembered is None:
+                tally.strata_unremembered = {}
+            tally.strata_unremembered[code] = tally.strata_unremembered.get(code, 0) + 1
+
     def revive(self, tally: ArmTally) -> ArmTally:
         """The live tally for a retired one's key: found, created, or the sink when there is no room (or when
         discarding): whatever is folded into the sink is dropped."""
@@ -182,6 +256,17 @@ class OutcomeWindow:
             event += OFFSET
             unit = (event & UNIT_MASK) >> UNIT_SHIFT
             units[unit] += n
+            stratum = event & STRATUM_MASK
+            if stratum:
+                strata = tally.strata
+                if strata is None:
+                    strata = tally.strata = {}
+                row = strata.get(stratum)
+                if row is None:
+                    row = strata[stratum] = [0, 0]
+                row[0] += n
+                if event & ERROR:
+                    row[1] += n
             if event & ERROR:
                 tally.errors += n
                 units[UNIT_BUCKETS + unit] += n
@@ -208,8 +293,11 @@ class OutcomeWindow:
                     out.counts, out.unit_counts, out.errors = tally.counts, tally.unit_counts, tally.errors
                     out.error_users, out.unremembered = tally.error_users, tally.unremembered
                     out.slow_mark = tally.slow_mark  # what this window's slow counts were counted against
+                    out.strata, out.strata_users = tally.strata, tally.strata_users
+                    out.strata_unremembered = tally.strata_unremembered
                     tally.slow_mark = _p95_index(tally.counts, tally.slow_mark)
                     tally.counts, tally.unit_counts, tally.error_users = None, None, None
+                    tally.strata, tally.strata_users, tally.strata_unremembered = None, None, None
                     tally.errors = tally.unremembered = 0
                     taken.append(out)
                 else:

@@ -18,8 +18,16 @@ from collections.abc import Callable, Mapping
 
 from mmh3 import hash as _murmur3_32
 
-from flagsvc_client._outcomes import CANARY_CODES, STABLE_CODES, ArmTally, placeholders
+from flagsvc_client._outcomes import (
+    CANARY_CODES,
+    LAST_STRATUM,
+    STABLE_CODES,
+    STRATUM_LABELS,
+    ArmTally,
+    placeholders,
+)
 from flagsvc_client.protocol.bucketing import BUCKETS, SEPARATOR, UNIT_SHIFT, hash_key, user_key
+from flagsvc_client.protocol.limits import STRATUM_JOIN
 from flagsvc_client.protocol.targeting import as_context, bucket_value
 from flagsvc_client.result import Reason
 from flagsvc_client.snapshot import FlagConfig, Snapshot
@@ -236,18 +244,75 @@ def _listed_outcome_rule(prefix: str, threshold: int, allow: frozenset[str], den
     return rule
 
 
+def stratum_value(value: object) -> str | None:
+    """The label part of one `stratify_by` attribute's value: a str as is, a bool as true/false, a number in
+    decimal; None (no label) when missing or of another type (a list)."""
+    if type(value) is str:
+        return value
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) is int or type(value) is float:
+        return repr(value)
+    return None
+
+
+def stratum_label(flag: FlagConfig, context: object) -> str | None:
+    """The stratum an outcome with this context is counted in (docs/protocol.md, "Strata"): the values of the
+    flag's `stratify_by` attributes, joined; None when none has a value (or the context cannot be read)."""
+    if not flag.stratify_by or context is None:
+        return None
+    try:
+        attributes = as_context(context)
+        parts = [stratum_value(attributes.get(name)) for name in flag.stratify_by]
+    except Exception:
+        return None
+    if all(part is None for part in parts):
+        return None
+    return STRATUM_JOIN.join("" if part is None else part for part in parts)
+
+
+MAX_CACHED_STRATA = 256  # values a stratified rule remembers the code of (the rest cost one more lookup)
+
+
+def _stratified_outcome_rule(rule: OutcomeRule, flag: FlagConfig) -> OutcomeRule:
+    """`rule` with the stratum's code added to its answer (_outcomes.py), and the stratum noted for note_error."""
+    key, last, codes = flag.key, LAST_STRATUM, STRATUM_LABELS
+    attribute = flag.stratify_by[0] if len(flag.stratify_by) == 1 else None
+    cached: dict[str, tuple[str, int]] = {}
+
+    def stratified(user_id: object, context: object = None) -> int:
+        code = rule(user_id, context)
+        if attribute is not None and type(context) is dict and type(value := context.get(attribute)) is str:
+            seen = cached.get(value)
+            if seen is None:
+                seen = (key, codes.code(value))
+                if len(cached) < MAX_CACHED_STRATA:
+                    cached[value] = seen
+        else:
+            label = stratum_label(flag, context)
+            seen = (key, 0 if label is None else codes.code(label))
+        last.seen = seen
+        return code + seen[1]
+
+    return stratified
+
+
 def compile_outcome_rule(flag: FlagConfig, segments: Segments | None = None) -> OutcomeRule:
-    """`record`'s closure for the flag: which arm and which user bucket an outcome is counted in."""
+    """`record`'s closure for the flag: which arm and which user bucket an outcome is counted in, and for a
+    stratified flag which stratum."""
     prefix = flag.salt + SEPARATOR
+    rule: OutcomeRule
     if flag.unusable:
         return _unusable_outcome_rule(flag.unusable[1])
     if flag.killed:
-        return _killed_outcome_rule(prefix)
-    if flag.targeted:
-        return _targeted_outcome_rule(flag, segments or {})
-    if flag.allow or flag.deny:
-        return _listed_outcome_rule(prefix, flag.threshold, flag.allow, flag.deny)
-    return _rollout_outcome_rule(prefix, flag.threshold)
+        rule = _killed_outcome_rule(prefix)
+    elif flag.targeted:
+        rule = _targeted_outcome_rule(flag, segments or {})
+    elif flag.allow or flag.deny:
+        rule = _listed_outcome_rule(prefix, flag.threshold, flag.allow, flag.deny)
+    else:
+        rule = _rollout_outcome_rule(prefix, flag.threshold)
+    return _stratified_outcome_rule(rule, flag) if flag.stratify_by else rule
 
 
 def compile_rule(flag: FlagConfig, segments: Segments | None = None) -> Rule:

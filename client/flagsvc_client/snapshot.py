@@ -11,7 +11,7 @@ import math
 
 from flagsvc_client._frozen import Frozen
 from flagsvc_client.protocol.bucketing import threshold
-from flagsvc_client.protocol.limits import KILLED_STATES, KNOWN_FEATURES
+from flagsvc_client.protocol.limits import KILLED_STATES, KNOWN_FEATURES, MAX_STRATIFY_BY
 from flagsvc_client.protocol.targeting import ATTRIBUTE_NAME, OPERATORS, compile_segment, segment_problems
 
 TYPE_CHECKING = False
@@ -38,7 +38,7 @@ class FlagConfig(Frozen):
 
     __slots__ = (  # noqa: RUF023
         "key", "state", "percent", "revision", "salt", "allow", "deny", "threshold",
-        "excluded", "eligible", "bucket_by", "unusable",
+        "excluded", "eligible", "bucket_by", "unusable", "stratify_by",
     )
 
     key: str
@@ -53,6 +53,7 @@ class FlagConfig(Frozen):
     eligible: tuple[str, ...]
     bucket_by: str | None
     unusable: tuple[str, str] | None
+    stratify_by: tuple[str, ...]  # the attributes labelling outcome strata (docs/protocol.md, "Strata")
 
     if TYPE_CHECKING:  # what Frozen.__init__ accepts for this class, spelled out for the type checker
 
@@ -71,6 +72,7 @@ class FlagConfig(Frozen):
             eligible: tuple[str, ...] = (),
             bucket_by: str | None = None,
             unusable: tuple[str, str] | None = None,
+            stratify_by: tuple[str, ...] = (),
         ) -> None: ...
 
     else:
@@ -80,6 +82,7 @@ class FlagConfig(Frozen):
             values.setdefault("eligible", ())
             values.setdefault("bucket_by", None)
             values.setdefault("unusable", None)
+            values.setdefault("stratify_by", ())
             super().__init__(**values)
 
     @property
@@ -218,7 +221,18 @@ def parse_flag(key: object, data: object) -> FlagConfig:
         excluded=_names(key, "excluded_segments", data.get("excluded_segments")),
         eligible=_names(key, "eligible_segments", data.get("eligible_segments")),
         bucket_by=bucket_by,
+        stratify_by=_stratify_by(data.get("stratify_by")),
     )
+
+
+def _stratify_by(value: object) -> tuple[str, ...]:
+    """The attributes labelling outcome strata; reporting only, so a malformed value is ignored (the outcomes go
+    unlabelled) rather than failing the flag."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_STRATIFY_BY or len(set(value)) != len(value):
+        return ()
+    if not all(_is_text(name) and ATTRIBUTE_NAME.match(name) for name in value):
+        return ()
+    return tuple(value)
 
 
 def parse_segment(name: str, data: object) -> Test | tuple[str, str]:

@@ -22,3 +22,14 @@ SNAPSHOT_EVENT = "snapshot"  # the Server-Sent Event that carries a snapshot on 
 FEATURE_SEGMENTS = "segments"  # excluded_segments / eligible_segments, evaluated against the context
 FEATURE_BUCKET_BY = "bucket_by"  # the rollout hashes a context attribute instead of the user id
 KNOWN_FEATURES = frozenset({FEATURE_SEGMENTS, FEATURE_BUCKET_BY})
+# Stratified outcomes (docs/protocol.md, "Strata"): a flag's analysis may name one or two context attributes
+# (`stratify_by`); SDKs then count each arm's outcomes per stratum label, the attributes' values joined by
+# STRATUM_JOIN. A batch names at most MAX_STRATA labels per flag, the rest pooled under STRATUM_OTHER; the server
+# keeps at most MAX_STRATA labels per flag revision (later ones also pooled). Outcomes with no value are sent under
+# no label: the judge counts them as one more stratum. Stratifying changes what is reported, not the answers, so it
+# is not a `requires` feature: an SDK that does not know it evaluates the flag and reports its outcomes unlabelled.
+MAX_STRATIFY_BY = 2
+MAX_STRATA = 20
+MAX_STRATUM_LABEL_LENGTH = 128  # longer labels are pooled under STRATUM_OTHER by the SDK, refused by the server
+STRATUM_OTHER = "~other"
+STRATUM_JOIN = "|"

@@ -27,6 +27,9 @@ class SnapshotFlag(TypedDict):
     excluded_segments: NotRequired[list[str]]
     eligible_segments: NotRequired[list[str]]
     bucket_by: NotRequired[str]
+    # the context attributes (1 or 2) whose values label the strata outcomes are counted in (docs/protocol.md,
+    # "Strata"); reporting only, so not a `requires` feature
+    stratify_by: NotRequired[list[str]]
 
 
 class SnapshotCondition(TypedDict):
@@ -65,6 +68,9 @@ class ArmOutcome(TypedDict):
     # per user bucket (0 .. limits.UNIT_BUCKETS-1): [requests, errors] or [requests, errors, slow requests];
     # optional (older SDKs leave it out)
     units: NotRequired[dict[str, list[int]]]
+    # per stratum label of the flag's `stratify_by` (at most limits.MAX_STRATA labels, and limits.STRATUM_OTHER):
+    # [requests, errors, erroring users]; outcomes under no label are not listed (the arm's totals minus these)
+    strata: NotRequired[dict[str, list[int]]]
 
 
 class FlagOutcome(TypedDict):
@@ -151,6 +157,24 @@ class ReportersDoc(TypedDict):
     excluded: list[str]
 
 
+class StratumArmStats(TypedDict):
+    """One arm's requests and errors in one stratum (as in the verdict's evidence)."""
+
+    requests: int
+    errors: int
+    error_rate: float | None
+
+
+class StratumStats(TypedDict):
+    """One stratum of a stratified flag's current revision ("" is the requests under no label): each arm's
+    rates, and the sample-ratio check of this stratum at the judge's last look (None before any)."""
+
+    stratum: str
+    stable: StratumArmStats
+    canary: StratumArmStats
+    split: dict[str, Any] | None
+
+
 class FlagStats(TypedDict):
     """GET /api/v1/flags/<key>/stats: the current revision's totals per arm, batch counts, the judge's last
     verdict, the reporters."""
@@ -163,3 +187,5 @@ class FlagStats(TypedDict):
     ingest: dict[str, int]
     verdict: dict[str, Any] | None
     reporters: ReportersDoc
+    # per stratum, for a flag whose analysis names `stratify_by` (else empty)
+    strata: NotRequired[list[StratumStats]]
