@@ -33,7 +33,7 @@ def free_port() -> int:
 
 class BenchServer:
     def __init__(self, *, workers: int = 1, threads: int = 256, env: dict[str, str] | None = None,
-                 redis_pool: int | None = None, appendfsync: str = "always") -> None:
+                 redis_pool: int | None = None, appendfsync: str = "always", operator_listener: bool = False) -> None:
         """`redis_pool`: None = the default embedded mode (`flagsvc serve` starts its own Redis). A number: start
         the same embedded redis-server here and pass FLAGSVC_REDIS_URL=...?max_connections=<n>, so the server's
         redis-py pool has that size (a benchmark-only way to see what a larger pool changes); `appendfsync` is that
@@ -44,6 +44,10 @@ class BenchServer:
         self.extra_env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # With `operator_listener`, `flagsvc serve --operator-port`: operators' calls (`admin`) go to a listener of
+        # their own, served by a worker of its own; without it, operators share the one listener.
+        self.operator_port = free_port() if operator_listener else self.port
+        self.operator_url = f"http://127.0.0.1:{self.operator_port}"
         self._tmp = tempfile.TemporaryDirectory(prefix="flagsvc-bench-")
         self.data_dir = Path(self._tmp.name)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -70,7 +74,8 @@ class BenchServer:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flagsvc", "serve", "--port", str(self.port),
-             "--workers", str(self.workers), "--threads", str(self.threads)],
+             "--workers", str(self.workers), "--threads", str(self.threads),
+             *(["--operator-port", str(self.operator_port)] if self.operator_port != self.port else [])],
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
         )
         log.close()
@@ -79,7 +84,8 @@ class BenchServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.log_tail()}")
             with contextlib.suppress(requests.RequestException):
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if all(requests.get(url + "/healthz", timeout=1).status_code == 200
+                       for url in {self.url, self.operator_url}):
                     break
             time.sleep(0.1)
         else:
@@ -158,7 +164,8 @@ class BenchServer:
     # -- API -----------------------------------------------------------------------------------------------
 
     def admin(self, method: str, path: str, body: object = None, timeout: float = 30) -> object:
-        r = self.session.request(method, self.url + path, json=body, headers=self.admin_headers, timeout=timeout)
+        r = self.session.request(method, self.operator_url + path, json=body, headers=self.admin_headers,
+                                 timeout=timeout)
         r.raise_for_status()
         return r.json() if r.content else None
 

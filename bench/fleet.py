@@ -222,9 +222,10 @@ async def run(srv: BenchServer, args: argparse.Namespace) -> None:
     # The operator probes run in processes of their own: this process's event loop is busy being the fleet and
     # the attackers, and its delays are not the server's
     loop = asyncio.get_running_loop()
-    with ProcessPoolExecutor(2) as probes:
-        (admin_ms, admin_failed), (health_ms, health_failed) = await asyncio.gather(
-            loop.run_in_executor(probes, probe, srv.port, f"/api/v1/flags/{FLAG}", admin_header, args.probes),
+    with ProcessPoolExecutor(3) as probes:
+        (admin_ms, admin_failed), (health_ms, health_failed), (sdk_health_ms, sdk_health_failed) = await asyncio.gather(
+            loop.run_in_executor(probes, probe, srv.operator_port, f"/api/v1/flags/{FLAG}", admin_header, args.probes),
+            loop.run_in_executor(probes, probe, srv.operator_port, "/healthz", "", args.probes),
             loop.run_in_executor(probes, probe, srv.port, "/healthz", "", args.probes),
         )
     attacked_delays: list[float] = []
@@ -241,6 +242,9 @@ async def run(srv: BenchServer, args: argparse.Namespace) -> None:
                         ADMIN_P99_MS, admin_failed))
     rows.append(summary(f"/healthz during the attack ({args.probes}, new connection each)", health_ms,
                         HEALTH_P99_MS, health_failed))
+    if srv.operator_port != srv.port:
+        rows.append(summary(f"/healthz of the SDK listener during the attack ({args.probes}), for comparison",
+                            sdk_health_ms, None, sdk_health_failed))
     rows.append(summary("a change reaches the streams during the attack (3 changes)", attacked_delays,
                         PROPAGATION_P99_MS, attacked_missed))
     mem_ok = max(memory, memory_attacked) <= MEMORY_MB
@@ -265,6 +269,8 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=200)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="1,000 streams, 3 changes, 100 slow clients")
+    ap.add_argument("--one-listener", action="store_true",
+                    help="operators share the SDK listener (no --operator-port): the attack reaches their workers")
     args = ap.parse_args()
     if args.quick:
         args.streams, args.changes, args.slow, args.probes = 1000, 3, 100, 50
@@ -274,7 +280,7 @@ def main() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(needed, soft)), hard))
     if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < needed:
         sys.exit(f"fleet: need {needed} open files, the hard limit is {hard} (ulimit -Hn)")
-    with BenchServer(workers=args.workers, threads=32) as srv:
+    with BenchServer(workers=args.workers, threads=32, operator_listener=not args.one_listener) as srv:
         asyncio.run(run(srv, args))
 
 

@@ -40,10 +40,16 @@ def default_workers() -> int:
 @click.option("--threads", type=click.IntRange(1, 4096), envvar="FLAGSVC_SDK_THREADS",
               help="Threads per worker that run SDK requests [default: 32; env FLAGSVC_SDK_THREADS]. SDK streams "
                    "hold none; operators' requests have FLAGSVC_OPERATOR_THREADS (8) of their own.")
+@click.option("--operator-port", type=click.IntRange(1, 65535), envvar="FLAGSVC_OPERATOR_PORT",
+              help="A listener of operators' own (admin API, console, health, metrics), served by a worker of its "
+                   "own, so that no SDK flood slows it [env FLAGSVC_OPERATOR_PORT; default: none, one listener].")
+@click.option("--operator-host", envvar="FLAGSVC_OPERATOR_HOST",
+              help="Interface of the operator listener [default: --host; env FLAGSVC_OPERATOR_HOST].")
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn (debugging only).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="One line per event, as text or JSON.")
-def serve(host: str, port: int, workers: int | None, threads: int | None, dev: bool, log_format: str) -> None:
+def serve(host: str, port: int, workers: int | None, threads: int | None, operator_port: int | None,
+          operator_host: str | None, dev: bool, log_format: str) -> None:
     """Serve the REST API, the SDK endpoints and the rollout controller.
 
     \b
@@ -56,6 +62,10 @@ def serve(host: str, port: int, workers: int | None, threads: int | None, dev: b
     from flagsvc.logs import configure
 
     configure(log_format)
+    if operator_port is not None and operator_port == port:
+        raise click.UsageError(f"--operator-port must differ from --port ({port})")
+    if operator_port is not None and dev:
+        raise click.UsageError("--operator-port needs gunicorn's workers: leave out --dev")
     if threads is not None:
         os.environ["FLAGSVC_SDK_THREADS"] = str(threads)  # read by each worker (flagsvc.serving.limits)
     try:
@@ -68,7 +78,7 @@ def serve(host: str, port: int, workers: int | None, threads: int | None, dev: b
     _raise_open_file_limit()
     embedded = None
     if settings.redis_url is None:
-        settings, embedded = _with_embedded_redis(settings, port)
+        settings, embedded = _with_embedded_redis(settings, {port, operator_port or port})
     elif not settings.admin_tokens or not settings.sdk_keys:
         raise click.UsageError("with FLAGSVC_REDIS_URL set, FLAGSVC_ADMIN_TOKENS and FLAGSVC_SDK_KEYS are required")
     owner_pid = os.getpid()
@@ -81,6 +91,8 @@ def serve(host: str, port: int, workers: int | None, threads: int | None, dev: b
 
         redis_target = parse_redis_url(settings.redis_url or "").describe()  # set by now; without its password
         click.echo(f"flagsvc: serving http://{host}:{port} (Redis {redis_target})", err=True)
+        if operator_port is not None:
+            click.echo(f"flagsvc: operators' listener http://{operator_host or host}:{operator_port}", err=True)
         if dev:
             background = app.extensions["flagsvc.background"]
             background.start()
@@ -92,7 +104,7 @@ def serve(host: str, port: int, workers: int | None, threads: int | None, dev: b
             from flagsvc.cli.wsgi import run_gunicorn
 
             run_gunicorn(app, host=host, port=port, workers=workers or default_workers(),
-                         json_logs=log_format == "json")
+                         json_logs=log_format == "json", operator_host=operator_host, operator_port=operator_port)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -126,11 +138,11 @@ def _prepare_multiprocess_metrics() -> Path | None:
     return None if given else Path(directory)
 
 
-def _with_embedded_redis(settings: Settings, serve_port: int):
+def _with_embedded_redis(settings: Settings, serve_ports: set[int]):
     from flagsvc.cli.tokens import load_or_create_tokens
     from flagsvc.embedded import EmbeddedRedis, EmbeddedRedisError
 
-    embedded = EmbeddedRedis(settings.data_dir, avoid_ports=frozenset({serve_port}))  # not the server's own port
+    embedded = EmbeddedRedis(settings.data_dir, avoid_ports=frozenset(serve_ports))  # not the server's own
     try:
         url = embedded.start()
     except EmbeddedRedisError as e:

@@ -9,6 +9,8 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
+from flagsvc.serving.roles import EVERYTHING, role_for_new_worker
+
 
 class _Gunicorn(BaseApplication):
     def __init__(self, app: Flask, options: dict[str, object]) -> None:
@@ -64,12 +66,29 @@ class _JsonGunicornLogger(Logger):
             handler.setFormatter(JsonFormatter())
 
 
-def run_gunicorn(app: Flask, *, host: str, port: int, workers: int, json_logs: bool = False) -> None:
+def _role_assigner(operator_port: int):
+    """gunicorn's pre_fork hook when operators have a listener of their own: the worker about to be forked
+    learns which listener it serves (`flagsvc.serving.roles`)."""
+
+    def pre_fork(server, worker) -> None:
+        worker.flagsvc_role = role_for_new_worker(
+            getattr(live, "flagsvc_role", EVERYTHING) for live in server.WORKERS.values())
+        worker.flagsvc_operator_port = operator_port
+
+    return pre_fork
+
+
+def run_gunicorn(app: Flask, *, host: str, port: int, workers: int, json_logs: bool = False,
+                 operator_host: str | None = None, operator_port: int | None = None) -> None:
     """Blocks until gunicorn stops (SIGTERM/SIGINT: graceful, in-flight requests finish). Each worker serves with
-    flagsvc's asyncio worker (`flagsvc.serving`)."""
+    flagsvc's asyncio worker (`flagsvc.serving`). With `operator_port`, operators get a listener of their own,
+    served by one more worker than `workers`."""
+    bind = [f"{host}:{port}"]
+    if operator_port is not None:
+        bind.append(f"{operator_host or host}:{operator_port}")
     options = {
-        "bind": f"{host}:{port}",
-        "workers": workers,
+        "bind": bind,
+        "workers": workers + (operator_port is not None),
         "worker_class": "flagsvc.serving.worker.AsyncWorker",
         "backlog": 4096,
         "graceful_timeout": 10,
@@ -82,6 +101,8 @@ def run_gunicorn(app: Flask, *, host: str, port: int, workers: int, json_logs: b
         "child_exit": _child_exit,
         "control_socket_disable": True,
     }
+    if operator_port is not None:
+        options["pre_fork"] = _role_assigner(operator_port)
     if json_logs:
         options["logger_class"] = _JsonGunicornLogger
     try:

@@ -26,6 +26,7 @@ from flagsvc.api.auth import TokenRegistry
 from flagsvc.api.fastpath import NotModifiedFastPath
 from flagsvc.serving.http import HttpServer
 from flagsvc.serving.limits import ServingLimits
+from flagsvc.serving.roles import EVERYTHING, OPERATOR, listeners_for
 from flagsvc.serving.streams import StreamHub
 
 log = logging.getLogger("flagsvc.serving")
@@ -105,6 +106,10 @@ class CollectorPolicy:
 
 
 class AsyncWorker(Worker):
+    # Set by the master before the fork when operators have a listener of their own (`flagsvc.serving.roles`).
+    flagsvc_role: str = EVERYTHING
+    flagsvc_operator_port: int | None = None
+
     def run(self) -> None:
         asyncio.run(self._serve())
 
@@ -112,7 +117,9 @@ class AsyncWorker(Worker):
         limits = ServingLimits.from_env()
         server = build_server(self.wsgi, limits)
         listeners = []
-        for listener in self.sockets:
+        if self.flagsvc_role == OPERATOR:
+            log.info("worker %d serves the operator listener (port %s)", os.getpid(), self.flagsvc_operator_port)
+        for listener in listeners_for(self.flagsvc_role, self.sockets, self.flagsvc_operator_port):
             sock = listener.sock if hasattr(listener, "sock") else listener
             sock.setblocking(False)
             listeners.append(await server.listen(socket.socket(fileno=os.dup(sock.fileno())), backlog=self.cfg.backlog))
