@@ -66,6 +66,7 @@ class FlagClient:
         self._log = LogOnce()
         self._carryover = Carryover()
         self._evaluations: EvaluationCounts | None = None
+        self._config_listeners: list[Callable[[Snapshot | None, Snapshot], None]] = []
         self._install(CompiledConfig(None))
         self._confirmed_at: float | None = None
         self._closed = False
@@ -286,12 +287,30 @@ class FlagClient:
     def _apply(self, snapshot: Snapshot) -> bool:
         """Install a snapshot if it is newer (docs/protocol.md); returns whether it was installed."""
         with self._apply_lock:
-            if not snapshot.replaces(self._config.snapshot):
+            previous = self._config.snapshot
+            if not snapshot.replaces(previous):
                 return False
-            config = CompiledConfig(self._carryover.merge(self._config.snapshot, snapshot))
+            config = CompiledConfig(self._carryover.merge(previous, snapshot))
             self._install(config)
             self._snapshot_stats["snapshots_applied"] += 1
-            return True
+        if config.snapshot is not None:
+            for listener in tuple(self._config_listeners):
+                try:
+                    listener(previous, config.snapshot)
+                except Exception as exc:
+                    self._log.warning(("config_listener", type(exc)), "a config listener failed: %r", exc)
+        return True
+
+    def add_config_listener(self, listener: Callable[[Snapshot | None, Snapshot], None]) -> None:
+        """Call `listener(previous, current)` after each new snapshot is installed, on the thread that installed
+        it (the config thread): for adapters such as the OpenFeature provider. Keep it short; if it raises, the
+        error is logged and the config stays applied."""
+        self._config_listeners.append(listener)
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The config evaluations answer from (None before any): flags with their percent, state, revision."""
+        return self._config.snapshot
 
     def _apply_from_server(self, snapshot: Snapshot) -> None:
         if self._apply(snapshot) and self.settings.cache_file:
