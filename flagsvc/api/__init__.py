@@ -9,7 +9,7 @@ from collections.abc import Callable
 from flask import Flask, Response, g, request
 
 from flagsvc import metrics
-from flagsvc.api import admin, audit, backup, health, sdk, segments, timeline, webhooks
+from flagsvc.api import admin, audit, backup, health, ofrep, sdk, segments, timeline, webhooks
 from flagsvc.api.auth import TokenRegistry, bearer_secret, refusal
 from flagsvc.api.context import tokens
 from flagsvc.api.errors import ApiError, register_error_handlers
@@ -44,7 +44,8 @@ def create_app(
     app.before_request(_authenticate)
     app.after_request(_count_request)
     app.teardown_request(_forget_actor)
-    for blueprint in (admin.bp, segments.bp, backup.bp, sdk.bp, health.bp, timeline.bp, audit.bp, webhooks.bp):
+    for blueprint in (admin.bp, segments.bp, backup.bp, sdk.bp, health.bp, timeline.bp, audit.bp, webhooks.bp,
+                      ofrep.bp):
         app.register_blueprint(blueprint)
     app.wsgi_app = NotModifiedFastPath(app.wsgi_app, services.changes, registry)  # type: ignore[method-assign]
     return app

@@ -1,10 +1,10 @@
 """Bearer-token authentication and scopes.
 
 Admin tokens may do everything; read tokens may read everything (GET, HEAD, OPTIONS: the admin API and the SDK
-config) and change nothing, so a write is a 403 whatever it would write; SDK keys may use the SDK endpoints
-only. The guard keys on the *endpoint Flask matched*, never on the path string, so `//`, trailing slashes,
-`%2e` or `;` variants cannot slip past it: a request that matched no endpoint (a 404 or a redirect to be) needs
-a valid token too.
+config) and change nothing, so a write (an OFREP evaluation's POST too) is a 403 whatever it would write; SDK
+keys may use the SDK endpoints (/sdk/v1, /ofrep/v1) only. The guard keys on the *endpoint Flask matched*, never
+on the path string, so `//`, trailing slashes, `%2e` or `;` variants cannot slip past it: a request that matched
+no endpoint (a 404 or a redirect to be) needs a valid token too.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def refusal(principal: Principal, endpoint: str, method: str) -> str | None:
         if method in READ_METHODS:
             return None
         return f"token {principal.name!r} is a read-only token; {method} changes things and needs an admin token"
-    if endpoint.startswith("sdk."):
+    if endpoint.startswith(("sdk.", "ofrep.")):
         return None
     return f"token {principal.name!r} is an SDK key; this endpoint needs an admin token"
 

@@ -15,7 +15,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flagsvc_client.protocol.shapes import FlagStats, OutcomeReceipt, SnapshotDoc
 
-from flagsvc.api import openapi_ops, schemas
+from flagsvc.api import openapi_ofrep, openapi_ops, schemas
 from flagsvc.api.admin import FlagHistoryDoc, FlagListDoc
 from flagsvc.api.backup import DatasetStatusDoc, ExportDocumentSchema
 from flagsvc.api.errors import STATUS_BY_CODE, ErrorDoc
@@ -238,6 +238,9 @@ def _document() -> dict[str, Any]:
         parameters, errors = _flag_write(path, method, parameters, errors)
         rest = (summary, security, request, required, status, success, parameters, errors)
         by_path.setdefault(path, {})[method] = _operation(*rest)
+    for name, component in openapi_ofrep.schemas().items():
+        spec.components.schema(name, component=component)
+    by_path.update(openapi_ofrep.paths())  # OFREP's own error shapes (docs/ofrep.md)
     for path, operations in by_path.items():
         spec.path(path=path, operations=operations)
     return _portable(spec.to_dict())
