@@ -15,6 +15,7 @@ from flagsvc.api.context import tokens
 from flagsvc.api.errors import ApiError, register_error_handlers
 from flagsvc.api.fastpath import NotModifiedFastPath
 from flagsvc.config import Settings
+from flagsvc.console import bp as console_bp
 from flagsvc.service import Services, build_services
 from flagsvc.service.audit import acting_as
 from flagsvc.store.roles import Store
@@ -47,6 +48,7 @@ def create_app(
     for blueprint in (admin.bp, segments.bp, backup.bp, sdk.bp, health.bp, timeline.bp, audit.bp, webhooks.bp,
                       ofrep.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(console_bp)
     app.wsgi_app = NotModifiedFastPath(app.wsgi_app, services.changes, registry)  # type: ignore[method-assign]
     return app
 
@@ -65,8 +67,8 @@ def _count_request(response: Response) -> Response:
 
 def _authenticate() -> None:
     endpoint = request.endpoint
-    if endpoint in health.PUBLIC_ENDPOINTS:
-        return
+    if endpoint in health.PUBLIC_ENDPOINTS or (endpoint or "").startswith("console."):
+        return  # the console guards its own pages with a session (flagsvc/console/session.py)
     secret = bearer_secret(request.headers.get("Authorization"))
     principal = tokens().identify(secret) if secret else None
     if principal is None:

@@ -25,6 +25,7 @@ from flagsvc.service.backup import ConfigBackup
 from flagsvc.service.backup_files import BackupFiles
 from flagsvc.service.change_feed import ChangeFeed
 from flagsvc.service.commands import TRANSITIONS, FlagCommands, WriteRequest
+from flagsvc.service.console_sessions import ConsoleSessions
 from flagsvc.service.controller import build_controller
 from flagsvc.service.dataset import DatasetWatcher
 from flagsvc.service.ingestion import OutcomeIngestion
@@ -38,6 +39,7 @@ from flagsvc.service.webhooks import WebhookCommands, WebhookNotifier
 from flagsvc.store.audit import audit_log_for
 from flagsvc.store.roles import Store
 from flagsvc.store.segments import segments_for
+from flagsvc.store.sessions import sessions_for
 from flagsvc.store.timeline import timeline_for
 from flagsvc.store.webhooks import webhooks_for
 
@@ -61,6 +63,7 @@ class Services:
     audit: AuditLog  # every change, by whom; outlives the flags
     webhooks: WebhookCommands  # webhooks and their delivery logs (the controller raises events, DeliveryWorker sends)
     delivery: DeliveryWorker  # run by `background`; tests may drive it by hand
+    console_sessions: ConsoleSessions  # the web console's signed-in sessions (flagsvc/console)
 
 
 def build_services(settings: Settings, store: Store | None = None, clock: Callable[[], float] = time.time, *,
@@ -120,4 +123,5 @@ def build_services(settings: Settings, store: Store | None = None, clock: Callab
         audit=audit,
         webhooks=WebhookCommands(webhook_store, settings.webhook_allow, clock, audit=audit),
         delivery=delivery,
+        console_sessions=ConsoleSessions(sessions_for(store), clock),
     )

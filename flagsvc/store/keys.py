@@ -42,6 +42,9 @@ Keys (type; what it holds; who writes it; expiry):
 - ``<ns>audit`` (stream): the audit log, one entry (field ``doc``, JSON) per change by anyone (flags, segments,
   webhooks, the controller's moves), ids from the writers' clocks (ms); lua/audit_append.lua, which trims it
   to FLAGSVC_AUDIT_MAX_ENTRIES and FLAGSVC_AUDIT_MAX_DAYS; outlives every flag.
+- ``<ns>console-session:<digest>`` (string): a signed-in console session (JSON: the token's name and scope, its
+  CSRF token, when it ends), under the SHA-256 of its cookie, never the cookie itself; the console's sign-in;
+  expires when the session does; deleted by signing out.
 - ``<ns>webhooks:config{<ns>webhooks}`` (hash): webhook id -> the webhook (JSON, with its signing secret); the
   API's webhook commands. Every webhook key carries the hash tag ``{<ns>webhooks}``: one slot, so each delivery
   script (lua/webhook_*.lua) touches keys of one slot on a Cluster.
@@ -135,6 +138,9 @@ class Keys:
     @property
     def audit(self) -> str:
         return f"{self.namespace}audit"
+
+    def console_session(self, digest: str) -> str:
+        return f"{self.namespace}console-session:{digest}"
 
     @property
     def _webhooks_tag(self) -> str:

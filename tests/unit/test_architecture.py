@@ -1,7 +1,8 @@
 """The layout is the architecture: imports only point down the layers, whatever the style of the import
 (top of module or inside a function).
 
-    cli -> serving -> api -> service -> config, metrics, logs, embedded -> store -> domain -> flagsvc_client.protocol
+    cli -> serving -> api, console -> service -> config, metrics, logs, embedded -> store -> domain
+        -> flagsvc_client.protocol
 
 The domain knows no Flask, Redis or marshmallow; the application tier no Flask; the HTTP layer no redis and no
 store implementation (it talks to the services, and names store roles at most).
@@ -16,13 +17,14 @@ import flagsvc
 
 PACKAGE = Path(flagsvc.__file__).parent
 LAYERS = {"domain": 0, "store": 1, "config": 2, "metrics": 2, "logs": 2, "embedded": 2, "service": 3, "api": 4,
-          "serving": 5, "cli": 6, "__main__": 6, "__init__": 0}
+          "console": 4, "serving": 5, "cli": 6, "__main__": 6, "__init__": 0}
 FORBIDDEN = {
     "domain": ("flask", "werkzeug", "redis", "marshmallow", "prometheus_client"),
     "service": ("flask", "werkzeug", "marshmallow"),
     "api": ("redis", "flagsvc.store.memory", "flagsvc.store.redis_store", "flagsvc.embedded",
             "flagsvc.store.RedisStore", "flagsvc.store.MemoryStore"),
 }
+FORBIDDEN["console"] = FORBIDDEN["api"]  # the web console is HTTP too, beside the API: it talks to the services
 
 
 def _modules() -> dict[str, Path]:

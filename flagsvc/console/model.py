@@ -1,0 +1,85 @@
+"""What the console's pages show, read from the services as the API views read them: a row per flag (state,
+percent, stage, the judge's verdict, the last decision, the percent's recent history for a sparkline), a flag's
+decision log with readable evidence, and the series its charts draw. Plain JSON-ready dicts: the templates render
+them (autoescaped) and the event stream sends them (console.js writes them with textContent)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from flagsvc.console.evidence import readable
+from flagsvc.domain.errors import FlagNotFound
+from flagsvc.domain.flag import Flag, HistoryEntry
+from flagsvc.service import Services
+
+SPARK_ENTRIES = 50  # history entries a sparkline draws
+LOG_ENTRIES = 200  # decision log entries on a flag's page
+
+
+def _stage(flag: Flag) -> str:
+    return f"{flag.stage_index + 1} of {len(flag.stages)}" if flag.stages else "-"
+
+
+def decision(entry: HistoryEntry) -> dict[str, Any]:
+    return {"at": entry.at, "actor": entry.actor, "action": entry.action.value, "revision": entry.revision,
+            "from_percent": entry.from_percent, "to_percent": entry.to_percent, "reason": entry.reason,
+            "to_state": entry.to_state.value if entry.to_state else None,
+            "evidence": [{"label": label, "text": text} for label, text in readable(entry.evidence)]}
+
+
+def spark(history: list[HistoryEntry], flag: Flag) -> list[list[float]]:
+    """[at, percent] oldest first: each change's new percent, and the flag's percent now."""
+    points = [[e.at, float(e.to_percent)] for e in reversed(history) if e.to_percent is not None]
+    return [*points, [flag.updated_at, flag.percent]]
+
+
+def row(services: Services, flag: Flag) -> dict[str, Any]:
+    history = services.commands.history(flag.key, SPARK_ENTRIES)
+    try:
+        verdict = services.ingestion.stats(flag.key)["verdict"]
+    except FlagNotFound:
+        verdict = None
+    last = decision(history[0]) if history else None
+    if last is not None:
+        del last["evidence"]
+    return {
+        "key": flag.key, "description": flag.description, "state": flag.state.value, "percent": flag.percent,
+        "stage": _stage(flag), "revision": flag.revision,
+        "verdict": None if verdict is None else {"decision": verdict["decision"], "reason": verdict["reason"]},
+        "last": last, "spark": spark(history, flag),
+    }
+
+
+def rows(services: Services, query: str = "", state: str = "") -> list[dict[str, Any]]:
+    """Every flag matching `query` (in its key or description, any case) and `state` (empty: any)."""
+    needle = query.strip().lower()
+    return [row(services, f) for f in services.commands.list_flags()
+            if (not state or f.state.value == state)
+            and (not needle or needle in f.key.lower() or needle in f.description.lower())]
+
+
+def flag_page(services: Services, key: str) -> dict[str, Any]:
+    """A flag's page: the flag, its row, its decision log (newest first) and its timeline (FlagNotFound)."""
+    flag = services.commands.get(key)
+    return {
+        "flag": flag.to_dict(),
+        "row": row(services, flag),
+        "log": [decision(e) for e in services.commands.history(key, LOG_ENTRIES)],
+        "timeline": services.timeline.timeline(key),
+    }
+
+
+def flag_summary(services: Services, key: str) -> dict[str, Any] | None:
+    """What tells a flag page that it is out of date: the row, and how many looks its timeline has."""
+    try:
+        flag = services.commands.get(key)
+        looks = sum(r["looks"] for r in services.timeline.timeline(key)["revisions"])
+    except FlagNotFound:
+        return None
+    return {"row": row(services, flag), "looks": looks}
+
+
+def digest(doc: Any) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:32]

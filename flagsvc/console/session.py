@@ -1,0 +1,66 @@
+"""The console's request guard: the session cookie (HttpOnly, SameSite=Strict, Secure over HTTPS, expiring with
+the session), the CSRF check on every state change, and reading a submitted form.
+
+A form arrives in one of two ways. A browser without the console's script posts it as a body. flagsvc's own
+front (serving/http.py) refuses a body from a request without a bearer token before reading it, and a console
+request carries a cookie, not a token; so console.js sends every form as a bodiless POST with the fields
+URL-encoded in the `X-Console-Form` header (and a sign-in's token as `Authorization: Bearer`). Both are read
+here the same way.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+from urllib.parse import parse_qs
+
+from flask import Response, abort, current_app, g, request
+
+from flagsvc.service import Services
+from flagsvc.service.console_sessions import ConsoleSession, ConsoleSessions
+
+COOKIE = "flagsvc_console"
+FORM_HEADER = "X-Console-Form"
+MAX_FORM_HEADER = 8192
+
+
+def sessions() -> ConsoleSessions:
+    return cast(Services, current_app.extensions["flagsvc"]).console_sessions
+
+
+def current() -> ConsoleSession | None:
+    """The request's live session, looked up once per request."""
+    if "console_session" not in g:
+        g.console_session = sessions().find(request.cookies.get(COOKIE))
+    return cast(ConsoleSession | None, g.console_session)
+
+
+def set_cookie(response: Response, session_id: str, session: ConsoleSession) -> None:
+    response.set_cookie(COOKIE, session_id, max_age=int(sessions().lifetime), path="/ui/", httponly=True,
+                        samesite="Strict", secure=request.is_secure)
+
+
+def clear_cookie(response: Response) -> None:
+    response.delete_cookie(COOKIE, path="/ui/", httponly=True, samesite="Strict", secure=request.is_secure)
+
+
+def form() -> dict[str, str]:
+    """The submitted fields, from the body or the X-Console-Form header; the last value of a repeated name."""
+    header = request.headers.get(FORM_HEADER)
+    if header is not None:
+        if len(header) > MAX_FORM_HEADER:
+            abort(400, description=f"{FORM_HEADER} is longer than {MAX_FORM_HEADER} characters")
+        parsed = parse_qs(header, keep_blank_values=True, max_num_fields=50)
+        return {name: values[-1] for name, values in parsed.items()}
+    return {name: request.form.getlist(name)[-1] for name in request.form}
+
+
+def require_change(fields: dict[str, str]) -> ConsoleSession:
+    """The session of a state change: signed in (401), the session's CSRF token sent (403), an admin (403)."""
+    session = current()
+    if session is None:
+        abort(401, description="sign in first")
+    if not session.csrf_matches(fields.get("csrf") or request.headers.get("X-CSRF-Token")):
+        abort(403, description="the form's CSRF token is missing or wrong: reload the page")
+    if not session.can_write:
+        abort(403, description=f"{session.name!r} signed in with a read-only token: it changes nothing")
+    return session
