@@ -218,12 +218,44 @@ class UserBuckets(fields.Field):
         return value
 
 
+class StrataCounts(fields.Field):
+    """An arm's outcomes per stratum label (docs/protocol.md, "Strata"), {label: [requests, errors, erroring
+    users]}: at most MAX_STRATA labels and STRATUM_OTHER, each 1 to MAX_STRATUM_LABEL_LENGTH characters. Whether
+    the counts fit the arm's is plausibility's question (domain.plausibility)."""
+
+    def __init__(self) -> None:
+        super().__init__(metadata={
+            "type": "object", "maxProperties": limits.MAX_STRATA + 1,
+            "propertyNames": {"minLength": 1, "maxLength": limits.MAX_STRATUM_LABEL_LENGTH},
+            "additionalProperties": {"type": "array", "minItems": 3, "maxItems": 3,
+                                     "items": {"type": "integer", "minimum": 0, "maximum": MAX_COUNT}},
+        })
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, list[int]]:
+        if not isinstance(value, dict):
+            raise ValidationError("Not a valid mapping type.")
+        if len(value) > limits.MAX_STRATA + 1:
+            raise ValidationError(f"at most {limits.MAX_STRATA} labels and {limits.STRATUM_OTHER}")
+        errors: dict[str, list[str]] = {}
+        for label, row in value.items():
+            if not (isinstance(label, str) and 1 <= len(label) <= limits.MAX_STRATUM_LABEL_LENGTH
+                    and flags.encodable(label)):
+                errors[str(label)[:200]] = [f"labels are 1 to {limits.MAX_STRATUM_LABEL_LENGTH} characters of text"]
+            elif not (isinstance(row, list) and len(row) == 3 and all(type(n) is int and 0 <= n <= MAX_COUNT
+                                                                        for n in row)):
+                errors[label] = [f"must be [requests, errors, erroring users]: integers from 0 to {MAX_COUNT}"]
+        if errors:
+            raise ValidationError(errors)
+        return value
+
+
 class ArmOutcomeSchema(Schema):
     count = fields.Integer(strict=True, required=True, validate=validate.Range(0, MAX_COUNT))
     errors = fields.Integer(strict=True, required=True, validate=validate.Range(0, MAX_COUNT))
     error_users = fields.Integer(strict=True, validate=validate.Range(0, MAX_COUNT))
     latency = SketchBuckets()
     units = UserBuckets()
+    strata = StrataCounts()
 
     @validates_schema
     def bucket_range(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -134,6 +134,9 @@ def _analysis_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="A stage lasting longer without a decision (thin traffic) is overdue (default: no limit)."),
         click.option("--on-max-stage", type=click.Choice(["hold", "advance"]),
                      help="When a stage is overdue: hold and alert (default), or advance with the reason in history."),
+        click.option("--stratify-by", metavar="ATTR[,ATTR]",
+                     help="Compare the arms within strata of one or two context attributes, e.g. plan or "
+                          "plan,region (docs/judge.md, \"Strata\"); \"\" compares them pooled again."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -141,9 +144,13 @@ def _analysis_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _pop_analysis(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {name: kwargs.pop(name) for name in
-            ("alpha", "error_ratio", "latency_ratio", "min_requests", "max_error_rate", "max_p99_ms",
-             "max_stage_seconds", "on_max_stage")}
+    analysis = {name: kwargs.pop(name) for name in
+                ("alpha", "error_ratio", "latency_ratio", "min_requests", "max_error_rate", "max_p99_ms",
+                 "max_stage_seconds", "on_max_stage")}
+    stratify_by = kwargs.pop("stratify_by")
+    if stratify_by is not None:  # the server validates the names (a 400 naming analysis.stratify_by)
+        analysis["stratify_by"] = [name.strip() for name in stratify_by.split(",") if name.strip()]
+    return analysis
 
 
 def _list_view(flags: list[dict[str, Any]]) -> str:
@@ -321,6 +328,8 @@ def history(api: ApiClient, key: str, limit: int, as_json: bool) -> None:
 def _stats_view(stats: dict[str, Any]) -> str:
     lines = [f"{stats['key']}: {stats['state']} at {render.percent(stats['percent'])}, revision {stats['revision']}",
              render.stats_table(stats)]
+    if stats.get("strata"):
+        lines.append(render.strata_table(stats["strata"]))
     if stats.get("reporters"):
         lines.append(render.reporters_table(stats["reporters"]))
     verdict = stats.get("verdict")
@@ -335,7 +344,8 @@ def _stats_view(stats: dict[str, Any]) -> str:
 @click.pass_obj
 @_handle_errors
 def stats(api: ApiClient, key: str, as_json: bool) -> None:
-    """Live outcomes of the current rollout step per arm, and the judge's last verdict."""
+    """Live outcomes of the current rollout step per arm (and per stratum, for a stratified flag), and the
+    judge's last verdict."""
     _emit(api.get(_flag_path(key, "stats")), as_json, _stats_view)
 
 

@@ -70,6 +70,20 @@ def stats_table(stats: dict[str, Any]) -> str:
     return table(("arm", "requests", "errors", "error rate", "p50", "p95", "p99"), rows)
 
 
+def strata_table(strata: list[dict[str, Any]]) -> str:
+    """A stratified flag's rates per stratum and arm, and each stratum's split at the judge's last look."""
+    rows = []
+    for row in strata:
+        s, c, split = row["stable"], row["canary"], row.get("split")
+        shown = "-"
+        if split and split.get("observed_share") is not None:
+            shown = (f"{100 * split['observed_share']:.1f}% canary, expected {100 * split['expected_share']:g}%"
+                     + (": off" if split.get("mismatch") else ""))
+        rows.append((row["stratum"] or "(unlabelled)", s["requests"], rate(s["error_rate"]), c["requests"],
+                     rate(c["error_rate"]), shown))
+    return table(("stratum", "stable req", "stable err", "canary req", "canary err", "split"), rows)
+
+
 def reporters_table(reporters: dict[str, Any]) -> str:
     """The top reporters (SDK instances) of the revision, their requests, errors and largest share."""
     rows = [(r["reporter"], r["canary_requests"], r["canary_errors"], r["stable_requests"], r["stable_errors"],

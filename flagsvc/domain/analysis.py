@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from flagsvc_client.protocol.limits import REPORTER_PATTERN
+from flagsvc_client.protocol.limits import MAX_STRATIFY_BY, REPORTER_PATTERN
+from flagsvc_client.protocol.targeting import ATTRIBUTE_NAME
 
 from flagsvc.domain.errors import InvalidFlag
 
@@ -45,10 +46,14 @@ class AnalysisSettings:
     # holds and says so (on_max_stage "hold"), or advances and writes why into the history ("advance").
     max_stage_seconds: float | None = None
     on_max_stage: str = "hold"
+    # The context attributes (one or two) whose values split the outcomes into strata: SDKs count each arm per
+    # stratum and the judge compares the arms within strata (docs/judge.md, "Strata"); () compares them pooled.
+    stratify_by: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["excluded_reporters"] = list(self.excluded_reporters)
+        data["stratify_by"] = list(self.stratify_by)
         return data
 
     @classmethod
@@ -75,7 +80,7 @@ def _as_is(value: Any) -> Any:
 
 
 _CONVERT: dict[str, Callable[[Any], Any]] = {
-    "min_requests": _as_is, "on_max_stage": _as_is, "excluded_reporters": tuple,
+    "min_requests": _as_is, "on_max_stage": _as_is, "excluded_reporters": tuple, "stratify_by": tuple,
 }
 
 
@@ -153,7 +158,20 @@ def _late_checks() -> dict[str, Callable[[Any], list[str]]]:
             text=f"must be above 0 and at most {MAX_STAGE_SECONDS:.0f} seconds (or null: no limit)"
         ),
         "on_max_stage": lambda v: [] if v in ON_MAX_STAGE else [f"must be one of {', '.join(ON_MAX_STAGE)}"],
+        "stratify_by": _stratify_by_problems,
     }
+
+
+def _stratify_by_problems(value: Any) -> list[str]:
+    if not isinstance(value, list | tuple) or not all(isinstance(name, str) for name in value):
+        return ["must be a list of context attribute names"]
+    if len(value) > MAX_STRATIFY_BY:
+        return [f"at most {MAX_STRATIFY_BY} attributes"]
+    if not all(ATTRIBUTE_NAME.match(name) for name in value):
+        return ["attribute names match ^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$"]
+    if len(set(value)) != len(value):
+        return ["each attribute at most once"]
+    return []
 
 
 def _excluded_reporters_problems(value: Any) -> list[str]:

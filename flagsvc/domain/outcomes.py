@@ -63,6 +63,9 @@ class ArmTotals:
         }
 
 
+STRATUM_KINDS = "neu"  # a stratum's counters: requests, errors, erroring users
+
+
 def counter_fields(arms: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
     """A validated batch entry's arms -> the increments the store applies, one flat name per counter."""
     increments: dict[str, int] = {}
@@ -77,12 +80,17 @@ def counter_fields(arms: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
             for kind, n in zip("nes", pair, strict=False):
                 if n:
                     increments[f"{arm}:u:{int(index)}:{kind}"] = int(n)
+        for label, row in (totals.get("strata") or {}).items():
+            for kind, n in zip("neu", row, strict=False):  # requests, errors, erroring users
+                if n:
+                    increments[f"{arm}:s:{label}:{kind}"] = int(n)
     return increments
 
 
 def totals_from_fields(fields: Mapping[str, str | int]) -> dict[str, ArmTotals]:
     """The store's flat counters -> ArmTotals per arm (arms with no data are empty totals)."""
-    raw: dict[str, dict[str, Any]] = {arm: {"latency": {}, "units": {}, "slow_units": {}} for arm in ARMS}
+    raw: dict[str, dict[str, Any]] = {arm: {"latency": {}, "units": {}, "slow_units": {}, "strata": {}}
+                                      for arm in ARMS}
     epoch = str(fields.get("epoch", ""))
     for name, value in fields.items():
         arm, _, rest = name.partition(":")
@@ -90,6 +98,11 @@ def totals_from_fields(fields: Mapping[str, str | int]) -> dict[str, ArmTotals]:
             continue
         if rest.startswith("lat:"):
             raw[arm]["latency"][int(rest[4:])] = int(value)
+        elif rest.startswith("s:"):  # "s:<label>:<n|e|u>", the label may hold colons
+            label, _, kind = rest[2:].rpartition(":")
+            if kind in STRATUM_KINDS:
+                row = raw[arm]["strata"].setdefault(label, [0, 0, 0])
+                row[STRATUM_KINDS.index(kind)] += int(value)
         elif rest.startswith("u:"):
             index, _, kind = rest[2:].partition(":")
             if kind == "s" and 0 <= int(index) < UNIT_BUCKETS:
@@ -104,6 +117,7 @@ def totals_from_fields(fields: Mapping[str, str | int]) -> dict[str, ArmTotals]:
             count=values.get("count", 0), errors=values.get("errors", 0),
             error_users=values.get("error_users", 0), latency=LatencySketch(values["latency"]), epoch=epoch,
             units=values["units"], slow_units=values["slow_units"],
+            strata={label: (n, e, u) for label, (n, e, u) in values["strata"].items()},
         )
         for arm, values in raw.items()
     }

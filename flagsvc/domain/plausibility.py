@@ -4,8 +4,8 @@ Every batch names its reporter (one SDK instance) and the wall-clock window its 
 instance serves more than `max_reporter_rate` requests a second, so a batch claiming more outcomes than its
 window allows at that rate is refused whole, as is a window in the future, one too old to be a retry the server
 still remembers, and counts that contradict each other (more errors than requests, more erroring users than
-errors, more latencies than requests). Within these bounds a reporter can still lie; weighing reporters against
-each other is the judge's job.
+errors, more latencies than requests, strata that add up to more than their arm). Within these bounds a
+reporter can still lie; weighing reporters against each other is the judge's job.
 """
 
 from __future__ import annotations
@@ -50,10 +50,29 @@ def batch_problems(batch: Mapping[str, Any], now: float, limits: PlausibilityLim
                 problems[f"{where}.error_users"] = [f"{users:,} erroring users for {errors:,} errors"]
             if timed > count:
                 problems[f"{where}.latency"] = [f"{timed:,} latencies for {count:,} requests"]
+            problems.update(_strata_problems(where, counts))
             total += count
     seconds = min(max(end - start, MIN_WINDOW_SECONDS), MAX_WINDOW_SECONDS) if math.isfinite(end - start) else 0
     allowed = math.floor(limits.max_reporter_rate * seconds)
     if total > allowed and "window.end" not in problems:
         problems["flags"] = [f"{total:,} outcomes in a window of {end - start:,.1f} s: more than one SDK instance "
                              f"serves (at most {allowed:,}, at {limits.max_reporter_rate:,g} a second)"]
+    return problems
+
+
+def _strata_problems(where: str, counts: Mapping[str, Any]) -> dict[str, list[str]]:
+    """A stratum is a part of its arm: its errors within its requests, its erroring users within its errors, and
+    the strata together within the arm's requests, errors and erroring users."""
+    strata = counts.get("strata") or {}
+    problems: dict[str, list[str]] = {}
+    for label, (n, e, u) in strata.items():
+        if e > n or u > e:
+            problems[f"{where}.strata.{label}"] = [f"{e:,} errors and {u:,} erroring users in {n:,} requests: "
+                                                   "errors at most requests, erroring users at most errors"]
+    sums = [sum(row[i] for row in strata.values()) for i in range(3)]
+    whole = (counts["count"], counts["errors"], counts.get("error_users", counts["errors"]))
+    for name, total, limit in zip(("requests", "errors", "erroring users"), sums, whole, strict=True):
+        if total > limit:
+            problems[f"{where}.strata"] = [f"the strata hold {total:,} {name}, more than the arm's {limit:,}"]
+            break
     return problems

@@ -13,12 +13,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from flagsvc_client.protocol.shapes import FlagStats, OutcomeBatch, OutcomeReceipt
+from flagsvc_client.protocol.shapes import FlagStats, OutcomeBatch, OutcomeReceipt, StratumArmStats, StratumStats
 
 from flagsvc import metrics
 from flagsvc.domain.errors import FlagNotFound, ImplausibleBatch, RateLimited
 from flagsvc.domain.flag import KEY_PATTERN
-from flagsvc.domain.outcomes import counter_fields
+from flagsvc.domain.outcomes import ArmTotals, counter_fields
 from flagsvc.domain.plausibility import PlausibilityLimits, batch_problems
 from flagsvc.domain.reporter_influence import influence
 from flagsvc.service.rate_limit import RateLimiter
@@ -93,7 +93,7 @@ class OutcomeIngestion:
         totals = self._outcomes.outcome_totals(key, flag.revision)
         record = self._judge_records.load_judgement(key)
         reporters = influence(self._outcomes.reporter_totals(key, flag.revision)).summary()
-        return {
+        stats: FlagStats = {
             "key": key,
             "revision": flag.revision,
             "state": flag.state.value,
@@ -103,4 +103,40 @@ class OutcomeIngestion:
             "verdict": None if record is None or record.verdict is None else dict(record.verdict),
             "reporters": {**reporters,  # type: ignore[typeddict-item]  # summary() builds exactly ReportersDoc
                           "excluded": list(flag.analysis.get("excluded_reporters") or ())},
+            "strata": [],
         }
+        if flag.analysis.get("stratify_by") or any(t.strata for t in totals.values()):
+            current = record is not None and record.revision == flag.revision and record.verdict is not None
+            evidence = record.verdict.get("evidence") if current else None  # type: ignore[union-attr]
+            stats["strata"] = stratum_stats(totals, evidence)
+        return stats
+
+
+def stratum_stats(totals: dict[str, ArmTotals], evidence: object) -> list[StratumStats]:
+    """Each stratum's rates per arm (the requests under no label as ""), with the stratum's sample-ratio check
+    from the judge's last look at this revision (its evidence's `strata` rows), if any."""
+    splits: dict[str, object] = {}
+    if isinstance(evidence, dict):
+        for row in evidence.get("strata") or ():
+            if isinstance(row, dict):
+                splits[str(row.get("stratum"))] = row.get("split")
+    stable, canary = totals["stable"], totals["canary"]
+    labels = sorted(set(stable.strata) | set(canary.strata))
+
+    def arm(t: ArmTotals, label: str | None) -> StratumArmStats:
+        if label is None:  # the rest: requests under no label
+            n = max(t.count - sum(r[0] for r in t.strata.values()), 0)
+            e = min(max(t.errors - sum(r[1] for r in t.strata.values()), 0), n)
+        else:
+            n, e, _ = t.strata.get(label, (0, 0, 0))
+        return {"requests": n, "errors": e, "error_rate": round(e / n, 6) if n else None}
+
+    rows: list[StratumStats] = [
+        {"stratum": label, "stable": arm(stable, label), "canary": arm(canary, label),
+         "split": splits.get(label)}  # type: ignore[typeddict-item]
+        for label in labels
+    ]
+    rest = {"stratum": "", "stable": arm(stable, None), "canary": arm(canary, None), "split": splits.get("")}
+    if rest["stable"]["requests"] or rest["canary"]["requests"]:  # type: ignore[index]
+        rows.append(rest)  # type: ignore[arg-type]
+    return rows

@@ -27,7 +27,7 @@ from flagsvc.store.segments import SegmentRepository
 def sdk_view(flag: Flag) -> SnapshotFlag:
     """What an SDK needs to evaluate a flag, and nothing more. A flag that uses targeting says so in `requires`
     (docs/protocol.md, "Features"), so an SDK that cannot evaluate it answers its caller's default; a flag
-    without targeting carries none of those fields, exactly as before."""
+    without targeting carries none of those fields, exactly as before; a stratified one names its `stratify_by`."""
     view: SnapshotFlag = {
         "key": flag.key,
         "state": flag.state.value,
@@ -47,6 +47,11 @@ def sdk_view(flag: Flag) -> SnapshotFlag:
         view["bucket_by"] = flag.bucket_by
     if requires:
         view["requires"] = requires
+    # Not a `requires` feature: stratifying changes what SDKs report, not their answers, so an SDK that does not
+    # know it evaluates the flag and reports its outcomes unlabelled (docs/protocol.md, "Strata").
+    stratify_by = flag.analysis.get("stratify_by")
+    if stratify_by:
+        view["stratify_by"] = list(stratify_by)
     return view
 
 

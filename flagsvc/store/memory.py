@@ -9,6 +9,8 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 
+from flagsvc_client.protocol.limits import MAX_STRATA, STRATUM_OTHER
+
 from flagsvc.domain.errors import FlagExists, FlagNotFound, LeadershipLost, RevisionConflict
 from flagsvc.domain.flag import Flag, HistoryEntry
 from flagsvc.domain.judge_record import JudgeRecord
@@ -29,6 +31,20 @@ from flagsvc.store.roles import (
     new_epoch,
     reporter_totals_from_fields,
 )
+
+
+def _stratum_field(totals: dict[str, int], field: str) -> str:
+    """As add_outcomes.lua: the first MAX_STRATA stratum labels of a revision are kept (marked in the totals as
+    "|s|<label>", counted in "|strata"); a later label's counter ("<arm>:s:<label>:<kind>") goes to STRATUM_OTHER's."""
+    arm, _, rest = field.partition(":s:")
+    label, _, kind = rest.rpartition(":")
+    if label == STRATUM_OTHER or f"|s|{label}" in totals:
+        return field
+    if totals.get("|strata", 0) >= MAX_STRATA:
+        return f"{arm}:s:{STRATUM_OTHER}:{kind}"
+    totals[f"|s|{label}"] = 1
+    totals["|strata"] = totals.get("|strata", 0) + 1
+    return field
 
 
 class MemoryStore:
@@ -215,6 +231,8 @@ class MemoryStore:
                     windows[reporter] = max(windows.get(reporter, 0.0), window[1])
                 by_reporter = self._by_reporter.setdefault(key, {})
                 for name, n in increments.items():
+                    if ":s:" in name:
+                        name = _stratum_field(totals, name)
                     totals[name] = totals.get(name, 0) + n
                     if reporter and name.endswith((":count", ":errors")):
                         field = f"{reporter}|{name}"

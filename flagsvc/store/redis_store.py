@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any, cast
 
 import redis
+from flagsvc_client.protocol.limits import MAX_STRATA, STRATUM_OTHER
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
@@ -290,7 +291,7 @@ class RedisStore:
         return ([self.keys.flag(key), self.keys.batch_marker(key, batch_id), self.keys.outcomes(key),
                  self.keys.ingest_counters(key), self.keys.reporters(key)],
                 [revision, BATCH_MARKER_TTL, OUTCOMES_TTL, json.dumps(increments), reporter, new_epoch(),
-                 repr(float(start)), repr(float(end)), MAX_NAMED_REPORTERS])
+                 repr(float(start)), repr(float(end)), MAX_NAMED_REPORTERS, MAX_STRATA, STRATUM_OTHER])
 
     def _add_outcomes_pipelined(self, batch_id: str, entries: Mapping[str, OutcomeEntry]) -> dict[str, object]:
         pipe = self.redis.pipeline(transaction=False)

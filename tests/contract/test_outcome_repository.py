@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from flagsvc_client.protocol.limits import MAX_STRATA, STRATUM_OTHER
+
 from flagsvc.domain import flag as flags
+from flagsvc.domain.outcomes import counter_fields
 from flagsvc.store.roles import OutcomeEntry, OutcomeRepository, ReporterTotals, Store
 from tests.support.flags import new
 
@@ -163,3 +166,47 @@ def test_reporters_kept_by_name_are_bounded(any_store, monkeypatch):
     totals = any_store.reporter_totals(flag.key, 1)
     assert set(totals) == {"instance-0", "instance-1", "instance-2", OTHER_REPORTERS}
     assert totals[OTHER_REPORTERS]["canary"] == ReporterTotals(7, 0)
+
+
+def test_strata_add_up_per_arm_and_revision_through_counter_fields(any_store):
+    flag, entry = new()
+    any_store.create(flag, entry)
+    arms = {
+        "stable": {"count": 100, "errors": 6, "error_users": 4,
+                   "strata": {"premium": [10, 5, 3], "free": [80, 1, 1], "a:b|c": [5, 0, 0]}},
+        "canary": {"count": 50, "errors": 3, "error_users": 3, "strata": {"premium": [25, 3, 3]}},
+    }
+    assert add_one(any_store, flag.key, 1, "batch-0001", counter_fields(arms)) == "accepted"
+    assert add_one(any_store, flag.key, 1, "batch-0001", counter_fields(arms)) == "duplicate"
+    assert add_one(any_store, flag.key, 1, "batch-0002",
+                   counter_fields({"canary": {"count": 5, "errors": 1, "strata": {"free": [5, 1, 1]}}})) == "accepted"
+    totals = any_store.outcome_totals(flag.key, 1)
+    assert totals["stable"].strata == {"premium": (10, 5, 3), "free": (80, 1, 1), "a:b|c": (5, 0, 0)}
+    assert totals["canary"].strata == {"premium": (25, 3, 3), "free": (5, 1, 1)}
+    assert (totals["stable"].count, totals["canary"].count) == (100, 55)  # the arms' own totals are untouched
+
+    started, start_entry = flags.start(flag, now=2, actor="ops")  # a new revision's strata start from nothing
+    any_store.replace(started, start_entry, expected_revision=1)
+    assert any_store.outcome_totals(flag.key, 2)["stable"].strata == {}
+
+
+def test_a_revision_keeps_at_most_max_strata_labels_the_rest_pooled_as_other(any_store):
+    flag, entry = new()
+    any_store.create(flag, entry)
+    first = {f"s{i:02d}": [2, 1, 1] for i in range(MAX_STRATA - 2)}
+    assert add_one(any_store, flag.key, 1, "batch-0001",
+                   counter_fields({"stable": {"count": 100, "errors": 50, "strata": first}})) == "accepted"
+    # two more labels fit, whichever two; the third and fourth new ones are pooled; known labels still count
+    later = {"n1": [1, 0, 0], "n2": [1, 0, 0], "n3": [1, 0, 0], "n4": [1, 1, 1], "s00": [3, 0, 0],
+             STRATUM_OTHER: [2, 0, 0]}
+    assert add_one(any_store, flag.key, 1, "batch-0002",
+                   counter_fields({"stable": {"count": 20, "errors": 1, "strata": later},
+                                   "canary": {"count": 1, "strata": {"n9": [1, 0, 0]}}})) == "accepted"
+    totals = any_store.outcome_totals(flag.key, 1)
+    stable, canary = totals["stable"].strata, totals["canary"].strata
+    named = set(stable) - {STRATUM_OTHER}
+    assert len(named) == MAX_STRATA and len(named - set(first)) == 2
+    assert stable["s00"] == (5, 1, 1)
+    assert stable[STRATUM_OTHER] == (2 + 2, 1, 1)  # two pooled new labels (one erring) + what was sent pooled
+    assert canary == {STRATUM_OTHER: (1, 0, 0)}  # the canary's new label: no room either
+    assert sum(n for n, _, _ in stable.values()) == 2 * (MAX_STRATA - 2) + 9

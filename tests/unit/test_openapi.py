@@ -171,10 +171,11 @@ def test_response_bodies_are_their_typed_definitions_key_for_key(client, spec):
     segment = {"name": "nz", "conditions": [{"attribute": "country", "op": "in", "values": ["NZ"]}]}
     assert set(client.post("/api/v1/segments", json=segment, headers=ADMIN).get_json()) == documented["Segment"]
     assert set(client.get("/api/v1/segments", headers=ADMIN).get_json()) == documented["SegmentList"]
-    client.patch("/api/v1/flags/new_checkout", json={"eligible_segments": ["nz"], "bucket_by": "org"}, headers=ADMIN)
+    client.patch("/api/v1/flags/new_checkout", json={"eligible_segments": ["nz"], "bucket_by": "org",
+                                                     "analysis": {"stratify_by": ["plan"]}}, headers=ADMIN)
     snapshot = client.get("/sdk/v1/flags", headers=SDK).get_json()
     assert set(snapshot) == documented["Snapshot"]
-    assert set(snapshot["flags"]["new_checkout"]) == set(sdk_flag["properties"])  # targeting: every field
+    assert set(snapshot["flags"]["new_checkout"]) == set(sdk_flag["properties"])  # targeting, strata: every field
     receipt = client.post("/sdk/v1/outcomes", json=envelope({}), headers=SDK).get_json()
     assert set(receipt) == documented["OutcomeReceipt"]
     assert set(client.get("/healthz").get_json()) == documented["Status"]

@@ -187,5 +187,5 @@ class FlagStats(TypedDict):
     ingest: dict[str, int]
     verdict: dict[str, Any] | None
     reporters: ReportersDoc
-    # per stratum, for a flag whose analysis names `stratify_by` (else empty)
-    strata: NotRequired[list[StratumStats]]
+    # per stratum, for a flag whose analysis names `stratify_by` or whose outcomes carry strata (else empty)
+    strata: list[StratumStats]

@@ -7,7 +7,8 @@
 --   ARGV[6] a fresh random epoch, written only when this batch starts the aggregates (so a reset that refills
 --   them between two looks of the judge shows as a new epoch, even when no total went down),
 --   ARGV[7], ARGV[8] the batch's window (start, end; Unix seconds), ARGV[9] how many reporters a revision
---   tracks by name (the rest add up as '~others')
+--   tracks by name (the rest add up as '~others'), ARGV[10] how many stratum labels a revision keeps (a label
+--   past them adds up under ARGV[11], the pooled label)
 -- Returns 'accepted', 'duplicate', 'stale' (another revision is current), 'unknown' (no such flag) or
 -- 'overlapping' (this reporter already reported a window that overlaps this one: its outcomes would count twice).
 local current = redis.call('HGET', KEYS[1], 'revision')
@@ -51,7 +52,24 @@ if reporter ~= '' and reporter ~= '~others' then
   local reported = tonumber(redis.call('HGET', KEYS[5], reporter .. '|until') or '0')
   redis.call('HSET', KEYS[5], reporter .. '|until', string.format('%.3f', math.max(reported, tonumber(ARGV[8]))))
 end
+-- Stratum labels are bounded per revision: the first ARGV[10] named are kept (marked '|s|<label>', counted in
+-- '|strata'); a counter of any other label ("<arm>:s:<label>:<n|e|u>") goes to the pooled label's.
+local function stratum_field(field)
+  local arm, label, kind = string.match(field, '^(%a+):s:(.*):([neu])$')
+  if not label or label == ARGV[11] or redis.call('HEXISTS', KEYS[3], '|s|' .. label) == 1 then
+    return field
+  end
+  if tonumber(redis.call('HGET', KEYS[3], '|strata') or '0') >= tonumber(ARGV[10]) then
+    return arm .. ':s:' .. ARGV[11] .. ':' .. kind
+  end
+  redis.call('HSET', KEYS[3], '|s|' .. label, '1')
+  redis.call('HINCRBY', KEYS[3], '|strata', 1)
+  return field
+end
 for field, n in pairs(cjson.decode(ARGV[4])) do
+  if string.find(field, ':s:', 1, true) then
+    field = stratum_field(field)
+  end
   redis.call('HINCRBY', KEYS[3], field, string.format('%d', n))
   -- per reporter: requests and errors of each arm ("<reporter>|<arm>:count", "<reporter>|<arm>:errors")
   if reporter ~= '' and (string.match(field, '^%a+:count$') or string.match(field, '^%a+:errors$')) then
