@@ -30,12 +30,14 @@ function clock(t) {
   return new Date(t * 1000).toISOString().slice(11, 19);
 }
 
-// series: [{name, cls, points: [[t, v], ...], step?, dashed?}]; markers: [{t, v, cls, title}]
+// series: [{name, cls, points: [[t, v], ...], step?, dashed?}] (a null point breaks the line);
+// markers: [{t, v, cls, title}]
 export function drawChart(svg, { series, markers = [], yMin, yMax, unit = "" }) {
   clear(svg);
   const [W, H] = [640, 180];
   const pad = { l: 48, r: 10, t: 10, b: 22 };
-  const all = series.flatMap((s) => s.points.filter((p) => finite(p[0]) && finite(p[1])));
+  const ok = (p) => p !== null && finite(p[0]) && finite(p[1]);
+  const all = series.flatMap((s) => s.points.filter(ok));
   const ts = all.map((p) => p[0]).concat(markers.map((m) => m.t).filter(finite));
   if (ts.length === 0) {
     const empty = el("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty" }, svg);
@@ -64,15 +66,22 @@ export function drawChart(svg, { series, markers = [], yMin, yMax, unit = "" }) 
   }
   let drawn = 0;
   series.forEach((s, i) => {
-    const pts = s.points.filter((p) => finite(p[0]) && finite(p[1]));
+    const segments = [[]];
+    for (const p of s.points) {
+      if (p === null) segments.push([]);
+      else if (ok(p)) segments[segments.length - 1].push(p);
+    }
+    const pts = segments.flat();
     if (pts.length === 0) return;
-    const coords = [];
-    pts.forEach((p, j) => {
-      if (s.step && j > 0) coords.push(`${x(p[0])},${y(pts[j - 1][1])}`);
-      coords.push(`${x(p[0])},${y(p[1])}`);
-    });
-    if (coords.length === 1) coords.push(coords[0]);
-    el("polyline", { points: coords.join(" "), class: `line ${s.cls}${s.dashed ? " dashed" : ""}` }, svg);
+    for (const segment of segments.filter((g) => g.length > 0)) {
+      const coords = [];
+      segment.forEach((p, j) => {
+        if (s.step && j > 0) coords.push(`${x(p[0])},${y(segment[j - 1][1])}`);
+        coords.push(`${x(p[0])},${y(p[1])}`);
+      });
+      if (coords.length === 1) coords.push(coords[0]);
+      el("polyline", { points: coords.join(" "), class: `line ${s.cls}${s.dashed ? " dashed" : ""}` }, svg);
+    }
     const legend = el("text", { x: pad.l + 6 + i * 120, y: pad.t + 10, class: `legend ${s.cls}` }, svg);
     legend.textContent = s.name;
     drawn += pts.length;

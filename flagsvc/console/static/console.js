@@ -115,8 +115,9 @@ function drawSparks() {
 
 // --- flag page -----------------------------------------------------------------------------------------------
 
+// A revision's aggregates start afresh, so each revision is a line of its own (null separates them).
 function points(timeline, pick) {
-  return timeline.revisions.flatMap((r) => r.points.map((p) => [p.at, pick(p)]));
+  return timeline.revisions.flatMap((r) => [null, ...r.points.map((p) => [p.at, pick(p)])]).slice(1);
 }
 
 function drawFlag(page) {
@@ -135,8 +136,7 @@ function drawFlag(page) {
   }
   const now = Date.now() / 1000;
   const decisions = [...log].reverse().filter((e) => typeof e.to_percent === "number");
-  const percent = decisions.map((e) => [e.at, e.to_percent]).concat(points(timeline, (p) => p.percent));
-  percent.sort((a, b) => a[0] - b[0]);
+  const percent = decisions.map((e) => [e.at, e.to_percent]);
   percent.push([Math.max(now, ...percent.map((p) => p[0])), flag.percent]);
   drawChart(document.getElementById("chart-rollout"), {
     series: [{ name: "percent", cls: "s-percent", points: percent, step: true }],
@@ -230,7 +230,10 @@ function live() {
   const source = new EventSource(url);
   const dot = document.getElementById("live");
   source.addEventListener("open", () => dot && dot.classList.add("on"));
-  source.addEventListener("error", () => dot && dot.classList.remove("on"));
+  // each answer ends by design and EventSource comes back after `retry`: only a closed source is off
+  source.addEventListener("error", () => {
+    if (dot && source.readyState === EventSource.CLOSED) dot.classList.remove("on");
+  });
   source.addEventListener("flags", (event) => {
     const doc = JSON.parse(event.data);
     for (const row of doc.rows) updateRow(row);
