@@ -245,14 +245,15 @@ def _listed_outcome_rule(prefix: str, threshold: int, allow: frozenset[str], den
 
 
 def stratum_value(value: object) -> str | None:
-    """The label part of one `stratify_by` attribute's value: a str as is, a bool as true/false, a number in
-    decimal; None (no label) when missing or of another type (a list)."""
+    """The label part of one `stratify_by` attribute's value: a str as is, an int in decimal, a bool as
+    true/false; None (no label) when missing or of another type (a float, whose text differs between languages,
+    or a list)."""
     if type(value) is str:
         return value
     if type(value) is bool:
         return "true" if value else "false"
-    if type(value) is int or type(value) is float:
-        return repr(value)
+    if type(value) is int:
+        return int.__repr__(value)
     return None
 
 

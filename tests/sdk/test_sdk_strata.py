@@ -27,6 +27,7 @@ def test_the_label_is_the_attributes_values_joined_and_none_without_a_value():
     assert stratum_label(one, {"plan": "premium"}) == "premium"
     assert stratum_label(one, {"plan": 3}) == "3" and stratum_label(one, {"plan": True}) == "true"
     assert stratum_label(one, {"plan": ["a"]}) is None and stratum_label(one, {}) is None
+    assert stratum_label(one, {"plan": 1.5}) is None
     assert stratum_label(one, None) is None and stratum_label(one, "not a context") is None
     assert stratum_label(two, {"plan": "free", "region": "nz"}) == "free|nz"
     assert stratum_label(two, {"region": "nz"}) == "|nz"
