@@ -27,7 +27,7 @@ def _routes(app) -> dict[tuple[str, str], object]:
     return {
         (_openapi_path(rule.rule), method.lower()): rule
         for rule in app.url_map.iter_rules()
-        if rule.endpoint != "static"
+        if rule.endpoint != "static" and not rule.endpoint.startswith("console.")  # the web console: pages, not API
         for method in sorted(rule.methods - IMPLICIT_METHODS)
     }
 
