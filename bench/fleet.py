@@ -4,14 +4,16 @@ propagation to all of them, the server's memory, and operators' latency while sl
 
     .venv/bin/python bench/fleet.py [--streams 10000] [--changes 10] [--slow 1000] [--workers 2] [--quick]
 
-One asyncio process is the whole fleet: N raw SSE connections (one SDK key, as a fleet shares one), each a
-coroutine that scans its stream for the `id: <epoch>-<version>` of every event. For each change
+One asyncio process is the whole fleet: N raw SSE connections (one SDK key, as a fleet shares one), each an
+asyncio protocol that scans its stream for the `id: <epoch>-<version>` of every event as the bytes arrive. For each change
 (`PUT /api/v1/flags/fleet/percent`) the clock starts just before the request is sent and stops, per stream, when
 that stream reads an event of the new version; a stream that has not after 10 s counts as missed.
 
 Then the attack, with the streams still open: `--slow` clients without a token that declare a 100 kB body and
 trickle it a byte every 3 s (from 127.0.0.2), and `--slow` clients that trickle their headers a line every 3 s
-(from 127.0.0.3); each reconnects a second after the server hangs up on it. The attackers run in a process of
+(from 127.0.0.3); each reconnects a second after the server hangs up on it. The attack aims at the SDK listener;
+operators use a listener of their own (`flagsvc serve --operator-port`, served by a worker of its own; with
+`--one-listener`, they share the SDK listener instead, and the attack reaches their workers). The attackers run in a process of
 their own (as they would on machines of their own), so that the fleet's event loop only reads its streams and its
 delays are the server's, not the attackers' bookkeeping. Meanwhile, from 127.0.0.1, an
 operator's `GET /api/v1/flags/fleet` and `GET /healthz`, each on a new connection, 200 times each (from two
@@ -46,6 +48,41 @@ PROPAGATION_P99_MS, MEMORY_MB, ADMIN_P99_MS, HEALTH_P99_MS = 1000.0, 1024.0, 100
 EVENT_ID = re.compile(rb"id: [0-9a-f]+-(\d+)")
 
 
+class StreamReader(asyncio.Protocol):
+    """One SDK stream of the fleet, read as the bytes arrive (a protocol, not a coroutine per stream: the fleet's
+    own cost per event is a method call and a regular-expression scan, so its delays are mostly the server's)."""
+
+    def __init__(self, fleet: Fleet, ready: asyncio.Future[None], request: bytes) -> None:
+        self.fleet, self.ready, self.request = fleet, ready, request
+        self.seen, self.tail, self.counted = 0, b"", None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        window = self.tail + data
+        fleet = self.fleet
+        for match in EVENT_ID.finditer(window):
+            version = int(match.group(1))
+            if version > self.seen:
+                self.seen = version
+                if not self.ready.done():
+                    self.ready.set_result(None)
+                    fleet.connected += 1
+                target = fleet.waiting_for
+                if target is not None and version >= target and self.counted != target:  # once a change
+                    self.counted = target
+                    fleet.arrivals.append((time.perf_counter() - fleet.started_at) * 1000)
+        self.tail = window[-64:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fleet.ended += 1
+        if not self.ready.done():
+            self.ready.set_exception(RuntimeError(f"a stream ended before its first event: {self.tail[-200:]!r}"))
+
+
 class Fleet:
     """N streams; `arrivals` collects, for the version being waited for, each stream's delay in ms."""
 
@@ -56,39 +93,22 @@ class Fleet:
         self.waiting_for: int | None = None
         self.started_at = 0.0
         self.arrivals: list[float] = []
-        self.tasks: list[asyncio.Task[None]] = []
+        self.transports: list[asyncio.BaseTransport] = []
 
     async def open(self, n: int) -> None:
-        ready = [asyncio.get_running_loop().create_future() for _ in range(n)]
+        loop = asyncio.get_running_loop()
+        request = f"GET /sdk/v1/stream HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {self.key}\r\n\r\n".encode()
         for start in range(0, n, 200):  # in waves: the listen backlog need not hold them all at once
-            wave = ready[start:start + 200]
-            self.tasks += [asyncio.create_task(self._stream(f)) for f in wave]
+            wave = [loop.create_future() for _ in range(min(200, n - start))]
+            for ready in wave:
+                transport, _ = await loop.create_connection(
+                    lambda ready=ready: StreamReader(self, ready, request), "127.0.0.1", self.port)
+                self.transports.append(transport)
             await asyncio.gather(*wave)
 
-    async def _stream(self, ready: asyncio.Future[None]) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 20)
-        writer.write(f"GET /sdk/v1/stream HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {self.key}\r\n\r\n".encode())
-        seen, tail, counted = 0, b"", None
-        try:
-            while data := await reader.read(65536):
-                window = tail + data
-                for match in EVENT_ID.finditer(window):
-                    version = int(match.group(1))
-                    if version > seen:
-                        seen = version
-                        if not ready.done():
-                            ready.set_result(None)
-                            self.connected += 1
-                        target = self.waiting_for
-                        if target is not None and version >= target and counted != target:  # once a change
-                            counted = target
-                            self.arrivals.append((time.perf_counter() - self.started_at) * 1000)
-                tail = window[-64:]
-        finally:
-            self.ended += 1
-            writer.close()
-            if not ready.done():
-                ready.set_exception(RuntimeError(f"a stream ended before its first event: {tail[-200:]!r}"))
+    def close(self) -> None:
+        for transport in self.transports:
+            transport.close()
 
     async def change(self, srv: BenchServer, percent: float, timeout: float = 10.0) -> tuple[list[float], int]:
         """One change; (each stream's delay in ms, streams that missed it)."""
@@ -257,8 +277,7 @@ async def run(srv: BenchServer, args: argparse.Namespace) -> None:
     print(f"| server memory with the streams open / during the attack | {memory:,.0f} MB | "
           f"{memory_attacked:,.0f} MB | | | <= {MEMORY_MB:,.0f} MB: {'met' if mem_ok else 'NOT met'} |")
     print(f"the workers' event loops, late timers over the whole run (flagsvc_event_loop_lag_seconds): {lags}")
-    for task in fleet.tasks:
-        task.cancel()
+    fleet.close()
 
 
 def main() -> None:

@@ -40,7 +40,13 @@ from flagsvc.serving.wsgi_bridge import ParsedRequest, WsgiApp, call_app, enviro
 log = logging.getLogger("flagsvc.serving")
 
 READ_CHUNK = 64 * 1024
-LINGER_SECONDS = 1.0
+# After an error answer, the server half-closes and reads (and drops) what the client still sends, as nginx's
+# lingering close does: until the client closes, or sends nothing for LINGER_IDLE_SECONDS, or for
+# LINGER_SECONDS in all. A client that is done sending closes at once; one that keeps trickling bytes (a slow-body
+# or slow-header attacker) is held for LINGER_SECONDS at the cost of an idle socket, instead of being let go to
+# reconnect and cost the server another connection's work every second or two.
+LINGER_SECONDS = 30.0
+LINGER_IDLE_SECONDS = 5.0
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OPERATOR_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/ui", "/openapi")
 
@@ -509,13 +515,15 @@ class _Connection:
         await self._linger()
 
     async def _linger(self) -> None:
-        """Half-close and read (and drop) what the client still sends, for at most LINGER_SECONDS: closing with
-        unread input makes the kernel reset the connection, and the client may lose the answer just sent."""
+        """Half-close and read (and drop) what the client still sends (LINGER_SECONDS above): closing with unread
+        input makes the kernel reset the connection, and the client may lose the answer just sent."""
         try:
             self.channel.write_eof()
             async with asyncio.timeout(LINGER_SECONDS):
-                while await self.channel.read():
-                    pass
+                while True:
+                    async with asyncio.timeout(LINGER_IDLE_SECONDS):
+                        if not await self.channel.read():
+                            return
         except (ConnectionError, TimeoutError, OSError):
             pass
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+import select
 import signal
 import socket
 import time
@@ -34,7 +35,8 @@ def server(tmp_path_factory, redis_url):
 
 
 def exchange(server: Server, *parts: bytes, pause: float = 0.0, wait: float = 10.0) -> tuple[bytes, float]:
-    """Send `parts` (pausing between them), then read until the server closes: (all it sent, seconds taken)."""
+    """Send `parts` (pausing between them, and stopping once the server has answered, as a client does), then
+    read until the server closes its side: (all it sent, seconds taken)."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=wait) as conn:
         started = time.monotonic()
         for part in parts:
@@ -42,7 +44,8 @@ def exchange(server: Server, *parts: bytes, pause: float = 0.0, wait: float = 10
                 conn.sendall(part)
             except OSError:
                 break  # the server hung up on us: what it said is still there to read
-            time.sleep(pause)  # the client's slowness is what is under test
+            if select.select([conn], [], [], pause)[0]:  # the client's slowness is what is under test
+                break  # the server has answered (and half-closed): a client stops sending
         received = b""
         while chunk := conn.recv(65536):
             received += chunk
@@ -111,7 +114,7 @@ def test_a_request_without_a_known_token_is_refused_before_its_body_is_read(serv
         status, headers, body = error_of(raw)
         assert status == 401 and "not read" in body["error"]["message"]
         assert "bearer" in headers["www-authenticate"].lower()
-        assert took < 2  # at once (then the server lingers up to a second for the unread body before closing)
+        assert took < 2  # at once, and half-closed (the server then reads and drops what the client still sends)
 
 
 @pytest.mark.parametrize(("request_bytes", "status", "code"), [
@@ -216,3 +219,26 @@ def test_the_sdk_poll_304_is_answered_on_a_connection_that_stays_open(server):
     via_flask = requests.get(f"{server.url}/sdk/v1/flags?via=flask", headers={**sdk, "If-None-Match": etag}, timeout=5)
     assert via_flask.status_code == 304 and via_flask.headers["ETag"] == etag
     assert f"ETag: {etag}\r\nCache-Control: no-cache\r\n".encode() in raw
+
+
+def test_a_refused_client_that_keeps_sending_is_held_and_one_that_stops_is_let_go(server):
+    """After its 401 the server reads and drops what a client still sends (lingering close): a slow-body client
+    trickling on is held rather than let go to reconnect at once; one that goes quiet is closed after a few
+    seconds (LINGER_IDLE_SECONDS)."""
+    head = b"POST /api/v1/flags HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(head)
+        answer = conn.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 401"), answer
+        assert conn.recv(65536) == b""  # half-closed: the answer is all there is
+        for _ in range(8):  # 2.4 s of trickling, well past the old one-second linger
+            conn.sendall(b"{")
+            time.sleep(0.3)
+        conn.sendall(b"{")  # still read by the server: no reset
+        time.sleep(0.3)
+        conn.sendall(b"{")
+        time.sleep(7)  # quiet for longer than LINGER_IDLE_SECONDS: the server has closed
+        with pytest.raises(OSError):  # the first byte is answered with a reset, the next one fails
+            conn.sendall(b"{")
+            time.sleep(0.3)
+            conn.sendall(b"{")
