@@ -94,6 +94,8 @@ def hot_path() -> None:
             "targeted": {"key": "targeted", "state": "rolling", "percent": 25.0, "revision": 1, "salt": "targeted",
                          "allow": ["qa-1"], "deny": [], "requires": ["segments", "bucket_by"],
                          "excluded_segments": ["staff"], "eligible_segments": ["free-anz"], "bucket_by": "org"},
+            "stratified": {"key": "stratified", "state": "rolling", "percent": 25.0, "revision": 1,
+                           "salt": "stratified", "allow": [], "deny": [], "stratify_by": ["plan"]},
         },
         "segments": {
             "staff": {"conditions": [{"attribute": "email", "op": "ends_with", "values": ["@flagsvc.test"]}]},
@@ -132,12 +134,16 @@ def hot_path() -> None:
         "record ok, no latency": (record, ("new_checkout", stable_user), base_str, RECORD_TARGET),
         "record error, latency": (record, ("new_checkout", stable_user, False, 80.0), base_str, None),
         "record targeted, context": (record, ("targeted", stable_user, True, 12.5, context), base_str, None),
+        "record stratified, context": (record, ("stratified", canary_user, True, 12.5, context), base_str,
+                                       RECORD_TARGET),
+        "record stratified, no context": (record, ("stratified", canary_user, True, 12.5), base_str, None),
     }
     notes = {
         "is_enabled unknown flag": "(a caller's mistake: default, logged once)",
         "is_enabled, counting evaluations": "(opt-in, for SDK metrics)",
         "record error, latency": "(errors are rare: + the erroring-user set, locked)",
         "record targeted, context": "(segments evaluated again, the general way)",
+        "record stratified, context": "(stratify_by: the stratum's label looked up)",
     }
     n, repeats = (20_000, 5) if QUICK else (50_000, 30)
     results = measure({name: (fn, args) for name, (fn, args, _, _) in cases.items()}, n, repeats)
