@@ -496,22 +496,17 @@ class _Connection:
                 raise _Hangup from e
 
     async def _send_error(self, status: int, message: str, headers: list[tuple[str, str]] | None = None) -> None:
-        """A JSON error, then the connection is closed. Sent raw when h11's state does not allow a response
-        (the request head itself was broken)."""
-        head, body = responses.error(status, message, headers=headers)
+        """A JSON error, then the connection is closed. Written as bytes, not through h11: the connection ends
+        with it whatever h11's state (even a request head too broken to parse), and refusals come in floods."""
         count_request(self.path, self.method, status)
         try:
-            if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-                raise h11.LocalProtocolError("no response possible in this state")
-            await self._send(h11.Response(status_code=status, headers=head, reason=responses.reason(status).encode()),
-                             h11.Data(data=body), h11.EndOfMessage())
-        except (_Hangup, h11.LocalProtocolError):
-            try:
-                self.channel.write(responses.raw(status, head, body))
+            self.channel.write(responses.error_bytes(status, message, tuple(headers or ()),
+                                                     body=self.method != "HEAD"))
+            if self.channel.write_paused:
                 async with asyncio.timeout(1.0):
                     await self.channel.drain()
-            except (ConnectionError, TimeoutError):
-                return
+        except (ConnectionError, TimeoutError):
+            return
         await self._linger()
 
     async def _linger(self) -> None:

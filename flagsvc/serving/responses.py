@@ -3,6 +3,7 @@ other error (docs/protocol.md), with the status and headers h11 needs."""
 
 from __future__ import annotations
 
+import functools
 import json
 from http import HTTPStatus
 
@@ -41,6 +42,15 @@ def raw(status: int, headers: list[tuple[str, str]], body: bytes) -> bytes:
     broken for h11 to answer)."""
     lines = [f"HTTP/1.1 {status} {reason(status) or 'Error'}", *(f"{name}: {value}" for name, value in headers)]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+@functools.lru_cache(maxsize=256)
+def error_bytes(status: int, message: str, headers: tuple[tuple[str, str], ...] = (), *, body: bool = True) -> bytes:
+    """A whole JSON error response, `Connection: close`, as bytes on the wire (without its body for a HEAD): the
+    server's own refusals (401 before a body, 408, 429, ...) come in floods, so each distinct one is rendered
+    once."""
+    head, content = error(status, message, headers=list(headers))
+    return raw(status, head, content if body else b"")
 
 
 def health() -> tuple[list[tuple[str, str]], bytes]:
