@@ -5,7 +5,10 @@
     python3 dev.py test  [pytest options]          # ruff, mypy, then the whole test suite (real Redis included)
     python3 dev.py test --fast [pytest options]    # ruff, mypy, then the suite without tests marked slow (<1 min)
     python3 dev.py run CMD [ARGS]                  # any command from the project's virtualenv (flagctl, ...)
+    python3 dev.py build [--dist DIR] [flagsvc-client] [flagsvc]   # wheels into dist/ (both by default)
 
+`build` makes the wheels with `pip wheel --no-deps` (setuptools comes from the package index, in pip's isolated
+build environment); `pip install dist/flagsvc_client-*.whl` then installs the SDK anywhere (client/README.md).
 `test` stops at the first step that fails. `--fast` leaves out the tests marked `@pytest.mark.slow` (soaks, end to
 end runs, real `flagsvc serve` processes): the loop to run while working; the whole suite is what CI runs.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -64,8 +68,44 @@ def _replace_process(argv: list[str]) -> None:
     os.execvpe(argv[0], argv, env)
 
 
+DISTRIBUTIONS = {"flagsvc-client": ROOT / "client", "flagsvc": ROOT}
+
+
+def build(args: list[str]) -> int:
+    """Wheels of the named distributions (default: both) into --dist (default: dist/); prints their paths."""
+    dist = ROOT / "dist"
+    if "--dist" in args:
+        at = args.index("--dist")
+        dist = Path(args[at + 1]).resolve()
+        args = args[:at] + args[at + 2:]
+    unknown = [name for name in args if name not in DISTRIBUTIONS]
+    if unknown:
+        print(f"dev.py build: unknown distribution(s) {', '.join(unknown)}; known: {', '.join(DISTRIBUTIONS)}",
+              file=sys.stderr)
+        return 2
+    dist.mkdir(parents=True, exist_ok=True)
+    for name in args or list(DISTRIBUTIONS):
+        source = DISTRIBUTIONS[name]
+        shutil.rmtree(source / "build", ignore_errors=True)  # setuptools reuses build/: no stale module may ship
+        code = _exec([str(BIN / "python"), "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
+                      "--wheel-dir", str(dist), str(source)])
+        shutil.rmtree(source / "build", ignore_errors=True)
+        if code != 0:
+            return code
+        wheel = dist / f"{name.replace('-', '_')}-{_version(source)}-py3-none-any.whl"
+        print(wheel if wheel.exists() else f"dev.py build: {name} built, but {wheel} is not there")
+    return 0
+
+
+def _version(source: Path) -> str:
+    for line in (source / "setup.cfg").read_text().splitlines():
+        if line.replace(" ", "").startswith("version="):
+            return line.split("=", 1)[1].strip()
+    return "0"
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help", "help") or argv[0] not in ("serve", "test", "run"):
+    if not argv or argv[0] in ("-h", "--help", "help") or argv[0] not in ("serve", "test", "run", "build"):
         print(__doc__.strip())
         return 0 if argv and argv[0] in ("-h", "--help", "help") else 2
     ensure_venv()
@@ -75,6 +115,8 @@ def main(argv: list[str]) -> int:
             _replace_process([str(BIN / "flagsvc"), "serve", *rest])
         if command == "run":
             _replace_process(rest)
+        if command == "build":
+            return build(rest)
         fast = "--fast" in rest
         rest = [arg for arg in rest if arg != "--fast"]
         for check in ([str(BIN / "ruff"), "check", "."], [str(BIN / "mypy")]):  # mypy: configured in pyproject.toml

@@ -24,14 +24,11 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import mmh3
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import BenchServer, pct  # noqa: E402
-from flagsvc_client.aio import AsyncFlagClient  # noqa: E402
+from _server import BenchServer, pct
+from flagsvc_client.aio import AsyncFlagClient
 
 TICK = 0.005
 PER_TICK = 200  # requests answered and recorded by the app task each tick
@@ -58,7 +55,7 @@ def changes(srv: BenchServer, flags: list[str], stop: threading.Event, done: lis
 
 
 async def measure(flags: list[str], answer: Callable[[str, str], bool], record: Callable[[str, str], None],
-                  flush: Callable[[], object] | None) -> list[float]:
+                  flush: Callable[[], Awaitable[object]] | None) -> list[float]:
     """Tick for SECONDS with the app task running; returns each tick's lag in ms."""
     lags: list[float] = []
     stop = asyncio.Event()
@@ -73,11 +70,13 @@ async def measure(flags: list[str], answer: Callable[[str, str], bool], record: 
                 record(flag, user)
             await asyncio.sleep(TICK)
 
+    flushes: list[asyncio.Future[object]] = []
+
     async def flusher() -> None:
         await asyncio.sleep(0.5)
         while not stop.is_set():
             if flush is not None:
-                asyncio.ensure_future(flush())  # type: ignore[arg-type]
+                flushes.append(asyncio.ensure_future(flush()))
             await asyncio.sleep(1.0)
 
     tasks = [asyncio.create_task(app()), asyncio.create_task(flusher())]
@@ -88,7 +87,7 @@ async def measure(flags: list[str], answer: Callable[[str, str], bool], record: 
         await asyncio.sleep(TICK)
         lags.append((time.perf_counter() - before - TICK) * 1000.0)
     stop.set()
-    await asyncio.gather(*tasks)
+    await asyncio.gather(*tasks, *flushes)
     return lags
 
 
@@ -122,7 +121,7 @@ def summary(lags: list[float]) -> dict[str, float]:
 def main() -> int:
     with BenchServer(workers=1, threads=64) as srv:
         flags = srv.create_flags(FLAGS, prefix="lag")
-        stop, done = threading.Event(), []
+        stop, done = threading.Event(), list[int]()
         driver = threading.Thread(target=changes, args=(srv, flags, stop, done), daemon=True)
         driver.start()
         base: list[float] = []
