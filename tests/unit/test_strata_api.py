@@ -139,3 +139,17 @@ def test_flagctl_sets_stratify_by_and_stats_prints_the_strata(app):
     assert lines[head + 2].split()[:5] == ["premium", "10", "50.00%", "25", "12.00%"]
     assert lines[head + 3].split()[:1] == ["(unlabelled)"]
     assert [row["stratum"] for row in json.loads(as_json.output)["strata"]] == ["free", "premium", ""]
+
+
+def test_stratify_by_survives_export_and_import_and_a_bad_one_is_refused_naming_it(client, fake_store):
+    client.post("/api/v1/flags", json={"key": "strat", "analysis": {"stratify_by": ["plan", "region"]}},
+                headers=ADMIN)
+    doc = client.get("/api/v1/export", headers=ADMIN).get_json()
+    fake_store.redis.flushall()
+    bad = json.loads(json.dumps(doc))
+    bad["flags"][0]["analysis"]["stratify_by"] = ["plan", "plan"]
+    answer = client.post("/api/v1/import", headers=ADMIN, json=bad)
+    assert answer.status_code == 400 and "flags.0.analysis.stratify_by" in answer.get_json()["error"]["fields"]
+    assert client.post("/api/v1/import", headers=ADMIN, json=doc).status_code == 200
+    flag = client.get("/api/v1/flags/strat", headers=ADMIN).get_json()
+    assert flag["analysis"]["stratify_by"] == ["plan", "region"]
