@@ -4,19 +4,42 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 
-from flagsvc.serving.roles import EVERYTHING, role_for_new_worker
+from flagsvc.serving.roles import EVERYTHING, role_for_new_worker, workers_to_retire
+
+
+class _RoleAwareArbiter(Arbiter):
+    """gunicorn's master, but when it has more workers than it wants (a reload, TTOU) it keeps the operator
+    worker (`flagsvc.serving.roles.workers_to_retire`) rather than the youngest ones whatever their role."""
+
+    def manage_workers(self) -> None:
+        if len(self.WORKERS) < self.num_workers:
+            self.spawn_workers()
+        ages_and_roles = {pid: (worker.age, getattr(worker, "flagsvc_role", EVERYTHING))
+                          for pid, worker in self.WORKERS.items()}
+        for pid in workers_to_retire(ages_and_roles, self.num_workers):
+            self.kill_worker(pid, signal.SIGTERM)
 
 
 class _Gunicorn(BaseApplication):
-    def __init__(self, app: Flask, options: dict[str, object]) -> None:
+    def __init__(self, app: Flask, options: dict[str, object], arbiter: type[Arbiter] = Arbiter) -> None:
         self._app = app
         self._options = options
+        self._arbiter = arbiter
         super().__init__()
+
+    def run(self) -> None:
+        try:
+            self._arbiter(self).run()
+        except RuntimeError as e:  # as gunicorn's own run: a bind that failed, say
+            print(f"\nError: {e}\n", file=sys.stderr)
+            sys.exit(1)
 
     def load_config(self) -> None:
         for name, value in self._options.items():
@@ -106,7 +129,7 @@ def run_gunicorn(app: Flask, *, host: str, port: int, workers: int, json_logs: b
     if json_logs:
         options["logger_class"] = _JsonGunicornLogger
     try:
-        _Gunicorn(app, options).run()
+        _Gunicorn(app, options, _RoleAwareArbiter if operator_port is not None else Arbiter).run()
     except SystemExit as e:
         if e.code not in (0, None):
             raise

@@ -8,13 +8,14 @@ the kernel runs it as soon as a request wakes it, however busy the SDK workers k
 
 gunicorn assigns the role just before it forks (its `pre_fork` hook), from the workers alive at that moment:
 the first worker forked without a live operator worker becomes it, so a replacement for a dead operator worker
-is an operator worker again.
+is an operator worker again. When gunicorn stops workers it has too many of (a reload forks the new ones first;
+TTOU lowers the count), `workers_to_retire` keeps the youngest operator worker.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 OPERATOR = "operator"
@@ -44,3 +45,17 @@ def listeners_for(role: str, listeners: Sequence[Any], operator_port: int | None
         return list(listeners)
     operators = [listener for listener in listeners if listener_port(listener) == operator_port]
     return operators if role == OPERATOR else [listener for listener in listeners if listener not in operators]
+
+
+def workers_to_retire(workers: Mapping[int, tuple[int, str]], wanted: int) -> list[int]:
+    """Which workers to stop when more are alive than `wanted` (`workers`: pid -> (age, role), a higher age
+    forked later): the youngest operator worker and the youngest others are kept, so a reload (which forks the
+    new workers before stopping the old) or a smaller count never leaves the operator listener unserved.
+    gunicorn's own rule, the oldest go first, would stop the operator worker it had forked first."""
+    if len(workers) <= wanted:
+        return []
+    youngest_first = sorted(workers, key=lambda pid: workers[pid][0], reverse=True)
+    operator = next((pid for pid in youngest_first if workers[pid][1] == OPERATOR), None)
+    kept = [] if operator is None else [operator]
+    kept += [pid for pid in youngest_first if pid != operator][: max(wanted - len(kept), 0)]
+    return [pid for pid in youngest_first if pid not in kept]

@@ -96,6 +96,33 @@ def test_a_dead_operator_worker_is_replaced_by_an_operator_worker(tmp_path: Path
         assert server.stop() == 0, server.output()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTTOU], ids=["SIGHUP", "SIGTTOU"])
+def test_a_reload_or_fewer_workers_keeps_the_operator_listener_served(tmp_path: Path, sig: signal.Signals) -> None:
+    """SIGHUP forks new workers before stopping the old, SIGTTOU stops one: gunicorn's own rule (the oldest go)
+    would stop the operator worker and leave its listener unserved."""
+    operator_port = free_port()
+    server = Server(tmp_path / "data", "--workers", "2", "--operator-port", str(operator_port))
+    operators = f"http://127.0.0.1:{operator_port}"
+    data = tmp_path / "data"
+    try:
+        assert wait_for(lambda: len(children(server.proc.pid) - {redis_pid(data)}) == 3, 20), server.output()
+        before = children(server.proc.pid) - {redis_pid(data)}
+        server.proc.send_signal(sig)
+        wanted = 3 if sig == signal.SIGHUP else 2
+        assert wait_for(lambda: len(children(server.proc.pid) - {redis_pid(data)}) == wanted
+                        and children(server.proc.pid) != before | {redis_pid(data)}, 30), server.output()
+        (operator_pid,) = [pid for pid in operator_workers(server) if pid in children(server.proc.pid)]
+        assert answers_within(f"{operators}/api/v1/flags", 10, server.admin) == 200
+        os.kill(operator_pid, signal.SIGSTOP)  # and it is the operator worker that answers there
+        try:
+            assert answers_within(f"{operators}/healthz", 1.0) is None
+        finally:
+            os.kill(operator_pid, signal.SIGCONT)
+        assert wait_for(lambda: answers_within(f"{server.url}/healthz", 2) == 200, 20)
+    finally:
+        assert server.stop() == 0, server.output()
+
+
 def test_the_operator_port_must_differ_from_the_port(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -28,3 +28,17 @@ def test_each_role_serves_its_own_listeners() -> None:
     finally:
         sdk.close()
         operators.close()
+
+
+def test_trimming_workers_keeps_the_youngest_operator_worker_and_the_youngest_others() -> None:
+    from flagsvc.serving.roles import workers_to_retire
+
+    # Started: operator 1 (oldest), SDK 2 and 3. A reload forks 4 (SDK: an operator lives), 5 and 6.
+    after_reload = {1: (1, OPERATOR), 2: (2, SDK), 3: (3, SDK), 4: (4, SDK), 5: (5, SDK), 6: (6, SDK)}
+    assert sorted(workers_to_retire(after_reload, 3)) == [2, 3, 4]  # gunicorn's own rule would stop 1, 2, 3
+    assert workers_to_retire({1: (1, OPERATOR), 2: (2, SDK)}, 2) == []
+    assert sorted(workers_to_retire({1: (1, OPERATOR), 2: (2, SDK), 3: (3, SDK)}, 2)) == [2]  # TTOU
+    # Two operator workers (one being replaced): the younger is kept.
+    assert sorted(workers_to_retire({1: (1, OPERATOR), 2: (2, SDK), 7: (7, OPERATOR)}, 2)) == [1]
+    # No roles (one listener): gunicorn's rule, the oldest go.
+    assert sorted(workers_to_retire({1: (1, EVERYTHING), 2: (2, EVERYTHING), 3: (3, EVERYTHING)}, 2)) == [1]
