@@ -3,12 +3,15 @@
 an outcome batch cut, encoded and sent) ever hold up the loop?
 
     flock /tmp/flagsvc-bench.lock .venv/bin/python bench/async_lag.py [--quick] [--flags N] [--seconds S]
+                                                                        [--per-tick R]
 
 A real `flagsvc serve` (one worker, embedded Redis) with N started flags. In this process, an asyncio loop runs a
 5 ms tick (`await asyncio.sleep(0.005)`; the lag is how late each tick wakes) and an app-like task that, every
-tick, answers and records 200 requests. A driver thread changes a flag's percent every second (the server pushes
-the new snapshot; the client's config thread parses and compiles all N flags), and every second, half a second
-out of step, the loop starts an outcome flush (the outcomes thread cuts the window and POSTs the batch).
+tick, answers and records R requests (default 20: about 4,000 requests a second, a busy asyncio process; 200 is
+40,000 a second, far past what one Python process serves, and each flush then carries ~20,000 outcomes). A driver
+thread changes a flag's percent every second (the server pushes the new snapshot; the client's config thread
+parses and compiles all N flags), and every second, half a second out of step, the loop starts an outcome flush
+(the outcomes thread cuts the window, builds the batch and POSTs it).
 
 Two conditions, alternated round by round so machine noise falls on both: `baseline`, the same tick, the same
 driver thread and the same app task doing the ideal evaluation (dict lookup + mmh3) with no client at all; and
@@ -31,7 +34,6 @@ from _server import BenchServer, pct
 from flagsvc_client.aio import AsyncFlagClient
 
 TICK = 0.005
-PER_TICK = 200  # requests answered and recorded by the app task each tick
 TARGET_EXTRA_P99_MS = 5.0
 QUICK = "--quick" in sys.argv
 
@@ -41,6 +43,7 @@ def _arg(name: str, default: float) -> float:
 
 
 FLAGS = int(_arg("--flags", 50))
+PER_TICK = int(_arg("--per-tick", 20))  # requests answered and recorded by the app task each tick
 SECONDS = _arg("--seconds", 4.0 if QUICK else 10.0)
 ROUNDS = 2 if QUICK else 3
 
