@@ -171,13 +171,16 @@ class OutcomeWindow:
             except Exception:
                 pass
 
-    def note_error(self, tally: ArmTally, user_id: object) -> None:
-        """Remember who failed (the failure itself travels in the event). Never raises."""
+    def note_error(self, tally: ArmTally, user_id: object, stratum: int | None = None) -> None:
+        """Remember who failed (the failure itself travels in the event), and in which stratum: `stratum`'s
+        code, or when not given, what the outcome rule just noted on this thread (LAST_STRATUM). Never raises."""
         with self.lock:
             try:
-                last = getattr(LAST_STRATUM, "seen", None)
-                if last is not None and last[1] and last[0] == tally.key[0]:
-                    self._note_stratum_error(tally, last[1], user_id)
+                if stratum is None:
+                    last = getattr(LAST_STRATUM, "seen", None)
+                    stratum = last[1] if last is not None and last[0] == tally.key[0] else 0
+                if stratum:
+                    self._note_stratum_error(tally, stratum, user_id)
                 users = tally.error_users
                 if users is None:
                     users = tally.error_users = set()
@@ -204,7 +207,7 @@ class OutcomeWindow:
             if tally is self._sink:
                 return tally
         if not ok:
-            self.note_error(tally, user_id)
+            self.note_error(tally, user_id, code & STRATUM_MASK)
         return tally
 
     # -- with the lock held ----------------------------------------------------------------------------------

@@ -115,3 +115,20 @@ def test_the_label_table_is_bounded_and_pools_the_rest_as_other():
     assert a != b and table.code("a") == a and table.label(a) == "a"
     assert table.code("c") == table.other and table.label(table.other) == STRATUM_OTHER
     assert table.code("x" * 500) == table.other
+
+
+def test_track_counts_the_erroring_user_in_its_own_stratum_whatever_runs_inside_the_block(make_client, transport):
+    client = make_client(bootstrap=snapshot(flag(percent=100.0, stratify_by=["plan"]),
+                                            flag("other", percent=100.0, stratify_by=["plan"])))
+    for i in range(3):
+        try:
+            with client.track("new_checkout", f"u{i}", context={"plan": "premium"}):
+                client.record("other", "someone", ok=True, context={"plan": "free"})  # another stratum meanwhile
+                raise RuntimeError("the canary failed")
+        except RuntimeError:
+            pass
+    transport.answer(OUTCOMES, ACK)
+    client.flush(0)
+    [batch] = transport.posted()
+    assert batch["flags"]["new_checkout"]["arms"]["canary"]["strata"] == {"premium": [3, 3, 3]}
+    assert batch["flags"]["other"]["arms"]["canary"]["strata"] == {"free": [3, 0, 0]}
