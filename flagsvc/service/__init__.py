@@ -96,8 +96,8 @@ def build_services(settings: Settings, store: Store | None = None, clock: Callab
     stop = threading.Event()
     delivery = DeliveryWorker(webhook_store, settings.webhook_allow, clock=clock, timeout=settings.webhook_timeout,
                               policy=RetryPolicy(max_attempts=settings.webhook_max_attempts), stopping=stop)
-    dataset = DatasetWatcher(store, store, store, clock, interval=watch_interval)
-    backup = ConfigBackup(store, store, announcer, clock, after_restore=dataset.look)
+    dataset = DatasetWatcher(store, store, store, clock, interval=watch_interval, audit=audit)
+    backup = ConfigBackup(store, store, announcer, clock, after_restore=dataset.look, audit=audit)
     files = BackupFiles(backup, dataset, backup_dir or settings.data_dir / "backups", clock,
                         min_interval=backup_interval)
     return Services(

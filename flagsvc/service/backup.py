@@ -28,6 +28,7 @@ from flagsvc.domain.errors import FlagExists, InvalidFlag, RevisionConflict, Seg
 from flagsvc.domain.flag import Action, Flag, FlagDoc, HistoryEntry, HistoryEntryDoc, State
 from flagsvc.domain.segment import Segment, SegmentDoc, validate_segment
 from flagsvc.service.announce import ChangeAnnouncer
+from flagsvc.service.audit import AuditLog
 from flagsvc.store.roles import ChangeBus, FlagRepository
 from flagsvc.store.segments import SegmentRepository, segments_for
 
@@ -82,8 +83,10 @@ class ImportResultDoc(TypedDict):
 class ConfigBackup:
     def __init__(self, flags: FlagRepository, versions: ChangeBus, announcer: ChangeAnnouncer,
                  clock: Callable[[], float] = time.time, after_restore: Callable[[], object] | None = None,
-                 segments: SegmentRepository | None = None) -> None:
-        """`segments`: where the segments are (default: the ones that go with `flags`' store)."""
+                 segments: SegmentRepository | None = None, audit: AuditLog | None = None) -> None:
+        """`segments`: where the segments are (default: the ones that go with `flags`' store); `audit` records
+        each flag and segment an import wrote, and the import itself."""
+        self._audit = audit
         self._flags = flags
         self._segments = segments if segments is not None else segments_for(flags)
         self._versions = versions
@@ -114,14 +117,17 @@ class ConfigBackup:
                                    "segments": {"created": [], "replaced": [], "unchanged": []}}
         now = self._clock()
         source = _source(document)
+        written: list[tuple[str, HistoryEntry]] = []
         try:
             for segment in segments:
                 done = self._restore_segment(segment, replace=replace, actor=actor, now=now)
                 result["segments"][done].append(segment.name)
             for exported in parsed:
-                outcome = self._restore_one(exported, replace=replace, actor=actor, now=now, source=source)
+                outcome = self._restore_one(exported, replace=replace, actor=actor, now=now, source=source,
+                                            written=written)
                 result[outcome].append(exported.key)
         finally:
+            self._audit_import(result, written, actor=actor, source=source, replace=replace)
             if result["created"] or result["replaced"] or result["segments"]["created"] \
                     or result["segments"]["replaced"]:
                 self._announcer.announce()
@@ -134,8 +140,25 @@ class ConfigBackup:
                     log.warning("after the import: %s", e)
         return result
 
-    def _restore_one(self, exported: Flag, *, replace: bool, actor: str, now: float,
-                     source: str) -> Literal["created", "replaced", "unchanged"]:
+    def _audit_import(self, result: ImportResultDoc, written: list[tuple[str, HistoryEntry]], *, actor: str,
+                      source: str, replace: bool) -> None:
+        """Into the audit log: each flag the import wrote (its history entry, as a change by the API does), each
+        segment, and the import itself with what it did (also when it stopped part way)."""
+        if self._audit is None:
+            return
+        for key, entry in written:
+            self._audit.flag_change(key, entry)
+        for action in ("created", "replaced"):
+            for name in result["segments"][action]:
+                self._audit.record("import", kind="segment", target=name, actor=actor,
+                                   reason=f"imported from {source} ({action})")
+        self._audit.record("import", kind="configuration", target=source, actor=actor,
+                           reason=f"import from {source}" + (" replacing existing flags" if replace else ""),
+                           detail={"created": result["created"], "replaced": result["replaced"],
+                                   "unchanged": result["unchanged"], "segments": dict(result["segments"])})
+
+    def _restore_one(self, exported: Flag, *, replace: bool, actor: str, now: float, source: str,
+                     written: list[tuple[str, HistoryEntry]]) -> Literal["created", "replaced", "unchanged"]:
         reason = f"imported from {source} (exported at revision {exported.revision})"
         evidence = {"exported_revision": exported.revision, "source": source}
         for _ in range(MAX_ATTEMPTS):
@@ -151,8 +174,10 @@ class ConfigBackup:
             try:
                 if current is None:
                     self._flags.create(imported, entry)
+                    written.append((exported.key, entry))
                     return "created"
                 self._flags.replace(imported, entry, expected_revision=current.revision)
+                written.append((exported.key, entry))
                 return "replaced"
             except (FlagExists, RevisionConflict):
                 continue  # created or changed meanwhile: decide again on what is there now

@@ -29,6 +29,7 @@ from typing import TypedDict
 
 from flagsvc import metrics
 from flagsvc.domain.flag import Flag
+from flagsvc.service.audit import AuditLog
 from flagsvc.store.roles import ChangeBus, FlagRepository, StoreHealth
 
 log = logging.getLogger("flagsvc.dataset")
@@ -73,7 +74,9 @@ def describe(notice: DatasetNoticeDoc, missing: list[str] | None = None) -> str:
 
 class DatasetWatcher:
     def __init__(self, flags: FlagRepository, versions: ChangeBus, health: StoreHealth,
-                 clock: Callable[[], float] = time.time, interval: float = 2.0) -> None:
+                 clock: Callable[[], float] = time.time, interval: float = 2.0, audit: AuditLog | None = None) -> None:
+        """`audit` records an operator's acknowledgement of a loss."""
+        self._audit = audit
         self._flags = flags
         self._versions = versions
         self._health = health
@@ -124,8 +127,13 @@ class DatasetWatcher:
         open, or None when there was none."""
         notice = self.notice()
         if notice is not None and self._health.keep_dataset_notice(None):
+            missing = self.missing(notice)
             log.warning("dataset reset acknowledged by %s; flags left missing: %s", actor,
-                        ", ".join(self.missing(notice)) or "none", extra={"actor": actor})
+                        ", ".join(missing) or "none", extra={"actor": actor})
+            if self._audit is not None:
+                self._audit.record("acknowledge", kind="dataset", target=notice.get("epoch") or "dataset",
+                                   actor=actor, reason=f"dataset reset acknowledged: {notice.get('reason', '')}",
+                                   detail={"missing": missing, "previous_epoch": notice.get("previous_epoch")})
         metrics.DATASET_FLAGS_MISSING.set(0)
         return notice
 

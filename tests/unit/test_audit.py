@@ -151,3 +151,21 @@ def test_flagctl_audit_prints_a_table_and_json(app):
     assert lines[1].split()[2:6] == ["ops", "start", "flag", "a"] and lines[1].endswith("go")
     data = json.loads(as_json.output)
     assert [e["action"] for e in data["entries"]] == ["start"] and data["next_cursor"]
+
+
+def test_an_import_records_each_flag_and_segment_it_wrote_and_itself(client):
+    segment = {"name": "nz", "conditions": [{"attribute": "country", "op": "in", "values": ["nz"]}]}
+    assert client.post("/api/v1/segments", headers=ADMIN, json=segment).status_code == 201
+    for key in ("a", "b"):
+        assert client.post("/api/v1/flags", headers=ADMIN, json={"key": key}).status_code == 201
+    exported = client.get("/api/v1/export", headers=ADMIN).get_json()
+    assert client.delete("/api/v1/flags/a", headers=ADMIN).status_code == 204
+    assert client.delete("/api/v1/segments/nz", headers=ADMIN).status_code == 204
+    assert client.post("/api/v1/import", headers=ADMIN, json=exported).status_code == 200
+    entries = _audit(client)
+    summary = entries[0]
+    assert summary["kind"] == "configuration" and summary["actor"] == "ops"
+    assert (summary["detail"]["created"], summary["detail"]["unchanged"]) == (["a"], ["b"])
+    assert summary["detail"]["segments"]["created"] == ["nz"]
+    assert {(e["kind"], e["target"]) for e in entries[1:3]} == {("flag", "a"), ("segment", "nz")}
+    assert all(e["action"] == "import" and e["actor"] == "ops" for e in entries[:3])

@@ -90,6 +90,9 @@ def test_readyz_is_503_until_an_operator_acknowledges(services, fake_store):
     assert acked.status_code == 200 and acked.get_json()["status"] == "ok"
     assert client.get("/readyz").status_code == 200
     assert services.dataset.look() is None  # the new dataset is the baseline now
+    (entry,) = [e for e in client.get("/api/v1/audit", headers=ADMIN).get_json()["entries"]
+                if e["kind"] == "dataset"]
+    assert (entry["action"], entry["actor"], entry["detail"]["missing"]) == ("acknowledge", "ops", ["checkout"])
 
 
 def test_every_process_sees_the_notice_and_a_restore_closes_it(services, fake_store, manual_clock, tmp_path):
