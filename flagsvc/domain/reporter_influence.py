@@ -172,13 +172,21 @@ def _arm_without(totals: ArmTotals, requests: int, errors: int) -> ArmTotals:
     # Erroring users are not kept per reporter: the reporter's share of the arm's errors goes with it.
     users = round(totals.error_users * left_errors / totals.errors) if totals.errors else 0
     keep = count / totals.count if totals.count else 1.0
+    keep_errors = left_errors / totals.errors if totals.errors else 1.0
+    # Strata are not kept per reporter either: each shrinks in proportion, so the stratified test sees the
+    # reporter's share gone too (kept whole, the strata would still hold what the check means to take away).
+    strata = {}
+    for label, (n, e, u) in totals.strata.items():
+        n_left = round(n * keep)
+        e_left = min(round(e * keep_errors), n_left)
+        strata[label] = (n_left, e_left, min(round(u * keep_errors), e_left))
     return replace(totals, count=count, errors=left_errors, error_users=min(users, left_errors),
-                   latency=_scaled(totals.latency, keep))
+                   latency=_scaled(totals.latency, keep), strata=strata)
 
 
 def without(stable: ArmTotals, canary: ArmTotals, share: ReporterShare) -> tuple[ArmTotals, ArmTotals]:
     """(stable, canary) as if `share`'s reporter had sent nothing: its requests and errors subtracted, erroring
-    users and latencies reduced in proportion (they are not kept per reporter)."""
+    users, latencies and strata reduced in proportion (they are not kept per reporter)."""
     return (_arm_without(stable, share.stable_requests, share.stable_errors),
             _arm_without(canary, share.canary_requests, share.canary_errors))
 

@@ -153,3 +153,17 @@ def test_stratify_by_survives_export_and_import_and_a_bad_one_is_refused_naming_
     assert client.post("/api/v1/import", headers=ADMIN, json=doc).status_code == 200
     flag = client.get("/api/v1/flags/strat", headers=ADMIN).get_json()
     assert flag["analysis"]["stratify_by"] == ["plan", "region"]
+
+
+def test_the_reporter_check_takes_a_reporters_share_out_of_the_strata_too():
+    from flagsvc.domain.outcomes import ArmTotals
+    from flagsvc.domain.reporter_influence import ReporterShare, without
+
+    stable = ArmTotals(1_000, 20, 20, strata={"premium": (100, 10, 10), "free": (800, 10, 10)})
+    canary = ArmTotals(1_000, 40, 40, strata={"premium": (500, 30, 30), "free": (400, 10, 10)})
+    share = ReporterShare("noisy-reporter", 0, 0, 500, 20, 0.5, "canary errors")
+    left_stable, left_canary = without(stable, canary, share)
+    assert left_stable.strata == stable.strata
+    assert (left_canary.count, left_canary.errors) == (500, 20)
+    assert left_canary.strata == {"premium": (250, 15, 15), "free": (200, 5, 5)}  # in proportion, like latencies
+    assert sum(n for n, _, _ in left_canary.strata.values()) <= left_canary.count
