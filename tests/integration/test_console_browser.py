@@ -23,6 +23,7 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.support import wait_for
 from tests.support.browser import chromium
 from tests.support.servers import Server
 
@@ -65,6 +66,7 @@ def test_the_console_in_a_real_browser(tmp_path):
     server = Server(tmp_path / "data", "--workers", "2", env={
         "FLAGSVC_ADMIN_TOKENS": f"ops={ADMIN_SECRET}", "FLAGSVC_SDK_KEYS": f"web={SDK_SECRET}",
         "FLAGSVC_READ_TOKENS": f"viewer={READ_SECRET}", "FLAGSVC_CONTROLLER_INTERVAL": "0.25",
+        "FLAGSVC_WEBHOOK_ALLOW": "hooks.example.com",
     })
     admin = {"Authorization": f"Bearer {ADMIN_SECRET}"}
 
@@ -78,6 +80,9 @@ def test_the_console_in_a_real_browser(tmp_path):
                                               "stages": [20, 50, 100], "bake_seconds": 1,
                                               "analysis": {"min_requests": 100}}).status_code == 201
         assert call("POST", "/api/v1/flags", {"key": "search_v2", "description": "Other flag"}).status_code == 201
+        hook = call("POST", "/api/v1/webhooks", {"url": "https://hooks.example.com/in", "events": ["complete"],
+                                                 "description": XSS_DESCRIPTION})
+        assert hook.status_code == 201, hook.text
         client = FlagClient(server.url, sdk_key=SDK_SECRET, flush_interval=0.25)
         assert client.wait_until_ready(timeout=10)
 
@@ -104,10 +109,14 @@ def test_the_console_in_a_real_browser(tmp_path):
         driver.execute_script("window.__sameDocument = true")
         assert call("POST", "/api/v1/flags/checkout/start").status_code == 200
         _wait(driver, lambda d: _cell(d, "checkout", "state") == "rolling", message="start not shown live")
-        _wait(driver, lambda d: _cell(d, "checkout", "percent") in ("50 %", "100 %"), timeout=90,
+        _wait(driver, lambda d: _cell(d, "checkout", "state") == "complete", timeout=90,
               message="the advance was not shown live: " + call("GET", "/api/v1/flags/checkout/stats").text[:500])
+        assert _cell(driver, "checkout", "percent") == "100 %"
         assert driver.execute_script("return window.__sameDocument === true"), "the page was reloaded"
-        assert "advance by controller" in _cell(driver, "checkout", "last")
+        assert _cell(driver, "checkout", "last").startswith("complete by controller: canary no worse")
+        assert not driver.find_element(By.ID, "flags-changed").is_displayed()
+        assert call("POST", "/api/v1/flags", {"key": "later", "description": "created meanwhile"}).status_code == 201
+        _wait(driver, lambda d: d.find_element(By.ID, "flags-changed").is_displayed(), message="no new-flag notice")
         assert int(driver.find_element(By.CSS_SELECTOR, 'tr[data-key="checkout"] svg.spark')
                    .get_attribute("data-drawn")) >= 2
         driver.save_screenshot(str(tmp_path / "console-flags.png"))
@@ -137,18 +146,32 @@ def test_the_console_in_a_real_browser(tmp_path):
         form.find_element(By.CSS_SELECTOR, "button").click()
         _wait(driver, lambda d: d.find_element(By.ID, "flag-state").text == "rolled_back",
               message="rollback not shown: " + driver.find_element(By.ID, "problem").text)
-        first = driver.find_element(By.CSS_SELECTOR, "#decision-log tbody tr")
-        assert first.find_element(By.CSS_SELECTOR, ".actor").text == "ops"
-        assert first.find_element(By.CSS_SELECTOR, ".what").text.startswith("rollback")
-        reason = first.find_element(By.CSS_SELECTOR, ".reason")
-        assert reason.text == XSS_REASON and not reason.find_elements(By.CSS_SELECTOR, "*")
+        first_entry = 'const r = document.querySelector("#decision-log tbody tr"); if (!r) return null; ' \
+                      'const f = (c) => r.querySelector(c); return [f(".actor").textContent, ' \
+                      'f(".what").textContent, f(".reason").textContent, f(".reason").children.length]'
+        _wait(driver, lambda d: d.execute_script(first_entry) == ["ops", "rollback → rolled_back", XSS_REASON, 0],
+              message=f"the rollback is not first in the decision log: {driver.execute_script(first_entry)}")
         _no_script_ran(driver)
         history = call("GET", "/api/v1/flags/checkout/history").json()["history"]
         assert (history[0]["action"], history[0]["actor"], history[0]["reason"]) == ("rollback", "ops", XSS_REASON)
         driver.refresh()  # server-rendered (then redrawn by the script), the reason is text as well
-        shown = 'const r = document.querySelector("#decision-log tbody tr .reason"); ' \
-                'return r && r.children.length === 0 ? r.textContent : null'
-        _wait(driver, lambda d: d.execute_script(shown) == XSS_REASON, message="reason not shown as text")
+        _wait(driver, lambda d: d.execute_script(first_entry) == ["ops", "rollback → rolled_back", XSS_REASON, 0],
+              message="the reason is not shown as text after a reload")
+        _no_script_ran(driver)
+
+        # the audit log and the webhook delivery log show the payloads as text as well
+        driver.get(server.url + "/ui/audit?flag=checkout")
+        _wait(driver, lambda d: XSS_REASON in d.find_element(By.ID, "audit-log").text, message="reason not in audit")
+        assert not driver.find_elements(By.CSS_SELECTOR, "#audit-log img, #audit-log script")
+        deliveries = f"/api/v1/webhooks/{hook.json()['id']}/deliveries"
+        assert wait_for(lambda: call("GET", deliveries).json()["deliveries"], timeout=30), "no delivery logged"
+        driver.get(server.url + "/ui/webhooks")
+        driver.find_element(By.LINK_TEXT, hook.json()["id"]).click()
+        _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#deliveries td.status"),
+              message="the rollback's delivery is not in the page")
+        assert "complete" in driver.find_element(By.ID, "deliveries").text
+        assert XSS_DESCRIPTION in driver.find_element(By.TAG_NAME, "main").text
+        assert not driver.find_elements(By.CSS_SELECTOR, "main img, main script")
         _no_script_ran(driver)
 
         # read-only: no enabled action button, and the API refuses the read token's writes

@@ -13,6 +13,7 @@ import pytest
 
 from flagsvc.api import create_app
 from flagsvc.console.security import CONTENT_SECURITY_POLICY
+from flagsvc.domain.destinations import AllowList
 from flagsvc.service.console_sessions import ConsoleSessions
 from flagsvc.store.keys import Keys
 from flagsvc.store.sessions import MemorySessions, RedisSessions, sessions_for
@@ -268,3 +269,24 @@ def test_the_redis_session_store_keeps_the_digest_under_its_key_with_an_expiry(f
 
 def test_the_session_key():
     assert Keys().console_session("ab12") == "flagsvc:console-session:ab12"
+
+
+def test_actor_names_and_webhook_fields_are_escaped_too(fake_store):
+    actor = '<img src=x onerror="window.__xss=4">'
+    settings = dataclasses.replace(TEST_SETTINGS, admin_tokens={actor: ADMIN_TOKEN},
+                                   webhook_allow=AllowList.parse("hooks.example.com"))
+    app = create_app(settings, store=fake_store, controller=False)
+    client = app.test_client()
+    assert client.post("/api/v1/flags", headers=ADMIN, json={"key": "pay"}).status_code == 201
+    assert client.post("/api/v1/flags/pay/start", headers=ADMIN).status_code == 200
+    hook = client.post("/api/v1/webhooks", headers=ADMIN, json={
+        "url": "https://hooks.example.com/in?<script>x</script>", "events": ["rollback"],
+        "description": "<script>window.__xss=5</script>"})
+    assert hook.status_code == 201, hook.get_json()
+    _sign_in(client)
+    pages = ["/ui/flags", "/ui/flags/pay", "/ui/audit", "/ui/webhooks", f"/ui/webhooks/{hook.get_json()['id']}"]
+    for path in pages:
+        html = client.get(path).get_data(as_text=True)
+        assert "<img src=x" not in html and "<script>window" not in html and "<script>x" not in html, path
+    assert "&lt;img src=x onerror=&#34;window.__xss=4&#34;&gt;" in client.get("/ui/flags").get_data(as_text=True)
+    assert "&lt;script&gt;window.__xss=5&lt;/script&gt;" in client.get("/ui/webhooks").get_data(as_text=True)

@@ -237,6 +237,13 @@ function live() {
   source.addEventListener("flags", (event) => {
     const doc = JSON.parse(event.data);
     for (const row of doc.rows) updateRow(row);
+    const asked = new URLSearchParams(window.location.search);
+    const notice = document.getElementById("flags-changed");
+    if (notice && !asked.get("q") && !asked.get("state")) {
+      const shown = new Set([...document.querySelectorAll("#flags tr[data-key]")].map((r) => r.dataset.key));
+      const keys = new Set(doc.rows.map((r) => r.key));
+      notice.hidden = keys.size === shown.size && [...keys].every((k) => shown.has(k));
+    }
     body.dataset.updates = String(Number(body.dataset.updates || "0") + 1);
   });
   source.addEventListener("flag", () => {
