@@ -152,10 +152,15 @@ def payload(event: str, *, event_id: str, flag: str, revision: int, reason: str,
             at: float, detail: dict[str, Any] | None = None) -> EventDoc:
     held = (detail or {}).get("held_seconds", 0.0)
     summary = _TEXT[event].format(held=_duration(float(held)))
-    # Slack reads `text` as mrkdwn: the flag's key is plain [a-z0-9_.-], the reason is the judge's own words.
-    text = f"flagsvc: flag `{flag}` {summary} (revision {revision}, {percent:g} %). {reason}".strip()
+    # Slack reads `text` as mrkdwn: the flag's key is plain [a-z0-9_.-]; the reason (the judge's words, or an
+    # operator's) has &, < and > escaped as Slack asks, so that no reason can mention @channel or forge a link.
+    text = f"flagsvc: flag `{flag}` {summary} (revision {revision}, {percent:g} %). {_slack_escaped(reason)}".strip()
     return {"text": text, "id": event_id, "event": event, "flag": flag, "revision": revision, "reason": reason,
             "percent": percent, "state": state, "at": at, "detail": dict(detail or {})}
+
+
+def _slack_escaped(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def body_of(doc: EventDoc) -> bytes:

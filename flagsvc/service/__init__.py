@@ -101,7 +101,8 @@ def build_services(settings: Settings, store: Store | None = None, clock: Callab
     files = BackupFiles(backup, dataset, backup_dir or settings.data_dir / "backups", clock,
                         min_interval=backup_interval)
     return Services(
-        commands=FlagCommands(store, announcer, clock, check_segments=segment_commands.check_flag, audit=audit),
+        commands=FlagCommands(store, announcer, clock, check_segments=segment_commands.check_flag, audit=audit,
+                              notify=WebhookNotifier(webhook_store, clock).operator_change),
         segments=segment_commands,
         ingestion=OutcomeIngestion(
             store, store, store, limits=PlausibilityLimits(max_reporter_rate=settings.max_reporter_rate),

@@ -50,10 +50,14 @@ class FlagCommands:
     def __init__(self, flags: FlagRepository, announcer: ChangeAnnouncer, clock: Callable[[], float] = time.time,
                  jitter: Callable[[float, float], float] = random.uniform,
                  sleep: Callable[[float], None] = time.sleep,
-                 check_segments: Callable[[Flag], None] = lambda flag: None, audit: AuditLog | None = None) -> None:
+                 check_segments: Callable[[Flag], None] = lambda flag: None, audit: AuditLog | None = None,
+                 notify: Callable[[Flag, Flag, HistoryEntry], None] | None = None) -> None:
         """`check_segments(flag)` raises when a flag names segments that do not exist (SegmentCommands.check_flag);
-        `audit` records every applied change (service.audit), after it is applied."""
+        `audit` records every applied change (service.audit), after it is applied; `notify(before, after, entry)`
+        is told of every applied transition (WebhookNotifier.operator_change: an operator's rollback or
+        completion to the webhooks), and never raises."""
         self._audit = audit
+        self._notify = notify
         self._flags = flags
         self._check_segments = check_segments
         self._announcer = announcer
@@ -220,6 +224,8 @@ class FlagCommands:
             self._announcer.announce()
             if self._audit is not None:
                 self._audit.flag_change(key, entry)
+            if self._notify is not None:
+                self._notify(current, after, entry)
             log.info("flag %s: %s by %s, %s at %s%% (revision %s)%s", key, entry.action.value, entry.actor,
                      after.state.value, after.percent, after.revision, f": {entry.reason}" if entry.reason else "",
                      extra={"flag": key, "action": entry.action.value, "actor": entry.actor,

@@ -22,7 +22,7 @@ from typing import Any, TypedDict
 from flagsvc.domain import webhook as hooks
 from flagsvc.domain.destinations import AllowList
 from flagsvc.domain.errors import IdempotencyKeyReused, InvalidFlag, WebhookNotFound
-from flagsvc.domain.flag import Flag, State
+from flagsvc.domain.flag import Flag, HistoryEntry, State
 from flagsvc.domain.webhook import Webhook, WebhookDoc
 from flagsvc.service.audit import AuditLog
 from flagsvc.store.webhooks import DeliveryDoc, WebhookStore
@@ -117,7 +117,9 @@ class WebhookCommands:
 
 
 class WebhookNotifier:
-    """What the controller calls after each look: the events of that look, enqueued once each."""
+    """What the controller calls after each look: the events of that look, enqueued once each; and what the
+    operator commands call after a change: an operator's rollback or promotion to complete is told as the
+    controller's is, with who did it."""
 
     def __init__(self, store: WebhookStore, clock: Callable[[], float] = time.time) -> None:
         self._store = store
@@ -136,6 +138,22 @@ class WebhookNotifier:
         except Exception as e:
             log.error("webhook event of flag %s not enqueued (the rollout goes on): %s", flag.key, e,
                       extra={"flag": flag.key, "revision": flag.revision, "decision": decision})
+
+    def operator_change(self, before: Flag, after: Flag, entry: HistoryEntry) -> None:
+        """A change an operator made (`entry`: its history entry). Never raises: a failure is logged and the
+        change stands."""
+        if after.state == before.state or after.state not in (State.ROLLED_BACK, State.COMPLETE):
+            return
+        event = "rollback" if after.state == State.ROLLED_BACK else "complete"
+        try:
+            wanting = [w.id for w in (Webhook.from_stored(doc) for doc in self._store.webhooks())
+                       if w.wants(before.key, event)]
+            if wanting:
+                reason = f"by {entry.actor}" + (f": {entry.reason}" if entry.reason else "")
+                self._enqueue(before, after, event, event, reason, {"actor": entry.actor}, entry.at, wanting)
+        except Exception as e:
+            log.error("webhook event of flag %s not enqueued (the change stands): %s", before.key, e,
+                      extra={"flag": before.key, "revision": after.revision, "event": event})
 
     def _look(self, flag: Flag, decision: str, reason: str, evidence: Mapping[str, Any], after: Flag | None,
               held_seconds: float, at: float) -> None:

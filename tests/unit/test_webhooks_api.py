@@ -103,3 +103,29 @@ def test_a_create_sent_again_with_its_idempotency_key_creates_one_webhook(api):
     assert fresh.json["secret"] != first.json["secret"]
     bad = api.post("/api/v1/webhooks", json=HOOK, headers={**ADMIN, "Idempotency-Key": "no spaces"})
     assert bad.status_code == 400 and "Idempotency-Key" in bad.json["error"]["fields"]
+
+
+def test_an_operators_rollback_and_promotion_are_told_with_who_did_it(api, fake_store):
+    from flagsvc.store.webhooks import webhooks_for
+
+    hook = api.post("/api/v1/webhooks", json={"url": "https://hooks.example.com/in",
+                                              "events": ["rollback", "complete"]}, headers=ADMIN).json
+    for key in ("a", "b"):
+        assert api.post("/api/v1/flags", json={"key": key, "stages": [50, 100]}, headers=ADMIN).status_code == 201
+        assert api.post(f"/api/v1/flags/{key}/start", headers=ADMIN).status_code == 200
+    assert api.post("/api/v1/flags/a/pause", headers=ADMIN).status_code == 200  # no event: not one of its kinds
+    assert api.post("/api/v1/flags/a/rollback", json={"reason": "checkout <!channel> errors"},
+                    headers=ADMIN).status_code == 200
+    assert api.post("/api/v1/flags/b/promote", headers=ADMIN).status_code == 200  # the last stage: complete
+    deliveries = api.get(f"/api/v1/webhooks/{hook['id']}/deliveries", headers=ADMIN).json["deliveries"]
+    assert sorted((d["flag"], d["event"], d["status"]) for d in deliveries) == [
+        ("a", "rollback", "pending"), ("b", "complete", "pending")]
+    store = webhooks_for(fake_store)
+    rollback = next(d for d in deliveries if d["event"] == "rollback")
+    claimed = store.claim_delivery(rollback["id"], "t", now=rollback["created_at"] + 1, lease=30)
+    assert claimed is not None
+    import json
+
+    body = json.loads(claimed["body"])
+    assert body["reason"] == "by ops: checkout <!channel> errors" and body["detail"] == {"actor": "ops"}
+    assert "&lt;!channel&gt;" in body["text"] and body["state"] == "rolled_back"
