@@ -25,6 +25,7 @@ from flagsvc.domain.analysis import FIELD_NAMES
 from flagsvc.domain.errors import FlagNotFound, WebhookNotFound
 from flagsvc.domain.flag import State
 from flagsvc.service.audit import AuditFilter
+from flagsvc.service.console_sessions import token_tag
 
 STATES = tuple(s.value for s in State)
 ACTIONS = ("start", "pause", "resume", "promote", "rollback")
@@ -72,7 +73,7 @@ def sign_in():
             response.status_code = 401
             return response
         return _page("console/sign_in.html", problem=problem), 401
-    session_id, session = sessions().open(principal.name, principal.scope.value)
+    session_id, session = sessions().open(principal.name, principal.scope.value, token_tag(secret))
     answer: Response = jsonify({"next": url_for("console.flags")}) if scripted else \
         cast(Response, redirect(url_for("console.flags"), 303))
     set_cookie(answer, session_id, session)

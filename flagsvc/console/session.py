@@ -10,13 +10,15 @@ here the same way.
 
 from __future__ import annotations
 
+import hmac
 from typing import cast
 from urllib.parse import parse_qs
 
 from flask import Response, abort, current_app, g, request
 
+from flagsvc.config import Settings
 from flagsvc.service import Services
-from flagsvc.service.console_sessions import ConsoleSession, ConsoleSessions
+from flagsvc.service.console_sessions import ConsoleSession, ConsoleSessions, token_tag
 
 COOKIE = "flagsvc_console"
 FORM_HEADER = "X-Console-Form"
@@ -30,8 +32,18 @@ def sessions() -> ConsoleSessions:
 def current() -> ConsoleSession | None:
     """The request's live session, looked up once per request."""
     if "console_session" not in g:
-        g.console_session = sessions().find(request.cookies.get(COOKIE))
+        found = sessions().find(request.cookies.get(COOKIE))
+        g.console_session = found if found is not None and _token_still_configured(found) else None
     return cast(ConsoleSession | None, g.console_session)
+
+
+def _token_still_configured(session: ConsoleSession) -> bool:
+    """The token the session signed in with is still configured, with its scope and its secret: removing or
+    rotating a token ends its console sessions at once (on each server given the new configuration)."""
+    settings = cast(Settings, current_app.extensions["flagsvc.settings"])
+    configured = settings.admin_tokens if session.scope == "admin" else settings.read_tokens
+    secret = configured.get(session.name)
+    return secret is not None and hmac.compare_digest(token_tag(secret), session.token)
 
 
 def set_cookie(response: Response, session_id: str, session: ConsoleSession) -> None:

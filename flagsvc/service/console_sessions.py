@@ -25,6 +25,7 @@ class ConsoleSession:
     scope: str  # "admin" or "read"
     csrf: str
     expires_at: float
+    token: str = ""  # token_tag of the token signed in with: a rotated or removed token ends its sessions
 
     @property
     def can_write(self) -> bool:
@@ -32,6 +33,11 @@ class ConsoleSession:
 
     def csrf_matches(self, sent: str | None) -> bool:
         return bool(sent) and hmac.compare_digest(self.csrf.encode(), (sent or "").encode("utf-8", "replace"))
+
+
+def token_tag(secret: str) -> str:
+    """32 bits of the token's SHA-256: enough to see that a token was rotated, too few to say anything about it."""
+    return hashlib.sha256(b"flagsvc-console:" + secret.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
 def _digest(session_id: str) -> str:
@@ -45,14 +51,15 @@ class ConsoleSessions:
         self._clock = clock
         self.lifetime = lifetime
 
-    def open(self, name: str, scope: str) -> tuple[str, ConsoleSession]:
-        """A new session for the token `name` of `scope`: its id (the cookie's value) and the session."""
+    def open(self, name: str, scope: str, token: str = "") -> tuple[str, ConsoleSession]:
+        """A new session for the token `name` of `scope` (`token`: its token_tag): its id (the cookie's value)
+        and the session."""
         if scope not in SCOPES:
             raise ValueError(f"a console session is for admin or read tokens, not {scope!r}")
         session_id = secrets.token_urlsafe(32)
-        session = ConsoleSession(name, scope, secrets.token_urlsafe(32), self._clock() + self.lifetime)
+        session = ConsoleSession(name, scope, secrets.token_urlsafe(32), self._clock() + self.lifetime, token)
         self._store.put_session(_digest(session_id), {
-            "name": name, "scope": scope, "csrf": session.csrf, "expires_at": session.expires_at,
+            "name": name, "scope": scope, "csrf": session.csrf, "expires_at": session.expires_at, "token": token,
         }, ttl=self.lifetime)
         return session_id, session
 
@@ -64,7 +71,8 @@ class ConsoleSessions:
         if doc is None:
             return None
         try:
-            session = ConsoleSession(str(doc["name"]), str(doc["scope"]), str(doc["csrf"]), float(doc["expires_at"]))
+            session = ConsoleSession(str(doc["name"]), str(doc["scope"]), str(doc["csrf"]), float(doc["expires_at"]),
+                                     str(doc.get("token", "")))
         except (KeyError, TypeError, ValueError):
             return None
         if session.scope not in SCOPES or session.expires_at <= self._clock():

@@ -290,3 +290,15 @@ def test_actor_names_and_webhook_fields_are_escaped_too(fake_store):
         assert "<img src=x" not in html and "<script>window" not in html and "<script>x" not in html, path
     assert "&lt;img src=x onerror=&#34;window.__xss=4&#34;&gt;" in client.get("/ui/flags").get_data(as_text=True)
     assert "&lt;script&gt;window.__xss=5&lt;/script&gt;" in client.get("/ui/webhooks").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("tokens", [{}, {"ops": "a-rotated-secret-1"}])
+def test_removing_or_rotating_the_token_ends_its_sessions(fake_store, tokens):
+    first = create_app(TEST_SETTINGS, store=fake_store, controller=False).test_client()
+    cookie = _sign_in(first).headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+    assert first.get("/ui/flags").status_code == 200
+    # the same store, a server started with the token removed or given a new secret
+    settings = dataclasses.replace(TEST_SETTINGS, admin_tokens=tokens, read_tokens={"viewer": READ_TOKEN})
+    later = create_app(settings, store=fake_store, controller=False).test_client()
+    later.set_cookie("flagsvc_console", cookie, path="/ui/")
+    assert later.get("/ui/flags").status_code == 302
