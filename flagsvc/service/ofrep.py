@@ -90,12 +90,15 @@ def parse_request(body: object) -> EvaluationRequest:
         raise OfrepRequestError("TARGETING_KEY_MISSING", "context.targetingKey (the user id) is missing")
     if type(user_id) is not str and type(user_id) is not int:
         raise OfrepRequestError("INVALID_CONTEXT", "context.targetingKey must be a string (or an integer)")
+    if type(user_id) is str:
+        try:
+            user_id.encode()  # a lone surrogate (legal as a JSON escape) is no user id
+        except UnicodeEncodeError:
+            raise OfrepRequestError("INVALID_CONTEXT", "context.targetingKey is not valid Unicode text") from None
     try:
         canonical = json.dumps(context, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        if type(user_id) is str:
-            user_id.encode()  # a lone surrogate (legal as a JSON escape) is no user id
-    except (UnicodeEncodeError, ValueError, RecursionError):
-        raise OfrepRequestError("INVALID_CONTEXT", "context.targetingKey is not valid Unicode text") from None
+    except (ValueError, RecursionError):
+        raise OfrepRequestError("INVALID_CONTEXT", "context is nested too deeply") from None
     attributes = {name: value for name, value in context.items() if name != TARGETING_KEY}
     return EvaluationRequest(user_id, attributes, canonical)
 

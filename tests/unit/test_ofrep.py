@@ -130,3 +130,25 @@ def test_sdk_keys_and_admin_tokens_may_evaluate_nobody_else(flags):
     refused = _evaluate(flags, "rolling", {"targetingKey": "u1"}, {"Authorization": "Bearer wrong-token"})
     assert refused.status_code == 401
     assert flags.post("/ofrep/v1/evaluate/flags", json={"context": {"targetingKey": "u"}}).status_code == 401
+
+
+@pytest.mark.parametrize("body", [
+    "[" * 20_000 + "]" * 20_000,
+    '{"context": ' + "[" * 20_000 + "]" * 20_000 + "}",
+    '{"context": {"targetingKey": 1e309}}',
+    '{"context": {"targetingKey": ' + "9" * 5000 + "}}",
+    '{"context": {"targetingKey": NaN}}',
+    '{"context": {"targetingKey": "u1", "country": ' + "[" * 5_000 + "]" * 5_000 + "}}",
+    b'{"context": {"targetingKey": "\xff"}}',
+])
+def test_hostile_bodies_get_a_400_never_a_500(flags, body):
+    for path in ("/ofrep/v1/evaluate/flags/targeted", "/ofrep/v1/evaluate/flags"):
+        response = flags.post(path, data=body, headers=SDK)
+        assert response.status_code == 400, (path, response.get_data(as_text=True)[:200])
+        assert response.get_json()["errorCode"] in ("PARSE_ERROR", "INVALID_CONTEXT")
+
+
+def test_a_large_integer_targeting_key_is_the_same_user_as_its_decimal_string(flags):
+    as_int = _evaluate(flags, "rolling", {"targetingKey": 10**30}).get_json()
+    as_text = _evaluate(flags, "rolling", {"targetingKey": str(10**30)}).get_json()
+    assert as_int["value"] == as_text["value"] and as_int["metadata"]["unit"] == as_text["metadata"]["unit"]
