@@ -7,7 +7,8 @@ Each evaluates 10,000 user ids on a flag at 30 % and must agree with `flagsvc_cl
 server, id for id; then the rollout is raised to 60 % and each must agree again on the first 1,000 ids (and only
 have added users to the canary), then rolled back: every answer false (300 ids), reason DISABLED. Both published
 providers evaluate one flag a request (neither uses the bulk endpoint), so each sees a change on its next
-evaluation.
+evaluation. The published `@openfeature/ofrep-web-provider` (the browsers' provider, run on Node.js) uses the bulk
+endpoint: its answers agree with the SDK's rule, its polls get 304 with the ETag until a change, which it picks up.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from flagsvc_client import FlagClient
+from flagsvc_client import FlagClient, is_canary
 from openfeature import api
 from openfeature.contrib.provider.ofrep import OFREPProvider
 from openfeature.evaluation_context import EvaluationContext
@@ -36,6 +37,8 @@ CHANGED = 1_000  # ids asked again after the raise
 KILLED = 300  # and after the rollback
 PREFIX = "user-"
 THREADS = 8
+WEB_USERS = 200  # the web provider: one bulk evaluation per context
+POLL_MS = 200
 JS_SOURCE = Path(__file__).resolve().parents[1] / "interop-js"
 
 
@@ -159,3 +162,30 @@ def test_published_providers_get_ofreps_errors(server: Server, js: NodeScript):
     assert refused.value is True and str(refused.error_code) == "GENERAL" and "unauthorized" in str(refused), refused
     answer = js.ask({"flag": "no_such_flag", "prefix": PREFIX, "count": 3})
     assert answer["values"] == "ddd" and answer["errors"] == {"FLAG_NOT_FOUND": 3}, answer
+
+
+@pytest.fixture(scope="module")
+def web(js: NodeScript, server: Server) -> Iterator[NodeScript]:
+    script = NodeScript(Path(js.proc.args[1]).with_name("web.mjs"), server.url, SDK_SECRET, str(POLL_MS))
+    yield script
+    script.close()
+
+
+def test_the_published_web_provider_evaluates_in_bulk_and_polls_with_the_etag(server: Server, web: NodeScript):
+    """`@openfeature/ofrep-web-provider` (static context, for browsers; run here on Node.js): each context change
+    is one bulk evaluation, the answers agree with the SDK's rule, and its polls get 304 until a change, which it
+    then picks up."""
+    key = "interop_web"
+    _admin(server, "POST", "/api/v1/flags", {"key": key})
+    flag = _admin(server, "PUT", f"/api/v1/flags/{key}/percent", {"percent": 30})
+    answer = web.ask({"cmd": "evaluate", "flag": key, "prefix": PREFIX, "count": WEB_USERS})
+    expected = "".join("1" if is_canary(flag["salt"], f"{PREFIX}{i}", 30) else "0" for i in range(WEB_USERS))
+    assert answer["values"] == expected and answer["reasons"] == {"SPLIT": WEB_USERS}, answer
+
+    user = next(f"{PREFIX}{i}" for i in range(WEB_USERS, 10 * WEB_USERS)
+                if is_canary(flag["salt"], f"{PREFIX}{i}", 60) and not is_canary(flag["salt"], f"{PREFIX}{i}", 30))
+    quiet = web.ask({"cmd": "watch", "flag": key, "user": user, "until": True, "timeout_ms": 10 * POLL_MS})
+    assert quiet["value"] is False and quiet["statuses"].get("304", 0) >= 2 and "200" not in quiet["statuses"], quiet
+    _admin(server, "PUT", f"/api/v1/flags/{key}/percent", {"percent": 60})
+    changed = web.ask({"cmd": "watch", "flag": key, "user": user, "until": True, "timeout_ms": 30_000})
+    assert changed["value"] is True and changed["statuses"].get("200", 0) >= 1 and changed["changed"] >= 1, changed
