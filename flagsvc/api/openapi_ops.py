@@ -50,6 +50,8 @@ IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
                    "description": "Sent again with the same request, the first answer comes back (the same webhook "
                                   "and secret) and nothing is created twice; with another request, 409",
                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}}
+ROTATION_KEY = {**IDEMPOTENCY_KEY, "description": "Sent again with the same key as the last rotation, that "
+                "rotation's answer comes back (the same new secret) and the secret is not rotated twice"}
 DELIVERY_LIMIT = _query("limit", "At most this many deliveries, the newest (1 to 100)",
                         {"type": "integer", "minimum": 1, "maximum": 100, "default": 100})
 
@@ -70,6 +72,13 @@ OPERATIONS: list[tuple[str, str, str, list, Any, bool, int, Any, list, tuple[int
      (400, 401, 403, 409, 413, 503)),
     ("/api/v1/webhooks/{webhook_id}", "get", "One webhook", ADMIN, None, False, 200, WebhookDoc, [WEBHOOK],
      (401, 403, 404, 503)),
+    ("/api/v1/webhooks/{webhook_id}", "patch", "Change a webhook's settings (any of url, events, flag, hold_seconds, "
+     "description), checked as at creation; queued deliveries go to the new URL", ADMIN,
+     schemas.WebhookUpdateSchema, True, 200, WebhookDoc, [WEBHOOK], (400, 401, 403, 404, 413, 503)),
+    ("/api/v1/webhooks/{webhook_id}/rotate-secret", "post", "A new signing secret, shown once, here; deliveries "
+     "are signed with the old one too for `keep_previous_seconds` (default 86400, 0 to 2592000)", ADMIN,
+     schemas.SecretRotationSchema, False, 200, WebhookCreatedDoc, [WEBHOOK, ROTATION_KEY],
+     (400, 401, 403, 404, 413, 503)),
     ("/api/v1/webhooks/{webhook_id}", "delete", "Delete a webhook (its pending deliveries fail)", ADMIN, None, False,
      204, None, [WEBHOOK], (401, 403, 404, 503)),
     ("/api/v1/webhooks/{webhook_id}/deliveries", "get", "The webhook's delivery log, newest first: each event's "

@@ -137,8 +137,26 @@ class WebhookCreateSchema(Schema):
     description = Text()
 
 
+class WebhookUpdateSchema(Schema):
+    """New settings for a webhook, any of them (docs/notifications.md); values are checked as at creation."""
+
+    url = Text()
+    events = fields.List(Text())
+    flag = Text(allow_none=True)
+    hold_seconds = StrictNumber()
+    description = Text()
+
+
+class SecretRotationSchema(Schema):
+    """How long deliveries are signed with the old secret too (default a day; 0: not at all)."""
+
+    keep_previous_seconds = StrictNumber()
+
+
 segment_create = SegmentCreateSchema()
 webhook_create = WebhookCreateSchema()
+webhook_update = WebhookUpdateSchema()
+secret_rotation = SecretRotationSchema()
 segment_update = SegmentUpdateSchema()
 flag_update = FlagUpdateSchema()
 reason_body = ReasonSchema()

@@ -1,5 +1,5 @@
-"""/api/v1/webhooks: webhooks created, listed, read and deleted (admin tokens write, read tokens read), and each
-one's delivery log (docs/notifications.md)."""
+"""/api/v1/webhooks: webhooks created, listed, read, edited, their secrets rotated and deleted (admin tokens
+write, read tokens read), and each one's delivery log (docs/notifications.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from flagsvc.api.body import json_body
 from flagsvc.api.context import services
 from flagsvc.api.errors import ApiError
 from flagsvc.api.preconditions import write_request
+from flagsvc.service.webhooks import DEFAULT_SECRET_OVERLAP
 
 bp = Blueprint("webhooks", __name__, url_prefix="/api/v1")
 LIMIT = re.compile(r"^[0-9]{1,3}\Z")
@@ -36,6 +37,20 @@ def create_webhook():
 @bp.get("/webhooks/<webhook_id>")
 def get_webhook(webhook_id: str):
     return jsonify(services().webhooks.get(webhook_id))
+
+
+@bp.patch("/webhooks/<webhook_id>")
+def update_webhook(webhook_id: str):
+    body = json_body(schemas.webhook_update)
+    return jsonify(services().webhooks.update(webhook_id, body, actor=g.principal.name))
+
+
+@bp.post("/webhooks/<webhook_id>/rotate-secret")
+def rotate_secret(webhook_id: str):
+    body, asked = json_body(schemas.secret_rotation, allow_empty=True), write_request()
+    overlap = body.get("keep_previous_seconds", DEFAULT_SECRET_OVERLAP)
+    return jsonify(services().webhooks.rotate_secret(webhook_id, actor=g.principal.name, overlap_seconds=overlap,
+                                                     idempotency_key=asked.idempotency_key))
 
 
 @bp.delete("/webhooks/<webhook_id>")

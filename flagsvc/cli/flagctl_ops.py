@@ -151,6 +151,57 @@ def webhook_remove(api: ApiClient, webhook_id: str, as_json: bool) -> None:
     _emit({"removed": webhook_id}, as_json, lambda data: f"webhook {data['removed']} removed")
 
 
+@webhook.command("edit")
+@click.argument("webhook_id")
+@click.option("--url", help="A new destination (its host must be allowed).")
+@click.option("--event", "events", multiple=True, type=click.Choice(EVENTS),
+              help="The events to send, replacing the current ones (repeat for several).")
+@click.option("--flag", help="Only this flag's events.")
+@click.option("--every-flag", is_flag=True, help="Every flag's events.")
+@click.option("--hold-seconds", type=click.FloatRange(1, 30 * 86400), help="For `hold`: how long a rollout must "
+              "have held at one revision.")
+@click.option("--description", help="What it is for.")
+@json_option
+@click.pass_obj
+@_handle_errors
+def webhook_edit(api: ApiClient, webhook_id: str, url: str | None, events: tuple[str, ...], flag: str | None,
+                 every_flag: bool, hold_seconds: float | None, description: str | None, as_json: bool) -> None:
+    """Change a webhook's settings; those not given are kept."""
+    if flag is not None and every_flag:
+        raise click.UsageError("--flag and --every-flag: say one")
+    body: dict[str, Any] = {name: value for name, value in (
+        ("url", url), ("events", list(events) or None), ("flag", flag), ("hold_seconds", hold_seconds),
+        ("description", description)) if value is not None}
+    if every_flag:
+        body["flag"] = None
+    if not body:
+        raise click.UsageError("nothing to change: give --url, --event, --flag/--every-flag, --hold-seconds or "
+                               "--description")
+    changed = api.request("PATCH", f"/api/v1/webhooks/{urllib.parse.quote(webhook_id, safe='')}", body)
+    _emit(changed, as_json, lambda data: _webhooks_view({"webhooks": [data]}))
+
+
+@webhook.command("rotate-secret")
+@click.argument("webhook_id")
+@click.option("--keep-previous", "keep_previous", type=click.FloatRange(0, 30 * 86400), default=86400,
+              show_default=True, help="Seconds during which deliveries are signed with the old secret too, while "
+                                      "the receiver switches over (0: not at all).")
+@json_option
+@click.pass_obj
+@_handle_errors
+def webhook_rotate_secret(api: ApiClient, webhook_id: str, keep_previous: float, as_json: bool) -> None:
+    """A new signing secret for a webhook, printed this once."""
+    path = f"/api/v1/webhooks/{urllib.parse.quote(webhook_id, safe='')}/rotate-secret"
+    rotated = api.post(path, {"keep_previous_seconds": keep_previous})
+
+    def view(data: dict[str, Any]) -> str:
+        until = data["previous_secret_until"]
+        overlap = f"the old one also signs until {render.when(until)} UTC" if until else "the old one no longer signs"
+        return f"webhook {data['id']}: new signing secret (shown once, keep it): {data['secret']}\n{overlap}"
+
+    _emit(rotated, as_json, view)
+
+
 def _deliveries_view(data: dict[str, Any]) -> str:
     rows = [(render.when(d["created_at"]), d["event"], d["flag"], d["status"], d["attempts"],
              "" if d["response_code"] is None else d["response_code"],

@@ -40,6 +40,7 @@ class WebhookDoc(TypedDict):
     description: str
     created_at: float
     created_by: str
+    previous_secret_until: float | None  # after a rotation: deliveries are signed with the old secret too until then
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,18 @@ class Webhook:
     description: str
     created_at: float
     created_by: str
+    # After a secret rotation, deliveries are signed with the old secret too until `previous_until`, so that a
+    # receiver can switch to the new one at its own pace (docs/notifications.md).
+    previous_secret: str | None = None
+    previous_until: float = 0.0
+    rotation_key: str | None = None  # the Idempotency-Key of the last rotation: sent again, the same answer
+
+    def secrets_at(self, now: float) -> tuple[str, ...]:
+        """The secrets a delivery made at `now` is signed with: the current one, and the previous one while it
+        overlaps."""
+        if self.previous_secret and now < self.previous_until:
+            return (self.secret, self.previous_secret)
+        return (self.secret,)
 
     def wants(self, flag: str, event: str) -> bool:
         return event in self.events and (self.flag is None or self.flag == flag)
@@ -60,16 +73,20 @@ class Webhook:
     def to_dict(self) -> WebhookDoc:
         return {"id": self.id, "url": self.url, "flag": self.flag, "events": list(self.events),
                 "hold_seconds": self.hold_seconds, "description": self.description, "created_at": self.created_at,
-                "created_by": self.created_by}
+                "created_by": self.created_by,
+                "previous_secret_until": self.previous_until if self.previous_secret else None}
 
     def to_stored(self) -> dict[str, Any]:
-        return {**self.to_dict(), "secret": self.secret}
+        return {**self.to_dict(), "secret": self.secret, "previous_secret": self.previous_secret,
+                "previous_until": self.previous_until, "rotation_key": self.rotation_key}
 
     @classmethod
     def from_stored(cls, doc: dict[str, Any]) -> Webhook:
         return cls(id=doc["id"], url=doc["url"], flag=doc["flag"], events=tuple(doc["events"]),
                    hold_seconds=float(doc["hold_seconds"]), secret=doc["secret"], description=doc["description"],
-                   created_at=float(doc["created_at"]), created_by=doc["created_by"])
+                   created_at=float(doc["created_at"]), created_by=doc["created_by"],
+                   previous_secret=doc.get("previous_secret"), previous_until=float(doc.get("previous_until") or 0),
+                   rotation_key=doc.get("rotation_key"))
 
 
 def validate(url: Any, flag: Any, events: Any, hold_seconds: Any, description: Any) -> dict[str, list[str]]:
@@ -169,20 +186,26 @@ def body_of(doc: EventDoc) -> bytes:
 
 # --- signatures ---------------------------------------------------------------------------------------------
 
-def signature(secret: str, timestamp: int, body: bytes) -> str:
-    """The header value for `body` sent at `timestamp` (Unix seconds)."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
+def _mac(secret: str, timestamp: int, body: bytes) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def signature(secret: str | tuple[str, ...], timestamp: int, body: bytes) -> str:
+    """The header value for `body` sent at `timestamp` (Unix seconds): one `v1=` per secret (two while a
+    rotated secret overlaps the new one)."""
+    secrets = (secret,) if isinstance(secret, str) else secret
+    return ",".join([f"t={timestamp}", *(f"v1={_mac(s, timestamp, body)}" for s in secrets)])
 
 
 def verify(secret: str, header: str, body: bytes, *, now: float, tolerance: float = 300) -> bool:
-    """Whether `header` signs `body` with `secret`, made within `tolerance` seconds of `now`."""
-    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-    timestamp = fields.get("t", "")
+    """Whether `header` signs `body` with `secret` (any of its `v1=` values), made within `tolerance` seconds of
+    `now`."""
+    parts = [part.split("=", 1) for part in header.split(",") if "=" in part]
+    timestamp = next((value for name, value in parts if name == "t"), "")
     if not timestamp.isdigit() or abs(now - int(timestamp)) > tolerance:
         return False
-    expected = signature(secret, int(timestamp), body).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, fields.get("v1", ""))
+    expected = _mac(secret, int(timestamp), body)
+    return any(hmac.compare_digest(expected, value) for name, value in parts if name == "v1")
 
 
 # --- retries ------------------------------------------------------------------------------------------------

@@ -155,7 +155,7 @@ class DeliveryWorker:
             raise PermissionError(refused)
         timestamp = int(self.clock())
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-                   hooks.SIGNATURE_HEADER: hooks.signature(webhook.secret, timestamp, body)}
+                   hooks.SIGNATURE_HEADER: hooks.signature(webhook.secrets_at(self.clock()), timestamp, body)}
         return self.sender(webhook.url, addresses[0], body, headers, self.timeout)
 
     def _finish(self, delivery: str, token: str, status: str, error: str, code: int | None,

@@ -9,6 +9,7 @@ an id once, so a new leader, a second replica or a retried write cannot make a s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -29,6 +30,8 @@ from flagsvc.store.webhooks import DeliveryDoc, WebhookStore
 
 log = logging.getLogger("flagsvc.webhooks")
 DEFAULT_HOLD_SECONDS = 3600.0
+DEFAULT_SECRET_OVERLAP = 86400.0  # after a rotation, the old secret signs too for a day
+MAX_SECRET_OVERLAP = 30 * 86400.0
 REMEMBERED_EVENTS = 10_000
 
 
@@ -68,13 +71,7 @@ class WebhookCommands:
         (IdempotencyKeyReused)."""
         url, flag, events = body.get("url"), body.get("flag"), body.get("events")
         hold, description = body.get("hold_seconds", DEFAULT_HOLD_SECONDS), body.get("description", "")
-        problems = hooks.validate(url, flag, events, hold, description)
-        if "url" not in problems:
-            host = urllib.parse.urlsplit(str(url)).hostname or ""
-            if not self.allow.permits_host(host):
-                problems["url"] = [f"host {host!r} is not in FLAGSVC_WEBHOOK_ALLOW ({self.allow.describe()})"]
-        if problems:
-            raise InvalidFlag(f"invalid webhook: {', '.join(sorted(problems))}", problems)
+        self._check({"url": url, "flag": flag, "events": events, "hold_seconds": hold, "description": description})
         webhook_id = self.new_id() if idempotency_key is None else "wh_" + hashlib.sha256(
             f"{actor}\0{idempotency_key}".encode()).hexdigest()[:16]
         webhook = Webhook(id=webhook_id, url=str(url), flag=flag, events=tuple(dict.fromkeys(events or [])),
@@ -90,6 +87,60 @@ class WebhookCommands:
                                detail={"url": webhook.url, "events": list(webhook.events),
                                        "hold_seconds": webhook.hold_seconds})
         return {**webhook.to_dict(), "secret": webhook.secret}
+
+    def update(self, webhook_id: str, body: Mapping[str, Any], *, actor: str) -> WebhookDoc:
+        """New settings for a webhook (any of url, events, flag, hold_seconds, description; the others kept),
+        checked as at creation (InvalidFlag naming the fields, nothing changed); WebhookNotFound. Deliveries
+        already queued go to the new URL."""
+        found = self._find(webhook_id)
+        merged = {"url": found.url, "events": list(found.events), "flag": found.flag,
+                  "hold_seconds": found.hold_seconds, "description": found.description, **body}
+        self._check(merged)
+        changed = dataclasses.replace(found, url=str(merged["url"]), flag=merged["flag"],
+                                      events=tuple(dict.fromkeys(merged["events"])),
+                                      hold_seconds=float(merged["hold_seconds"]),
+                                      description=str(merged["description"]))
+        self._store_replaced(found, changed, actor, "update",
+                             {k: v for k, v in changed.to_dict().items() if k in body})
+        return changed.to_dict()
+
+    def rotate_secret(self, webhook_id: str, *, actor: str, overlap_seconds: float = DEFAULT_SECRET_OVERLAP,
+                      idempotency_key: str | None = None) -> WebhookCreatedDoc:
+        """A new signing secret, shown once; deliveries are signed with the old one too for `overlap_seconds`
+        (0: not at all), so a receiver can switch over without losing one. The same `idempotency_key` as the
+        last rotation gets that rotation's answer again (a retried request must not rotate twice: the secret
+        the receiver still has would stop signing)."""
+        if isinstance(overlap_seconds, bool) or not isinstance(overlap_seconds, int | float) \
+                or not 0 <= overlap_seconds <= MAX_SECRET_OVERLAP:
+            raise InvalidFlag("invalid rotation", {"keep_previous_seconds": [
+                f"must be seconds from 0 to {MAX_SECRET_OVERLAP}"]})
+        found = self._find(webhook_id)
+        if idempotency_key is not None and found.rotation_key == f"{actor}\0{idempotency_key}":
+            return {**found.to_dict(), "secret": found.secret}
+        rotated = dataclasses.replace(found, secret=self._new_secret(), previous_secret=found.secret,
+                                      previous_until=self._clock() + overlap_seconds if overlap_seconds else 0.0,
+                                      rotation_key=None if idempotency_key is None else f"{actor}\0{idempotency_key}")
+        self._store_replaced(found, rotated, actor, "rotate_secret", {"keep_previous_seconds": overlap_seconds})
+        return {**rotated.to_dict(), "secret": rotated.secret}
+
+    def _check(self, body: Mapping[str, Any]) -> None:
+        problems = hooks.validate(body.get("url"), body.get("flag"), body.get("events"), body.get("hold_seconds"),
+                                  body.get("description"))
+        if "url" not in problems:
+            host = urllib.parse.urlsplit(str(body.get("url"))).hostname or ""
+            if not self.allow.permits_host(host):
+                problems["url"] = [f"host {host!r} is not in FLAGSVC_WEBHOOK_ALLOW ({self.allow.describe()})"]
+        if problems:
+            raise InvalidFlag(f"invalid webhook: {', '.join(sorted(problems))}", problems)
+
+    def _store_replaced(self, before: Webhook, after: Webhook, actor: str, action: str,
+                        detail: Mapping[str, Any]) -> None:
+        stored = next((doc for doc in self._store.webhooks() if doc["id"] == before.id), {})
+        if not self._store.replace_webhook({**after.to_stored(), "fingerprint": stored.get("fingerprint", "")}):
+            raise WebhookNotFound(before.id)
+        if self._audit is not None:
+            self._audit.record(action, kind="webhook", target=before.id, actor=actor, flag=after.flag,
+                               detail=dict(detail))
 
     def list(self) -> WebhookListDoc:
         return {"webhooks": [Webhook.from_stored(doc).to_dict() for doc in self._store.webhooks()]}

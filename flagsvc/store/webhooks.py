@@ -67,6 +67,9 @@ class WebhookStore(Protocol):
     def webhooks(self) -> list[dict[str, Any]]:
         """Every webhook, by id."""
 
+    def replace_webhook(self, doc: Mapping[str, Any]) -> bool:
+        """Store new settings for the webhook `doc["id"]`; False, nothing changed, when there is no such webhook."""
+
     def delete_webhook(self, webhook_id: str) -> bool:
         """Remove a webhook and its delivery log; False when there was none."""
 
@@ -107,6 +110,13 @@ class MemoryWebhooks:
     def webhooks(self) -> list[dict[str, Any]]:
         with self._lock:
             return [json.loads(self._hooks[k]) for k in sorted(self._hooks)]
+
+    def replace_webhook(self, doc: Mapping[str, Any]) -> bool:
+        with self._lock:
+            if doc["id"] not in self._hooks:
+                return False
+            self._hooks[doc["id"]] = json.dumps(doc)
+            return True
 
     def delete_webhook(self, webhook_id: str) -> bool:
         with self._lock:
@@ -178,6 +188,7 @@ class RedisWebhooks:
         self._enqueue = _script(self._redis, "webhook_enqueue.lua")
         self._claim = _script(self._redis, "webhook_claim.lua")
         self._finish = _script(self._redis, "webhook_finish.lua")
+        self._replace = _script(self._redis, "webhook_replace.lua")
 
     def add_webhook(self, doc: Mapping[str, Any]) -> bool:
         return bool(self._redis.hsetnx(self.keys.webhook_configs, doc["id"], json.dumps(doc, separators=(",", ":"))))
@@ -185,6 +196,10 @@ class RedisWebhooks:
     def webhooks(self) -> list[dict[str, Any]]:
         found = cast(dict[str, str], self._redis.hgetall(self.keys.webhook_configs))
         return [json.loads(found[k]) for k in sorted(found)]
+
+    def replace_webhook(self, doc: Mapping[str, Any]) -> bool:
+        return bool(self._replace(keys=[self.keys.webhook_configs],
+                                  args=[doc["id"], json.dumps(doc, separators=(",", ":"))]))
 
     def delete_webhook(self, webhook_id: str) -> bool:
         removed = bool(self._redis.hdel(self.keys.webhook_configs, webhook_id))

@@ -129,3 +129,77 @@ def test_an_operators_rollback_and_promotion_are_told_with_who_did_it(api, fake_
     body = json.loads(claimed["body"])
     assert body["reason"] == "by ops: checkout <!channel> errors" and body["detail"] == {"actor": "ops"}
     assert "&lt;!channel&gt;" in body["text"] and body["state"] == "rolled_back"
+
+
+def test_a_webhook_is_edited_checked_as_at_creation_and_audited(api):
+    hook = api.post("/api/v1/webhooks", json=HOOK, headers=ADMIN).json
+    edited = api.patch(f"/api/v1/webhooks/{hook['id']}", json={"events": ["complete"], "description": "new"},
+                       headers=ADMIN)
+    assert edited.status_code == 200, edited.json
+    assert (edited.json["events"], edited.json["description"], edited.json["url"]) == (["complete"], "new", HOOK["url"])
+    assert api.get(f"/api/v1/webhooks/{hook['id']}", headers=READ).json == edited.json
+    refused = api.patch(f"/api/v1/webhooks/{hook['id']}", json={"url": "https://evil.example.net/x",
+                                                               "hold_seconds": -1}, headers=ADMIN)
+    assert refused.status_code == 400 and set(refused.json["error"]["fields"]) == {"url", "hold_seconds"}
+    assert api.get(f"/api/v1/webhooks/{hook['id']}", headers=READ).json == edited.json  # nothing changed
+    assert api.patch(f"/api/v1/webhooks/{hook['id']}", json={"events": ["x"]}, headers=READ).status_code == 403
+    assert api.patch("/api/v1/webhooks/wh_0000000000000000", json={}, headers=ADMIN).status_code == 404
+    audit = api.get("/api/v1/audit?action=update", headers=ADMIN).json["entries"]
+    assert [(e["kind"], e["target"], e["detail"]) for e in audit] == [
+        ("webhook", hook["id"], {"events": ["complete"], "description": "new"})]
+
+
+def test_a_rotated_secret_is_shown_once_and_the_old_one_signs_too_for_a_while(api, fake_store):
+    from flagsvc.domain import webhook as hooks
+    from flagsvc.domain.webhook import Webhook
+    from flagsvc.store.webhooks import webhooks_for
+
+    hook = api.post("/api/v1/webhooks", json=HOOK, headers=ADMIN).json
+    rotated = api.post(f"/api/v1/webhooks/{hook['id']}/rotate-secret", json={"keep_previous_seconds": 3600},
+                       headers=ADMIN)
+    assert rotated.status_code == 200, rotated.json
+    new_secret = rotated.json["secret"]
+    assert new_secret.startswith("whsec_") and new_secret != hook["secret"]
+    assert "secret" not in api.get(f"/api/v1/webhooks/{hook['id']}", headers=READ).json
+    (stored,) = [Webhook.from_stored(doc) for doc in webhooks_for(fake_store).webhooks()]
+    until = rotated.json["previous_secret_until"]
+    header = hooks.signature(stored.secrets_at(until - 1), 1000, b"{}")
+    assert hooks.verify(new_secret, header, b"{}", now=1000) and hooks.verify(hook["secret"], header, b"{}", now=1000)
+    after = hooks.signature(stored.secrets_at(until + 1), 1000, b"{}")
+    assert hooks.verify(new_secret, after, b"{}", now=1000) and not hooks.verify(hook["secret"], after, b"{}", now=1000)
+    bad = api.post(f"/api/v1/webhooks/{hook['id']}/rotate-secret", json={"keep_previous_seconds": -5}, headers=ADMIN)
+    assert bad.status_code == 400 and "keep_previous_seconds" in bad.json["error"]["fields"]
+    assert api.post(f"/api/v1/webhooks/{hook['id']}/rotate-secret", headers=READ).status_code == 403
+    keyed = {**ADMIN, "Idempotency-Key": "rot-1"}
+    first = api.post(f"/api/v1/webhooks/{hook['id']}/rotate-secret", headers=keyed).json
+    assert api.post(f"/api/v1/webhooks/{hook['id']}/rotate-secret", headers=keyed).json == first  # not twice
+    assert api.post(f"/api/v1/webhooks/{hook['id']}/rotate-secret", headers=ADMIN).json["secret"] != first["secret"]
+    assert api.get("/api/v1/audit?action=rotate_secret", headers=ADMIN).json["entries"][0]["target"] == hook["id"]
+
+
+def test_flagctl_edits_a_webhook_and_rotates_its_secret(fake_store):
+    import json
+
+    from click.testing import CliRunner
+
+    from flagsvc.cli import flagctl
+    from tests.support import serving
+
+    settings = dataclasses.replace(TEST_SETTINGS, webhook_allow=AllowList.parse("hooks.example.com"))
+    app = create_app(settings, store=fake_store, controller=False)
+    hook = app.test_client().post("/api/v1/webhooks", json=HOOK, headers=ADMIN).json
+    runner = CliRunner()
+    with serving(app) as url:
+        base = ["--url", url, "--token", ADMIN["Authorization"].split()[1]]
+        edited = runner.invoke(flagctl.main, [*base, "webhook", "edit", hook["id"], "--event", "complete",
+                                              "--flag", "checkout", "--json"])
+        nothing = runner.invoke(flagctl.main, [*base, "webhook", "edit", hook["id"]])
+        rotated = runner.invoke(flagctl.main, [*base, "webhook", "rotate-secret", hook["id"], "--keep-previous", "0"])
+        listed = runner.invoke(flagctl.main, [*base, "webhook", "list"])
+    assert edited.exit_code == 0, edited.output
+    assert (json.loads(edited.output)["events"], json.loads(edited.output)["flag"]) == (["complete"], "checkout")
+    assert nothing.exit_code == 2 and "nothing to change" in nothing.output
+    assert rotated.exit_code == 0, rotated.output
+    assert "new signing secret (shown once, keep it): whsec_" in rotated.output
+    assert "the old one no longer signs" in rotated.output and hook["secret"] not in rotated.output
+    assert "checkout" in listed.output and "complete" in listed.output
