@@ -3,10 +3,12 @@ answers while every SDK worker is stopped dead, and which gunicorn replaces by a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,22 +46,36 @@ def answers_within(url: str, seconds: float, headers: dict[str, str] | None = No
         return None
 
 
-def test_operators_are_answered_while_every_sdk_worker_is_stopped(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def operator_listener_server(tmp_path: Path, workers: int) -> Iterator[tuple[Server, str]]:
+    """`flagsvc serve --workers N --operator-port P`, once its operator worker and its N SDK workers are up;
+    (the server, the operator listener's URL). Stopped at the end, and it must exit 0."""
     operator_port = free_port()
-    server = Server(tmp_path / "data", "--workers", "2", "--operator-port", str(operator_port))
-    operators = f"http://127.0.0.1:{operator_port}"
+    server = Server(tmp_path / "data", "--workers", str(workers), "--operator-port", str(operator_port))
     try:
         assert wait_for(lambda: len(operator_workers(server)) == 1, 20), server.output()
-        (operator_pid,) = operator_workers(server)
-        def sdk_workers_now() -> set[int]:
-            return children(server.proc.pid) - {operator_pid, redis_pid(tmp_path / "data")}
+        assert wait_for(lambda: len(workers_of(server)) == workers + 1, 20), server.output()  # forked one by one
+        yield server, f"http://127.0.0.1:{operator_port}"
+    finally:
+        assert server.stop() == 0, server.output()
 
-        # --workers 2 for the SDK listener, and one more for operators (forked one after the other)
-        assert wait_for(lambda: len(sdk_workers_now()) == 2, 20), (sdk_workers_now(), server.output())
-        sdk_workers = sdk_workers_now()
+
+def workers_of(server: Server) -> set[int]:
+    return children(server.proc.pid) - {redis_pid(server.data_dir)}
+
+
+def live_operator_worker(server: Server) -> int:
+    (pid,) = [pid for pid in operator_workers(server) if pid in workers_of(server)]
+    return pid
+
+
+def test_operators_are_answered_while_every_sdk_worker_is_stopped_and_a_dead_operator_worker_is_replaced(
+        tmp_path: Path) -> None:
+    with operator_listener_server(tmp_path, workers=2) as (server, operators):
+        operator_pid = live_operator_worker(server)
+        sdk_workers = workers_of(server) - {operator_pid}
         assert requests.post(f"{operators}/api/v1/flags", json={"key": "op"}, headers=server.admin,
                              timeout=10).status_code == 201
-
         for pid in sdk_workers:
             os.kill(pid, signal.SIGSTOP)
         try:
@@ -74,53 +90,33 @@ def test_operators_are_answered_while_every_sdk_worker_is_stopped(tmp_path: Path
             for pid in sdk_workers:
                 os.kill(pid, signal.SIGCONT)
         assert wait_for(lambda: answers_within(f"{server.url}/healthz", 2) == 200, 20)
-    finally:
-        assert server.stop() == 0, server.output()
 
-
-def test_a_dead_operator_worker_is_replaced_by_an_operator_worker(tmp_path: Path) -> None:
-    operator_port = free_port()
-    server = Server(tmp_path / "data", "--workers", "1", "--operator-port", str(operator_port))
-    operators = f"http://127.0.0.1:{operator_port}"
-    try:
-        assert wait_for(lambda: len(operator_workers(server)) == 1, 20), server.output()
-        (first,) = operator_workers(server)
-        os.kill(first, signal.SIGKILL)
+        # The operator worker dies: gunicorn forks a replacement, and it serves the operator listener again.
+        os.kill(operator_pid, signal.SIGKILL)
         assert wait_for(lambda: len(operator_workers(server)) == 2, 30), server.output()
-        second = operator_workers(server)[1]
-        assert second != first
+        assert operator_workers(server)[1] != operator_pid
         assert wait_for(lambda: answers_within(f"{operators}/healthz", 2) == 200, 20)
-        # Still exactly one worker per listener: the replacement took the operator role, not a second SDK one.
-        assert wait_for(lambda: len(children(server.proc.pid) - {redis_pid(tmp_path / "data")}) == 2, 20)
-    finally:
-        assert server.stop() == 0, server.output()
+        # Still one worker per listener role: the replacement took the operator role, not another SDK one.
+        assert wait_for(lambda: workers_of(server) == sdk_workers | {operator_workers(server)[1]}, 20)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTTOU], ids=["SIGHUP", "SIGTTOU"])
-def test_a_reload_or_fewer_workers_keeps_the_operator_listener_served(tmp_path: Path, sig: signal.Signals) -> None:
+def test_a_reload_or_fewer_workers_keeps_the_operator_listener_served(tmp_path: Path) -> None:
     """SIGHUP forks new workers before stopping the old, SIGTTOU stops one: gunicorn's own rule (the oldest go)
     would stop the operator worker and leave its listener unserved."""
-    operator_port = free_port()
-    server = Server(tmp_path / "data", "--workers", "2", "--operator-port", str(operator_port))
-    operators = f"http://127.0.0.1:{operator_port}"
-    data = tmp_path / "data"
-    try:
-        assert wait_for(lambda: len(children(server.proc.pid) - {redis_pid(data)}) == 3, 20), server.output()
-        before = children(server.proc.pid) - {redis_pid(data)}
-        server.proc.send_signal(sig)
-        wanted = 3 if sig == signal.SIGHUP else 2
-        assert wait_for(lambda: len(children(server.proc.pid) - {redis_pid(data)}) == wanted
-                        and children(server.proc.pid) != before | {redis_pid(data)}, 30), server.output()
-        (operator_pid,) = [pid for pid in operator_workers(server) if pid in children(server.proc.pid)]
-        assert answers_within(f"{operators}/api/v1/flags", 10, server.admin) == 200
-        os.kill(operator_pid, signal.SIGSTOP)  # and it is the operator worker that answers there
-        try:
-            assert answers_within(f"{operators}/healthz", 1.0) is None
-        finally:
-            os.kill(operator_pid, signal.SIGCONT)
-        assert wait_for(lambda: answers_within(f"{server.url}/healthz", 2) == 200, 20)
-    finally:
-        assert server.stop() == 0, server.output()
+    with operator_listener_server(tmp_path, workers=2) as (server, operators):
+        for sig, wanted in ((signal.SIGHUP, 3), (signal.SIGTTOU, 2)):
+            before = workers_of(server)
+            server.proc.send_signal(sig)
+            assert wait_for(lambda wanted=wanted, before=before: len(workers_of(server)) == wanted
+                            and workers_of(server) != before, 30), (sig, server.output())
+            operator_pid = live_operator_worker(server)
+            assert answers_within(f"{operators}/api/v1/flags", 10, server.admin) == 200
+            os.kill(operator_pid, signal.SIGSTOP)  # and it is the operator worker that answers there
+            try:
+                assert answers_within(f"{operators}/healthz", 1.0) is None, sig
+            finally:
+                os.kill(operator_pid, signal.SIGCONT)
+            assert wait_for(lambda: answers_within(f"{server.url}/healthz", 2) == 200, 20)
 
 
 def test_the_operator_port_must_differ_from_the_port(tmp_path: Path) -> None:
