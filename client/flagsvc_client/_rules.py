@@ -275,25 +275,68 @@ def stratum_label(flag: FlagConfig, context: object) -> str | None:
 MAX_CACHED_STRATA = 256  # values a stratified rule remembers the code of (the rest cost one more lookup)
 
 
-def _stratified_outcome_rule(rule: OutcomeRule, flag: FlagConfig) -> OutcomeRule:
-    """`rule` with the stratum's code added to its answer (_outcomes.py), and the stratum noted for note_error."""
+def _stratified_outcome_rule(rule: OutcomeRule | None, flag: FlagConfig) -> OutcomeRule:
+    """`rule` (None: the plain rollout's) with the stratum's code added to its answer (_outcomes.py), and the
+    stratum noted for note_error. The common cases cost a dict lookup: one attribute whose value is a str seen
+    before, or no context."""
     key, last, codes = flag.key, LAST_STRATUM, STRATUM_LABELS
-    attribute = flag.stratify_by[0] if len(flag.stratify_by) == 1 else None
+    attribute = flag.stratify_by[0] if len(flag.stratify_by) == 1 else ""
+    unlabelled = (key, 0)
     cached: dict[str, tuple[str, int]] = {}
+
+    first, second = (*flag.stratify_by, "")[:2]
+
+    def labelled(code: int, context: object) -> int:
+        """The other cases: two attributes, a value not seen yet or not a str, a context that is not a dict."""
+        if type(context) is dict and type(one := context.get(first)) is str \
+                and (not second or type(other := context.get(second)) is str):
+            label = f"{one}{STRATUM_JOIN}{other}" if second else one  # the label of two str values, or one
+            seen = cached.get(label)
+            if seen is None:
+                seen = (key, codes.code(label))
+                if len(cached) < MAX_CACHED_STRATA:
+                    cached[label] = seen
+        else:
+            found = stratum_label(flag, context)
+            seen = unlabelled if found is None else (key, codes.code(found))
+        last.seen = seen
+        return code + seen[1]
+
+    if rule is None:  # the plain rollout, inlined: one call less on the record path
+        prefix, threshold = flag.salt + SEPARATOR, flag.threshold
+
+        def rollout(user_id: object, context: object = None) -> int:
+            if type(user_id) is str:
+                k = prefix + user_id
+            elif type(user_id) is int:
+                k = f"{prefix}{user_id}"
+            else:
+                k = prefix + user_key(user_id)
+            h = _murmur3_32(k if k.isascii() else k.encode(), 0, False)
+            code = (CANARY_CODES if h % BUCKETS < threshold else STABLE_CODES)[h >> UNIT_SHIFT]
+            if type(context) is dict:
+                value = context.get(attribute)
+                if type(value) is str and (seen := cached.get(value)) is not None:
+                    last.seen = seen
+                    return code + seen[1]
+            elif context is None:
+                last.seen = unlabelled
+                return code
+            return labelled(code, context)
+
+        return rollout
 
     def stratified(user_id: object, context: object = None) -> int:
         code = rule(user_id, context)
-        if attribute is not None and type(context) is dict and type(value := context.get(attribute)) is str:
-            seen = cached.get(value)
-            if seen is None:
-                seen = (key, codes.code(value))
-                if len(cached) < MAX_CACHED_STRATA:
-                    cached[value] = seen
-        else:
-            label = stratum_label(flag, context)
-            seen = (key, 0 if label is None else codes.code(label))
-        last.seen = seen
-        return code + seen[1]
+        if type(context) is dict:
+            value = context.get(attribute)
+            if type(value) is str and (seen := cached.get(value)) is not None:
+                last.seen = seen
+                return code + seen[1]
+        elif context is None:
+            last.seen = unlabelled
+            return code
+        return labelled(code, context)
 
     return stratified
 
@@ -302,7 +345,7 @@ def compile_outcome_rule(flag: FlagConfig, segments: Segments | None = None) -> 
     """`record`'s closure for the flag: which arm and which user bucket an outcome is counted in, and for a
     stratified flag which stratum."""
     prefix = flag.salt + SEPARATOR
-    rule: OutcomeRule
+    rule: OutcomeRule | None
     if flag.unusable:
         return _unusable_outcome_rule(flag.unusable[1])
     if flag.killed:
@@ -311,9 +354,14 @@ def compile_outcome_rule(flag: FlagConfig, segments: Segments | None = None) -> 
         rule = _targeted_outcome_rule(flag, segments or {})
     elif flag.allow or flag.deny:
         rule = _listed_outcome_rule(prefix, flag.threshold, flag.allow, flag.deny)
+    elif flag.stratify_by:
+        rule = None  # inlined with the stratum
     else:
         rule = _rollout_outcome_rule(prefix, flag.threshold)
-    return _stratified_outcome_rule(rule, flag) if flag.stratify_by else rule
+    if flag.stratify_by:
+        return _stratified_outcome_rule(rule, flag)
+    assert rule is not None
+    return rule
 
 
 def compile_rule(flag: FlagConfig, segments: Segments | None = None) -> Rule:
