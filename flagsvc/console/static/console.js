@@ -82,8 +82,9 @@ function setState(node, state) {
   node.setAttribute("class", `state state-${state}`);
 }
 
-function verdictText(verdict) {
-  return verdict ? `${verdict.decision}: ${verdict.reason}` : "–";
+function verdictText(row) {
+  if (row.verdict) return `${row.verdict.decision}: ${row.verdict.reason}`;
+  return row.judged ? "–" : `not judged while ${row.state}`;
 }
 
 function lastText(last) {
@@ -97,7 +98,7 @@ function updateRow(row) {
   setState(tr.querySelector('[data-field="state"]'), row.state);
   fill(tr.querySelector('[data-field="percent"]'), pct(row.percent));
   fill(tr.querySelector('[data-field="stage"]'), row.stage);
-  fill(tr.querySelector('[data-field="verdict"]'), verdictText(row.verdict));
+  fill(tr.querySelector('[data-field="verdict"]'), verdictText(row));
   fill(tr.querySelector('[data-field="last"]'), lastText(row.last));
   const spark = tr.querySelector("svg.spark");
   if (spark) drawSpark(spark, row.spark);
@@ -127,7 +128,7 @@ function drawFlag(page) {
   fill(document.getElementById("flag-stage"), row.stage);
   fill(document.getElementById("flag-revision"), String(flag.revision));
   fill(document.getElementById("flag-description"), flag.description);
-  fill(document.getElementById("flag-verdict"), verdictText(row.verdict));
+  fill(document.getElementById("flag-verdict"), verdictText(row));
   const shown = document.querySelector("input[data-revision]");
   if (shown && shown.value !== String(flag.revision)) {
     for (const input of document.querySelectorAll("input[data-revision]")) input.value = String(flag.revision);
