@@ -23,6 +23,7 @@ from flagsvc.service.console_sessions import ConsoleSession, ConsoleSessions, to
 COOKIE = "flagsvc_console"
 FORM_HEADER = "X-Console-Form"
 MAX_FORM_HEADER = 8192
+MAX_FORM_FIELDS = 50
 
 
 def sessions() -> ConsoleSessions:
@@ -61,7 +62,10 @@ def form() -> dict[str, str]:
     if header is not None:
         if len(header) > MAX_FORM_HEADER:
             abort(400, description=f"{FORM_HEADER} is longer than {MAX_FORM_HEADER} characters")
-        parsed = parse_qs(header, keep_blank_values=True, max_num_fields=50)
+        try:
+            parsed = parse_qs(header, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+        except ValueError:
+            abort(400, description=f"{FORM_HEADER} holds more than {MAX_FORM_FIELDS} fields")
         return {name: values[-1] for name, values in parsed.items()}
     return {name: request.form.getlist(name)[-1] for name in request.form}
 

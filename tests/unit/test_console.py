@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import pytest
 
 from flagsvc.api import create_app
+from flagsvc.console.evidence import readable
 from flagsvc.console.security import CONTENT_SECURITY_POLICY
 from flagsvc.domain.destinations import AllowList
 from flagsvc.service.console_sessions import ConsoleSessions
@@ -302,3 +303,29 @@ def test_removing_or_rotating_the_token_ends_its_sessions(fake_store, tokens):
     later = create_app(settings, store=fake_store, controller=False).test_client()
     later.set_cookie("flagsvc_console", cookie, path="/ui/")
     assert later.get("/ui/flags").status_code == 302
+
+
+def test_a_malformed_form_header_is_a_400_naming_it(app):
+    client = app.test_client()
+    _sign_in(client)
+    for header in ("&".join(f"f{i}=1" for i in range(60)), "x=" + "a" * 9000):
+        response = client.post("/ui/flags/checkout/actions/pause", headers={"X-Console-Form": header})
+        assert response.status_code == 400 and "X-Console-Form" in response.get_json()["error"]["message"]
+
+
+def test_evidence_reads_as_sentences_and_hides_nothing():
+    lines = dict(readable({
+        "stage": {"index": 1, "percent": 5.0, "seconds": 12.5, "bake_seconds": 10, "min_requests": 100, "looks": 4},
+        "arms": {"canary": {"requests": 349, "errors": 6, "error_rate": 0.0172, "p95_ms": 81.0},
+                 "stable": {"requests": 6442, "errors": 136, "error_rate": 0.0211, "p95_ms": None}},
+        "errors": {"statistic": -3.2, "accept_at": -3.0, "reject_at": 4.6},
+        "rejected": {"metric": "errors", "test": "stage", "statistic": 5.1, "threshold": 4.6},
+        "strata": {"premium": {"canary_rate": 0.05}},
+    }))
+    assert lines["stage"] == "stage 1 at 5 % for 12.5 s (bake 10 s, 100 canary requests needed)"
+    assert lines["canary"] == "canary: 349 requests, 6 errors (1.72 %), p95 81 ms"
+    assert lines["stable"] == "stable: 6,442 requests, 136 errors (2.11 %), p95 -"
+    assert lines["errors"] == "errors test: statistic -3.2, accept at -3, roll back at 4.6"
+    assert lines["rejected"] == "errors failed the stage test: statistic 5.1 past 4.6"
+    assert lines["strata.premium.canary_rate"] == "0.05"
+    assert readable(None) == [] and readable({}) == []
