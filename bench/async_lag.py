@@ -2,8 +2,9 @@
 """Event-loop lag with AsyncFlagClient: does the SDK's background work (a config change arriving over the stream,
 an outcome batch cut, encoded and sent) ever hold up the loop?
 
-    flock /tmp/flagsvc-bench.lock .venv/bin/python bench/async_lag.py [--quick] [--flags N] [--seconds S]
+    flock /tmp/flagsvc-bench.lock .venv/bin/python bench/async_lag.py [--quick] [--flags N] [--seconds S] [--rounds K]
                                                                         [--per-tick R]
+                                                                        [--no-changes] [--no-flushes]
 
 A real `flagsvc serve` (one worker, embedded Redis) with N started flags. In this process, an asyncio loop runs a
 5 ms tick (`await asyncio.sleep(0.005)`; the lag is how late each tick wakes) and an app-like task that, every
@@ -16,8 +17,9 @@ parses and compiles all N flags), and every second, half a second out of step, t
 Two conditions, alternated round by round so machine noise falls on both: `baseline`, the same tick, the same
 driver thread and the same app task doing the ideal evaluation (dict lookup + mmh3) with no client at all; and
 `client`, with an AsyncFlagClient streaming from the server, answering and recording. The figure is the client's
-p99 lag minus the baseline's p99 (target: <= 5 ms), with the config changes applied and batches acknowledged
-during the client rounds, so the run shows that the work it measures did happen.
+p99 lag minus the baseline's p99 (target: <= 5 ms), per round against the baseline round just before it, the
+median over the rounds (the pooled difference is printed too), with the config changes applied and the batches
+acknowledged during the client rounds, so the run shows that the work it measures did happen.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from flagsvc_client.aio import AsyncFlagClient
 TICK = 0.005
 TARGET_EXTRA_P99_MS = 5.0
 QUICK = "--quick" in sys.argv
+CHANGES = "--no-changes" not in sys.argv  # for attributing the lag: leave out the config changes ...
+FLUSHES = "--no-flushes" not in sys.argv  # ... or the flushes
 
 
 def _arg(name: str, default: float) -> float:
@@ -44,14 +48,14 @@ def _arg(name: str, default: float) -> float:
 
 FLAGS = int(_arg("--flags", 50))
 PER_TICK = int(_arg("--per-tick", 20))  # requests answered and recorded by the app task each tick
-SECONDS = _arg("--seconds", 4.0 if QUICK else 10.0)
-ROUNDS = 2 if QUICK else 3
+SECONDS = _arg("--seconds", 3.0 if QUICK else 5.0)
+ROUNDS = int(_arg("--rounds", 3 if QUICK else 8))
 
 
 def changes(srv: BenchServer, flags: list[str], stop: threading.Event, done: list[int]) -> None:
     """Every second, a new percent on one flag (the operator's change every streaming client must take in)."""
     i = 0
-    while not stop.wait(1.0):
+    while CHANGES and not stop.wait(1.0):
         i += 1
         srv.admin("PUT", f"/api/v1/flags/{flags[i % len(flags)]}/percent", {"percent": (5, 25, 50)[i % 3]})
         done.append(i)
@@ -78,7 +82,7 @@ async def measure(flags: list[str], answer: Callable[[str, str], bool], record: 
     async def flusher() -> None:
         await asyncio.sleep(0.5)
         while not stop.is_set():
-            if flush is not None:
+            if flush is not None and FLUSHES:
                 flushes.append(asyncio.ensure_future(flush()))
             await asyncio.sleep(1.0)
 
@@ -129,15 +133,18 @@ def main() -> int:
         driver.start()
         base: list[float] = []
         with_client: list[float] = []
+        paired: list[float] = []  # each round's client p99 minus the baseline p99 measured just before it
         work = {"snapshots_applied": 0, "batches_acknowledged": 0, "outcomes_acknowledged": 0}
         try:
             for r in range(ROUNDS):
-                base += asyncio.run(baseline_round(flags))
-                lags, did = asyncio.run(client_round(srv, flags))
-                with_client += lags
+                round_base = asyncio.run(baseline_round(flags))
+                round_client, did = asyncio.run(client_round(srv, flags))
+                base += round_base
+                with_client += round_client
+                paired.append(pct(round_client, 99) - pct(round_base, 99))
                 work = {key: work[key] + did[key] for key in work}
-                print(f"round {r + 1}/{ROUNDS}: baseline p99 {pct(base, 99):.2f} ms, client p99 "
-                      f"{pct(with_client, 99):.2f} ms (so far)", flush=True)
+                print(f"round {r + 1}/{ROUNDS}: p99 baseline {pct(round_base, 99):.2f} ms, client "
+                      f"{pct(round_client, 99):.2f} ms, extra {paired[-1]:+.2f} ms", flush=True)
         finally:
             stop.set()
             driver.join(10)
@@ -147,11 +154,13 @@ def main() -> int:
     print(f"{'lag ms':10} {'ticks':>7} {'p50':>7} {'p99':>7} {'p99.9':>7} {'max':>7}")
     for name, s, n in (("baseline", b, len(base)), ("client", c, len(with_client))):
         print(f"{name:10} {n:7d} {s['p50']:7.2f} {s['p99']:7.2f} {s['p99.9']:7.2f} {s['max']:7.2f}")
-    extra = c["p99"] - b["p99"]
     print(f"client rounds: {work['snapshots_applied']} snapshots applied, {work['batches_acknowledged']} outcome "
           f"batches ({work['outcomes_acknowledged']:,} outcomes) acknowledged")
+    pooled = c["p99"] - b["p99"]
+    extra = statistics.median(paired)  # less at the mercy of one noisy stretch on a shared machine than `pooled`
     verdict = "met" if extra <= TARGET_EXTRA_P99_MS else "NOT met"
-    print(f"p99 extra lag: {extra:+.2f} ms (target <= {TARGET_EXTRA_P99_MS:g} ms): {verdict}")
+    print(f"p99 extra lag: median of the rounds {extra:+.2f} ms (rounds {min(paired):+.2f} to {max(paired):+.2f}), "
+          f"pooled {pooled:+.2f} ms; target <= {TARGET_EXTRA_P99_MS:g} ms: {verdict}")
     return 0 if extra <= TARGET_EXTRA_P99_MS else 1
 
 
