@@ -50,6 +50,13 @@ def _page(template: str, **values: Any) -> str:
     return render_template(template, session=current(), **values)
 
 
+@bp.get("")
+def bare():
+    """/ui as people type it (the cookie's path is /ui/, so it is not sent here): on to /ui/. Without this rule
+    /ui would get the API's 401 for a path it does not know."""
+    return redirect(url_for("console.index"))
+
+
 @bp.get("/")
 def index():
     return redirect(url_for("console.flags" if current() else "console.sign_in_page"))
@@ -73,6 +80,7 @@ def sign_in():
             response.status_code = 401
             return response
         return _page("console/sign_in.html", problem=problem), 401
+    sessions().close(request.cookies.get(COOKIE))  # a session signed in over is ended, never reused
     session_id, session = sessions().open(principal.name, principal.scope.value, token_tag(secret))
     answer: Response = jsonify({"next": url_for("console.flags")}) if scripted else \
         cast(Response, redirect(url_for("console.flags"), 303))

@@ -329,3 +329,16 @@ def test_evidence_reads_as_sentences_and_hides_nothing():
     assert lines["rejected"] == "errors failed the stage test: statistic 5.1 past 4.6"
     assert lines["strata.premium.canary_rate"] == "0.05"
     assert readable(None) == [] and readable({}) == []
+
+
+def test_ui_without_its_slash_and_signing_in_again(app):
+    client = app.test_client()
+    assert client.get("/ui").headers["Location"] == "/ui/"
+    assert client.get("/ui/").headers["Location"] == "/ui/sign-in"
+    first = _sign_in(client).headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+    assert client.get("/ui/").headers["Location"] == "/ui/flags"
+    _sign_in(client, READ_TOKEN)  # signing in over a session ends it
+    other = app.test_client()
+    other.set_cookie("flagsvc_console", first, path="/ui/")
+    assert other.get("/ui/flags").status_code == 302
+    assert "viewer" in client.get("/ui/flags").get_data(as_text=True)
