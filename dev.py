@@ -108,15 +108,18 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help") or argv[0] not in ("serve", "test", "run", "build"):
         print(__doc__.strip())
         return 0 if argv and argv[0] in ("-h", "--help", "help") else 2
-    ensure_venv()
     command, rest = argv[0], argv[1:]
+    if command == "build":  # needs pip only: the project need not be installed (nor reinstalled) to be built
+        if not (BIN / "python").exists():
+            print("dev.py: creating .venv/ ...", file=sys.stderr, flush=True)
+            venv.EnvBuilder(with_pip=True).create(VENV)
+        return build(rest)
+    ensure_venv()
     try:
         if command == "serve":
             _replace_process([str(BIN / "flagsvc"), "serve", *rest])
         if command == "run":
             _replace_process(rest)
-        if command == "build":
-            return build(rest)
         fast = "--fast" in rest
         rest = [arg for arg in rest if arg != "--fast"]
         for check in ([str(BIN / "ruff"), "check", "."], [str(BIN / "mypy")]):  # mypy: configured in pyproject.toml
