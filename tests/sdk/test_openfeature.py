@@ -175,7 +175,7 @@ def test_not_ready_then_ready_when_the_server_comes_up(server, made):
 
 
 def test_configuration_changed_names_the_flags_then_stale_and_ready_again(server, made):
-    client = connect(f"http://127.0.0.1:{server.port}", made, stale_after=1.0, poll_interval=0.5)
+    client = connect(f"http://127.0.0.1:{server.port}", made, stale_after=2.0, poll_interval=1.0)
     flags = of_client(FlagsvcProvider(client, status_interval=0.05))
     events = Events(flags)
     ready = events.wait_for(ProviderEvent.PROVIDER_READY)  # attached after READY: runs at once (spec 5.3.3)
