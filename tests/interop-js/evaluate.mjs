@@ -2,7 +2,8 @@
 // (tests/integration/test_ofrep_interop.py). One provider for the life of the process; commands on stdin, one JSON
 // line each, answers on stdout, one JSON line each:
 //   {"flag": "f", "prefix": "user-", "count": 10000}  ->  {"values": "0110...", "reasons": {"SPLIT": n}, "errors": {}}
-// `values` has one character per id (prefix + i): "1" true, "0" false, "d" the default after an error.
+// `values` has one character per id (prefix + i): "1" true, "0" false, "d" the default after an error. An optional
+// "attributes": [{...}, ...] adds attributes[i % length] to id i's evaluation context.
 import { createInterface } from 'node:readline';
 import { OpenFeature } from '@openfeature/server-sdk';
 import { OFREPProvider } from '@openfeature/ofrep-provider';
@@ -13,7 +14,7 @@ const CONCURRENCY = 16;
 await OpenFeature.setProviderAndWait(new OFREPProvider({ baseUrl, headers: { Authorization: `Bearer ${sdkKey}` } }));
 const client = OpenFeature.getClient();
 
-async function evaluate({ flag, prefix, count }) {
+async function evaluate({ flag, prefix, count, attributes = [{}] }) {
   const values = new Array(count);
   const reasons = {};
   const errors = {};
@@ -22,7 +23,8 @@ async function evaluate({ flag, prefix, count }) {
     while (next < count) {
       const i = next++;
       // a default of `true` for a flag whose answers are mostly false: an error shows, never passes for "false"
-      const details = await client.getBooleanDetails(flag, true, { targetingKey: `${prefix}${i}` });
+      const context = { ...attributes[i % attributes.length], targetingKey: `${prefix}${i}` };
+      const details = await client.getBooleanDetails(flag, true, context);
       if (details.errorCode) {
         values[i] = 'd';
         errors[details.errorCode] = (errors[details.errorCode] ?? 0) + 1;

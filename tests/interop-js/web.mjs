@@ -6,8 +6,9 @@
 //        (one context after the other: each context change is a bulk evaluation)
 //   {"cmd": "watch", "flag": "f", "user": "user-7", "until": true, "timeout_ms": 20000}
 //        -> {"value": true, "statuses": {"200": 1, "304": 12}, "changed": 1, "ms": 850}
-//        (the user's context set, then the provider left to poll until the flag's value is `until`; the statuses
-//        and configuration changes counted since the context was set or the last watch answered)
+//        (the user's context set, then the provider left to poll until the flag's value is `until`, or with
+//        "polls": n until it got n answers 304; the statuses and configuration changes counted since the context
+//        was set or the last watch answered)
 import { createInterface } from 'node:readline';
 import { OpenFeature, ProviderEvents } from '@openfeature/web-sdk';
 import { OFREPWebProvider } from '@openfeature/ofrep-web-provider';
@@ -43,19 +44,18 @@ async function evaluate({ flag, prefix, count }) {
   return { values: values.join(''), reasons };
 }
 
-async function watch({ flag, user, until, timeout_ms }) {
+async function watch({ flag, user, until, polls = 0, timeout_ms }) {
   if (OpenFeature.getContext().targetingKey !== user) {
     await OpenFeature.setContext({ targetingKey: user }); // its own bulk evaluation: not counted below
     statuses = {};
     changes = 0;
   }
   const started = Date.now();
-  let value = client.getBooleanValue(flag, !until);
-  while (value !== until && Date.now() - started < timeout_ms) {
+  const done = () => (polls > 0 ? (statuses[304] ?? 0) >= polls : client.getBooleanValue(flag, !until) === until);
+  while (!done() && Date.now() - started < timeout_ms) {
     await new Promise((resolve) => setTimeout(resolve, 20));
-    value = client.getBooleanValue(flag, !until);
   }
-  const answer = { value, statuses, changed: changes, ms: Date.now() - started };
+  const answer = { value: client.getBooleanValue(flag, !until), statuses, changed: changes, ms: Date.now() - started };
   statuses = {}; // the next watch of this user counts from here
   changes = 0;
   return answer;
