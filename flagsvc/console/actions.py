@@ -22,7 +22,6 @@ from flagsvc.domain.flag import Flag
 from flagsvc.service import TRANSITIONS, WriteRequest
 
 REVISION = re.compile(r"^[0-9]{1,15}\Z")
-EDITABLE_ANALYSIS = tuple(name for name in FIELD_NAMES if name != "excluded_reporters")
 NUMBER = re.compile(r"^-?[0-9]{1,12}(\.[0-9]{1,12})?([eE]-?[0-9]{1,3})?\Z")
 
 
@@ -64,12 +63,17 @@ def act(key: str, action: str) -> Response:
 
 @bp.post("/flags/<key>/analysis")
 def edit_analysis(key: str) -> Response:
+    """The scalar settings, typed as the flag holds them now: text stays text, anything else is a number or empty
+    (null). Lists (excluded reporters, say) are edited by their own commands, not here."""
     fields, actor, asked = _change()
+    current = services().commands.get(key).analysis
     analysis: dict[str, Any] = {}
-    for name in EDITABLE_ANALYSIS:
-        if name in fields:
-            raw = fields[name].strip()
-            analysis[name] = raw if name == "on_max_stage" else (None if raw == "" else _number(name, raw))
+    for name in FIELD_NAMES:
+        value = current.get(name)
+        if name not in fields or isinstance(value, list | tuple | dict):
+            continue
+        raw = fields[name].strip()
+        analysis[name] = raw if isinstance(value, str) else (None if raw == "" else _number(name, raw))
     body = schemas.flag_update.load({"analysis": analysis})
     return _done(services().commands.update(key, body, actor=actor, request=asked))
 
