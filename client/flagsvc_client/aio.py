@@ -85,7 +85,10 @@ class AsyncFlagClient:
 
     async def wait_until_ready(self, timeout: float | None = None) -> bool:
         """Until a config from the server (offline: any config) is loaded; False on timeout. Cancellable."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            deadline = None if timeout is None else time.monotonic() + timeout
+        except TypeError:
+            deadline = time.monotonic()  # a timeout that is no number: one look, as FlagClient would fail fast
         while not self.sync.wait_until_ready(0):
             if deadline is not None and time.monotonic() >= deadline:
                 return False
@@ -96,11 +99,17 @@ class AsyncFlagClient:
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Send every outcome recorded so far; True once the server acknowledged them."""
-        return await asyncio.to_thread(self.sync.flush, timeout)
+        try:
+            return await asyncio.to_thread(self.sync.flush, timeout)
+        except Exception:  # no worker thread to be had (the loop's executor shut down): the loop must not wait
+            return False
 
     async def aclose(self, timeout: float = 5.0) -> None:
         """Flush (waiting at most `timeout`) and stop the background threads; evaluation keeps answering."""
-        await asyncio.to_thread(self.sync.close, timeout)
+        try:
+            await asyncio.to_thread(self.sync.close, timeout)
+        except Exception:
+            self.sync.close(0)
 
     async def __aenter__(self) -> AsyncFlagClient:
         return self

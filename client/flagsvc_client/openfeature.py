@@ -176,7 +176,7 @@ class FlagsvcProvider(AbstractProvider):
             return _error(default_value, ErrorCode.GENERAL, repr(exc))
 
     def _metadata(self, flag_key: str, reason: str) -> dict[str, bool | int | float | str]:
-        snapshot = self.client.snapshot
+        snapshot = self.client.snapshot  # (only called with a key evaluate() has looked up: hashable)
         config = None if snapshot is None else snapshot.flags.get(flag_key)
         if config is None:
             return {}
@@ -184,12 +184,15 @@ class FlagsvcProvider(AbstractProvider):
                 "flagsvcReason": reason}
 
     def _not_boolean(self, flag_key: str, default_value: Any) -> FlagResolutionDetails[Any]:
-        snapshot = self.client.snapshot
-        if snapshot is None:
-            return _error(default_value, ErrorCode.PROVIDER_NOT_READY, "no flag config yet")
-        if flag_key not in snapshot.flags:
-            return _error(default_value, ErrorCode.FLAG_NOT_FOUND, f"no flag {flag_key!r}")
-        return _error(default_value, ErrorCode.TYPE_MISMATCH, "flagsvc flags are boolean")
+        try:
+            snapshot = self.client.snapshot
+            if snapshot is None:
+                return _error(default_value, ErrorCode.PROVIDER_NOT_READY, "no flag config yet")
+            if flag_key not in snapshot.flags:
+                return _error(default_value, ErrorCode.FLAG_NOT_FOUND, f"no flag {flag_key!r}")
+            return _error(default_value, ErrorCode.TYPE_MISMATCH, "flagsvc flags are boolean")
+        except Exception as exc:  # an unhashable key, say
+            return _error(default_value, ErrorCode.GENERAL, repr(exc))
 
     def resolve_string_details(self, flag_key: str, default_value: str,
                                evaluation_context: EvaluationContext | None = None) -> FlagResolutionDetails[str]:

@@ -151,6 +151,8 @@ def test_errors_answer_the_default_with_a_code(server, made):
          ErrorCode.TYPE_MISMATCH),
         (flags.get_string_details("no_such_flag", "x", EvaluationContext("u1")), "x", ErrorCode.FLAG_NOT_FOUND),
     ]
+    odd = flags.get_string_details(["not", "a", "key"], "x", EvaluationContext("u1"))  # type: ignore[arg-type]
+    cases.append((odd, "x", odd.error_code))  # never raises, whatever the SDK lets through
     for details, default, code in cases:
         assert (details.value, details.reason, details.error_code) == (default, Reason.ERROR, code), details
         assert details.error_message  # says why (spec 2.3.3)
