@@ -13,6 +13,7 @@ from typing import Any
 from flagsvc.console.evidence import readable
 from flagsvc.domain.errors import FlagNotFound
 from flagsvc.domain.flag import Flag, HistoryEntry, State
+from flagsvc.domain.timeline import FlagTimelineDoc
 from flagsvc.service import Services
 
 SPARK_ENTRIES = 20  # history entries a sparkline draws
@@ -21,6 +22,9 @@ SPARK_ENTRIES = 20  # history entries a sparkline draws
 # 2.5 ms of 3.5 against a local Redis), so a list of many finished flags stays cheap to refresh every second.
 JUDGED = frozenset({State.ROLLING, State.PAUSED})
 LOG_ENTRIES = 200  # decision log entries on a flag's page
+CHART_REVISIONS = 12  # a rollout's recent revisions charted (each stage is a revision)
+CHART_POINTS = 120  # points a revision's lines keep at most: a chart is 640 units wide, and the page refetches
+# its data after every look while it is open
 
 
 def _stage(flag: Flag) -> str:
@@ -73,15 +77,25 @@ def flag_page(services: Services, key: str) -> dict[str, Any]:
         "flag": flag.to_dict(),
         "row": row(services, flag, any_state=True),
         "log": [decision(e) for e in services.commands.history(key, LOG_ENTRIES)],
-        "timeline": services.timeline.timeline(key),
+        "timeline": thinned(services.timeline.timeline(key, revisions=CHART_REVISIONS)),
     }
+
+
+def thinned(timeline: FlagTimelineDoc, most: int = CHART_POINTS) -> FlagTimelineDoc:
+    """Each revision's points evenly thinned to `most`, its first and last kept."""
+    for revision in timeline["revisions"]:
+        points = revision["points"]
+        if len(points) > most:
+            step = (len(points) - 1) / (most - 1)
+            revision["points"] = [points[round(i * step)] for i in range(most)]
+    return timeline
 
 
 def flag_summary(services: Services, key: str) -> dict[str, Any] | None:
     """What tells a flag page that it is out of date: the row, and how many looks its timeline has."""
     try:
         flag = services.commands.get(key)
-        looks = sum(r["looks"] for r in services.timeline.timeline(key)["revisions"])
+        looks = sum(r["looks"] for r in services.timeline.timeline(key, revisions=CHART_REVISIONS)["revisions"])
     except FlagNotFound:
         return None
     return {"row": row(services, flag, any_state=True), "looks": looks}

@@ -13,6 +13,7 @@ import pytest
 
 from flagsvc.api import create_app
 from flagsvc.console.evidence import readable
+from flagsvc.console.model import thinned
 from flagsvc.console.security import CONTENT_SECURITY_POLICY
 from flagsvc.domain.destinations import AllowList
 from flagsvc.service.console_sessions import ConsoleSessions
@@ -342,3 +343,13 @@ def test_ui_without_its_slash_and_signing_in_again(app):
     other.set_cookie("flagsvc_console", first, path="/ui/")
     assert other.get("/ui/flags").status_code == 302
     assert "viewer" in client.get("/ui/flags").get_data(as_text=True)
+
+
+def test_a_revisions_points_are_thinned_evenly_for_the_charts():
+    doc = {"key": "k", "created_at": 1.0, "revisions": [
+        {"revision": 2, "looks": 1000, "stride": 1, "points": [{"at": float(n)} for n in range(500)]},
+        {"revision": 3, "looks": 5, "stride": 1, "points": [{"at": float(n)} for n in range(5)]}]}
+    kept = thinned(doc, most=120)["revisions"]
+    ats = [p["at"] for p in kept[0]["points"]]
+    assert len(ats) == 120 and ats[0] == 0 and ats[-1] == 499 and ats == sorted(set(ats))
+    assert len(kept[1]["points"]) == 5
