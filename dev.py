@@ -76,6 +76,9 @@ def build(args: list[str]) -> int:
     dist = ROOT / "dist"
     if "--dist" in args:
         at = args.index("--dist")
+        if at + 1 >= len(args):
+            print("dev.py build: --dist needs a folder", file=sys.stderr)
+            return 2
         dist = Path(args[at + 1]).resolve()
         args = args[:at] + args[at + 2:]
     unknown = [name for name in args if name not in DISTRIBUTIONS]
