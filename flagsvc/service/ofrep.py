@@ -171,14 +171,27 @@ class CompiledSnapshot:
 
 
 class OfrepEvaluator:
-    """OFREP evaluation on the current served snapshot (`latest`: the change feed's, which SDKs are sent)."""
+    """OFREP evaluation on the current served snapshot (`latest`: the change feed's, which SDKs are sent). While
+    the store is unreachable, the last snapshot this process compiled answers, as SDKs keep evaluating from the
+    last one they received (and SDK streams stay open on it); with none yet, the store's error goes up (a 503)."""
 
     def __init__(self, latest: Callable[[], ServedSnapshot]) -> None:
         self._latest = latest
         self._compiled: CompiledSnapshot | None = None
+        self._stale = False  # answering from the last snapshot: logged once per outage
 
     def current(self) -> CompiledSnapshot:
-        served = self._latest()
+        try:
+            served = self._latest()
+        except Exception as exc:
+            if self._compiled is None:
+                raise
+            if not self._stale:
+                self._stale = True
+                log.warning("OFREP answers from the last snapshot (%s) until the store is back: %s",
+                            self._compiled.etag, exc)
+            return self._compiled
+        self._stale = False
         compiled = self._compiled
         if compiled is None or compiled.served is not served:
             if compiled is not None and compiled.served.body == served.body and compiled.etag == served.etag:

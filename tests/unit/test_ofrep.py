@@ -152,3 +152,30 @@ def test_a_large_integer_targeting_key_is_the_same_user_as_its_decimal_string(fl
     as_int = _evaluate(flags, "rolling", {"targetingKey": 10**30}).get_json()
     as_text = _evaluate(flags, "rolling", {"targetingKey": str(10**30)}).get_json()
     assert as_int["value"] == as_text["value"] and as_int["metadata"]["unit"] == as_text["metadata"]["unit"]
+
+
+def test_while_the_store_is_unreachable_the_last_snapshot_answers():
+    from flagsvc_client.protocol.bucketing import is_canary
+
+    from flagsvc.service.ofrep import OfrepEvaluator, parse_request
+    from flagsvc.service.snapshots import ServedSnapshot
+    from flagsvc.store.roles import ConfigVersion
+
+    body = b'{"epoch":"e1","version":3,"flags":{"f":{"key":"f","state":"rolling","percent":30,"revision":2,' \
+           b'"salt":"f","allow":[],"deny":[]}}}'
+    served = [ServedSnapshot(ConfigVersion("e1", 3), body, "d", 0.0)]
+
+    def latest() -> ServedSnapshot:
+        if not served:
+            raise ConnectionError("redis is down")
+        return served[0]
+
+    evaluator = OfrepEvaluator(latest)
+    first = evaluator.current()
+    served.clear()
+    during = evaluator.current()
+    assert during is first and during.etag == '"e1-3"'
+    answers = [during.evaluate("f", parse_request({"context": {"targetingKey": f"u{i}"}})) for i in range(50)]
+    assert [a.value for a in answers if a] == [is_canary("f", f"u{i}", 30) for i in range(50)]
+    with pytest.raises(ConnectionError):
+        OfrepEvaluator(latest).current()  # a process that never had a snapshot: the outage shows (a 503)
