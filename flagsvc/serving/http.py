@@ -19,7 +19,9 @@ Every answer the server gives itself is the JSON error shape.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import math
 import socket
 import time
 from collections import Counter
@@ -41,12 +43,15 @@ log = logging.getLogger("flagsvc.serving")
 
 READ_CHUNK = 64 * 1024
 # After an error answer, the server half-closes and reads (and drops) what the client still sends, as nginx's
-# lingering close does: until the client closes, or sends nothing for LINGER_IDLE_SECONDS, or for
-# LINGER_SECONDS in all. A client that is done sending closes at once; one that keeps trickling bytes (a slow-body
-# or slow-header attacker) is held for LINGER_SECONDS at the cost of an idle socket, instead of being let go to
-# reconnect and cost the server another connection's work every second or two.
-LINGER_SECONDS = 30.0
-LINGER_IDLE_SECONDS = 5.0
+# lingering close does: until the client closes, or sends nothing for `linger_idle_timeout` (5 s), or for
+# `linger_timeout` (30 s) in all, or LINGER_MAX_BYTES have come (ServingLimits). A client that is done sending
+# closes at once; one that keeps trickling bytes (a slow-body or slow-header attacker) is held at the cost of an
+# idle socket, instead of being let go to reconnect and cost the server another connection's work every second or
+# two. A lingering connection still counts against its address's cap on connections without a token; one refused
+# by that cap, and any once a process holds `max_lingering` of them, lingers SHORT_LINGER_SECONDS at most, so
+# that lingering cannot pile up sockets without bound.
+LINGER_MAX_BYTES = 256 * 1024
+SHORT_LINGER_SECONDS = 1.0
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OPERATOR_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/ui", "/openapi")
 
@@ -72,6 +77,7 @@ class HttpServer:
         self._operators = ThreadPoolExecutor(limits.operator_threads, thread_name_prefix="flagsvc-operator")
         self._sdks = ThreadPoolExecutor(limits.sdk_threads, thread_name_prefix="flagsvc-sdk")
         self.unauthenticated: Counter[str] = Counter()
+        self.lingering = 0  # connections answered with an error, reading what their client still sends
         self.in_flight = 0  # requests being answered (streams not included)
         self._connections: set[asyncio.Task[None]] = set()
         self.closing = False
@@ -133,8 +139,8 @@ class _Channel(asyncio.Protocol):
     channel hands its transport over to the stream hub once the response head is out (`handed_over`), and the
     coroutine ends: an open stream keeps neither."""
 
-    __slots__ = ("_buffer", "_drained", "_eof", "_lost", "_read_paused", "_server", "_waiter", "_write_paused",
-                 "handed_over", "transport")
+    __slots__ = ("_buffer", "_drained", "_eof", "_eof_written", "_lost", "_read_paused", "_server", "_waiter",
+                 "_write_paused", "handed_over", "transport")
 
     def __init__(self, server: HttpServer) -> None:
         self._server = server
@@ -147,6 +153,7 @@ class _Channel(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None  # a read waiting for data
         self._drained: asyncio.Future[None] | None = None  # a drain waiting for the write buffer to empty
         self.handed_over = False
+        self._eof_written = False
 
     # -- asyncio.Protocol -----------------------------------------------------------------------------------
 
@@ -202,8 +209,8 @@ class _Channel(asyncio.Protocol):
         return data
 
     def write(self, data: bytes) -> None:
-        if self._lost or self.transport is None:
-            raise ConnectionResetError("the connection is gone")
+        if self._lost or self.transport is None or self._eof_written:
+            raise ConnectionResetError("the connection is gone, or its writing side closed")
         self.transport.write(data)
 
     async def drain(self) -> None:
@@ -217,7 +224,8 @@ class _Channel(asyncio.Protocol):
                 self._drained = None
 
     def write_eof(self) -> None:
-        if self.transport is not None and not self._lost and self.transport.can_write_eof():
+        if self.transport is not None and not self._lost and not self._eof_written and self.transport.can_write_eof():
+            self._eof_written = True
             self.transport.write_eof()
 
     def close(self) -> None:
@@ -256,20 +264,34 @@ class _Connection:
         self.counted: str | None = None  # the address this connection counts against while unauthenticated
         self.head = bytearray()  # the bytes of the request head so far (to tell a long target from long headers)
         self.path, self.method = "", "other"  # of the request being answered, for the request counter
+        self.refused = False  # an error was sent: the connection ends, and lingers
 
     async def run(self) -> None:
         server = self.server
-        address = self.client[0]
+        address = address_key(self.client[0])
         if server.unauthenticated[address] >= self.limits.max_unauthenticated_per_address:
             await self._send_error(429, f"too many connections without a token from {address}",
                                    [("Retry-After", "10")])
+            await self._linger(min(SHORT_LINGER_SECONDS, self.limits.linger_timeout))  # uncounted: kept short
             return
         server.unauthenticated[address] += 1
         self.counted = address
         try:
+            await self._requests()
+            if self.refused:  # still counted against its address while it lingers
+                long = server.lingering < self.limits.max_lingering
+                await self._linger(self.limits.linger_timeout if long else min(SHORT_LINGER_SECONDS,
+                                                                                 self.limits.linger_timeout))
+        finally:
+            self._authenticated()
+
+    async def _requests(self) -> None:
+        """Answer the connection's requests until it ends (closed, timed out, refused, or handed to a stream)."""
+        server = self.server
+        try:
             first = True
             while not server.closing:
-                request = await self._read_head(self.limits.header_timeout if first else self.limits.idle_timeout)
+                request = await self._read_head(first)
                 if request is None:
                     return
                 first = False
@@ -283,8 +305,6 @@ class _Connection:
                     return
         except _Hangup:
             return
-        finally:
-            self._authenticated()
 
     def _authenticated(self) -> None:
         if self.counted is not None:
@@ -295,11 +315,15 @@ class _Connection:
 
     # -- reading ---------------------------------------------------------------------------------------------
 
-    async def _read_head(self, timeout: float) -> h11.Request | None:
-        """The next request's head, or None when the connection should end (closed, timed out, refused)."""
+    async def _read_head(self, first: bool) -> h11.Request | None:
+        """The next request's head, or None when the connection should end (closed, timed out, refused). The
+        first head must arrive within the header timeout; a later one may wait for the idle timeout to begin,
+        and then has the header timeout from its first byte."""
         self.head.clear()
+        timeout = self.limits.header_timeout if first else self.limits.idle_timeout
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout) as deadline:
                 while True:
                     try:
                         event = self.h11.next_event()
@@ -308,6 +332,9 @@ class _Connection:
                         return None
                     if event is h11.NEED_DATA:
                         data = await self.channel.read()
+                        if not first and not self.head and data:  # the next request has begun
+                            timeout = self.limits.header_timeout
+                            deadline.reschedule(min(deadline.when() or math.inf, loop.time() + timeout))
                         if len(self.head) <= self.limits.max_header_bytes:
                             self.head += data[: self.limits.max_header_bytes + 1 - len(self.head)]
                         self.h11.receive_data(data)
@@ -496,8 +523,13 @@ class _Connection:
                 raise _Hangup from e
 
     async def _send_error(self, status: int, message: str, headers: list[tuple[str, str]] | None = None) -> None:
-        """A JSON error, then the connection is closed. Written as bytes, not through h11: the connection ends
-        with it whatever h11's state (even a request head too broken to parse), and refusals come in floods."""
+        """A JSON error, and the server's side of the connection is closed (the caller ends the connection, which
+        then lingers). Written as bytes, not through h11: the connection ends with it whatever h11's state (even a
+        request head too broken to parse), and refusals come in floods. Only the first error of a connection is
+        sent."""
+        if self.refused:
+            return
+        self.refused = True
         count_request(self.path, self.method, status)
         try:
             self.channel.write(responses.error_bytes(status, message, tuple(headers or ()),
@@ -505,22 +537,42 @@ class _Connection:
             if self.channel.write_paused:
                 async with asyncio.timeout(1.0):
                     await self.channel.drain()
+            self.channel.write_eof()
         except (ConnectionError, TimeoutError):
             return
-        await self._linger()
 
-    async def _linger(self) -> None:
-        """Half-close and read (and drop) what the client still sends (LINGER_SECONDS above): closing with unread
+    async def _linger(self, seconds: float) -> None:
+        """Read (and drop) what the client still sends after an error (lingering close, above): closing with unread
         input makes the kernel reset the connection, and the client may lose the answer just sent."""
+        server = self.server
+        server.lingering += 1
+        drained = 0
         try:
-            self.channel.write_eof()
-            async with asyncio.timeout(LINGER_SECONDS):
-                while True:
-                    async with asyncio.timeout(LINGER_IDLE_SECONDS):
-                        if not await self.channel.read():
-                            return
+            async with asyncio.timeout(seconds):
+                while drained <= LINGER_MAX_BYTES:
+                    async with asyncio.timeout(self.limits.linger_idle_timeout):
+                        data = await self.channel.read()
+                    if not data:
+                        return
+                    drained += len(data)
         except (ConnectionError, TimeoutError, OSError):
             pass
+        finally:
+            server.lingering -= 1
+
+
+def address_key(address: str) -> str:
+    """What the per-address cap counts against: the address itself, but for IPv6 its /64 (one host's share of a
+    network is usually a whole /64, and every address in it is the same client's to use)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # an IPv4 client on a dual-stack socket
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return address
 
 
 def count_request(path: str, method: str, status: int) -> None:

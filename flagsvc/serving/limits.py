@@ -22,6 +22,12 @@ class ServingLimits:
     idle_timeout: float = 75.0
     # An SSE stream that cannot take a write for this long (a reader that stopped reading) is dropped.
     write_timeout: float = 30.0
+    # After an error answer, what the client still sends is read and dropped (lingering close) until it closes,
+    # is quiet for linger_idle_timeout, or for linger_timeout in all; past max_lingering such connections in a
+    # process, one second at most.
+    linger_timeout: float = 30.0
+    linger_idle_timeout: float = 5.0
+    max_lingering: int = 4096
     # Open SDK streams per process, in all and per SDK key (a fleet usually shares one key per environment).
     max_streams: int = 20_000
     max_streams_per_key: int = 20_000

@@ -6,15 +6,18 @@ tests/integration/test_serving.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from flagsvc.api.auth import TokenRegistry
-from flagsvc.serving.http import HttpServer
+from flagsvc.serving.http import LINGER_MAX_BYTES, HttpServer, address_key
 from flagsvc.serving.limits import ServingLimits
 
 TOKEN = "admin-token-123"
@@ -35,13 +38,19 @@ def app(environ, start_response):
 
 @pytest.fixture
 def server() -> Iterator[int]:
-    limits = ServingLimits(max_unauthenticated_per_address=4, header_timeout=5, body_timeout=5)
+    with serving(ServingLimits(max_unauthenticated_per_address=4, header_timeout=5, body_timeout=5)) as (port, _):
+        yield port
+
+
+@contextlib.contextmanager
+def serving(limits: ServingLimits) -> Iterator[tuple[int, HttpServer]]:
+    """The server on its own event loop in a thread: (its port, the server)."""
     http = HttpServer(app, TokenRegistry({"ops": TOKEN}, {}), limits, max_body_bytes=2048, hub=None)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     listener = asyncio.run_coroutine_threadsafe(http.listen(host="127.0.0.1", port=0), loop).result(5)
-    yield listener.sockets[0].getsockname()[1]
+    yield listener.sockets[0].getsockname()[1], http
 
     async def stop() -> None:
         listener.close()
@@ -155,3 +164,96 @@ def wait_until(check, attempts: int = 50) -> bool:
             return True
         time.sleep(0.05)  # the server accepts the idle connections on its own loop
     return False
+
+
+# --- refusals: lingering close, bounded ------------------------------------------------------------------------
+
+REFUSED_POST = b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n"  # no token: 401, unread
+
+
+def keeps_taking(conn: socket.socket, chunks: int, chunk: bytes, pause: float) -> bool:
+    """Whether the server still takes `chunks` writes of `chunk` (a server that has closed answers with a reset)."""
+    try:
+        for _ in range(chunks):
+            conn.sendall(chunk)
+            time.sleep(pause)
+        return True
+    except OSError:
+        return False
+
+
+def test_a_refused_client_is_read_no_further_than_the_linger_byte_bound():
+    with serving(ServingLimits(linger_timeout=30, linger_idle_timeout=5)) as (port, _), \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(REFUSED_POST)
+        assert conn.recv(65536).startswith(b"HTTP/1.1 401")
+        # four times the bound, quickly: the server stops reading at the bound and closes
+        assert not keeps_taking(conn, 4 * LINGER_MAX_BYTES // 65536 + 20, b"x" * 65536, 0.01)
+
+
+def test_a_connection_refused_by_the_address_cap_lingers_a_second_at_most():
+    limits = ServingLimits(max_unauthenticated_per_address=2, linger_timeout=30, linger_idle_timeout=5)
+    with serving(limits) as (port, http):
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+        try:
+            assert wait_until(lambda: sum(http.unauthenticated.values()) == 2)
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as over:
+                over.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n")
+                assert over.recv(65536).startswith(b"HTTP/1.1 429")
+                started = time.monotonic()
+                assert not keeps_taking(over, 80, b"X", 0.1)  # trickling on, it is cut after its second
+                assert time.monotonic() - started < 6
+        finally:
+            for conn in idle:
+                conn.close()
+
+
+def test_past_max_lingering_a_refused_connection_lingers_a_second_at_most():
+    limits = ServingLimits(linger_timeout=30, linger_idle_timeout=5, max_lingering=1)
+    with serving(limits) as (port, http), socket.create_connection(("127.0.0.1", port), timeout=5) as first, \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as second:
+        first.sendall(REFUSED_POST)
+        assert first.recv(65536).startswith(b"HTTP/1.1 401")
+        assert wait_until(lambda: http.lingering == 1)
+        second.sendall(REFUSED_POST)
+        assert second.recv(65536).startswith(b"HTTP/1.1 401")
+        started = time.monotonic()
+        assert not keeps_taking(second, 80, b"X", 0.1)
+        assert time.monotonic() - started < 6
+        assert keeps_taking(first, 5, b"X", 0.1)  # the first one, within the bound, is still held
+
+
+def test_a_later_request_head_has_the_header_timeout_from_its_first_byte():
+    with serving(ServingLimits(header_timeout=0.5, idle_timeout=20)) as (port, _), \
+            socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"GET /a HTTP/1.1\r\nHost: t\r\n" + AUTH + b"\r\n")
+        assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(0.8)  # idle between requests: longer than the header timeout is fine
+        started = time.monotonic()
+        conn.sendall(b"GET /b HTTP/1.1\r\n")
+        keeps_taking(conn, 15, b"X-Slow: 1\r\n", 0.2)  # 3 s of trickled headers
+        answer = conn.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert b"0.5 s" in answer and time.monotonic() - started < 10  # not the 20 s idle timeout
+
+
+def test_a_connection_gets_one_error_and_no_traceback(caplog):
+    with serving(ServingLimits(header_timeout=1, linger_timeout=3, linger_idle_timeout=2)) as (port, _), \
+            socket.create_connection(("127.0.0.1", port), timeout=10) as conn, \
+            caplog.at_level(logging.ERROR, "flagsvc.serving"):
+        conn.sendall(b"BAD REQUEST LINE\x01\r\n\r\n")
+        keeps_taking(conn, 15, b"x", 0.15)  # past the header timeout, trickling on
+        received = b""
+        with contextlib.suppress(OSError):
+            while chunk := conn.recv(65536):
+                received += chunk
+    assert received.count(b"HTTP/1.1 ") == 1 and received.startswith(b"HTTP/1.1 400"), received
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+def test_the_address_cap_counts_an_ipv6_client_by_its_64():
+    assert address_key("203.0.113.9") == "203.0.113.9"
+    assert address_key("2001:db8:1:2:a::1") == address_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("::ffff:203.0.113.9") == "203.0.113.9"
+    assert address_key("unix-socket") == "unix-socket"
