@@ -1,4 +1,5 @@
-"""OFREP, the OpenFeature Remote Evaluation Protocol (docs/ofrep.md): /ofrep/v1 (SDK keys, read or admin tokens).
+"""OFREP, the OpenFeature Remote Evaluation Protocol (docs/ofrep.md): /ofrep/v1 (SDK keys and admin tokens;
+read-only tokens are refused, an evaluation being a POST).
 
 `POST /ofrep/v1/evaluate/flags/{key}` evaluates one flag for a context, `POST /ofrep/v1/evaluate/flags` every flag
 (with an ETag; If-None-Match -> 304). Failures have OFREP's shapes, not flagsvc's error shape: a 400 or 404 with
@@ -142,7 +143,9 @@ def evaluate_flags() -> Response:
     compiled = _current()
     etag = compiled.bulk_etag(evaluation)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if request.if_none_match.contains_weak(etag.strip('"')):
+    # `*` matches any current representation, and HTTP answers a POST that sends it 412, not 304: it is no
+    # cached answer of this context, so it is ignored and the evaluation answered
+    if not request.if_none_match.star_tag and request.if_none_match.contains_weak(etag.strip('"')):
         return Response(status=304, headers=headers)
     body: OfrepBulkDoc = {"flags": [dict(_document(a)) for a in compiled.evaluate_all(evaluation)],
                           "metadata": {"version": compiled.etag.strip('"')}}

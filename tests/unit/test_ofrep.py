@@ -103,6 +103,8 @@ def test_bulk_evaluates_every_flag_with_an_etag(flags):
     assert etag.startswith('"') and body["metadata"]["version"] in etag
     again = flags.post("/ofrep/v1/evaluate/flags", json={"context": context}, headers={**SDK, "If-None-Match": etag})
     assert again.status_code == 304 and again.headers["ETag"] == etag and not again.data
+    star = flags.post("/ofrep/v1/evaluate/flags", json={"context": context}, headers={**SDK, "If-None-Match": "*"})
+    assert star.status_code == 200 and star.get_json() == body  # `*` is no cached answer of this context
     other = flags.post("/ofrep/v1/evaluate/flags", json={"context": {**context, "targetingKey": "user-8"}},
                        headers={**SDK, "If-None-Match": etag})
     assert other.status_code == 200 and other.headers["ETag"] != etag
