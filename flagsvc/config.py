@@ -76,6 +76,9 @@ class Settings:
     # Seconds one delivery attempt may take (connect, send, answer); attempts per event before giving up.
     webhook_timeout: float = 5.0
     webhook_max_attempts: int = 8
+    # The console's session cookie without `Secure` over plain HTTP (browsers keep Secure cookies from https://
+    # and from http://localhost or 127.0.0.1 only): for a console served over plain HTTP at another address.
+    console_insecure_cookie: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -117,6 +120,9 @@ class Settings:
             webhook_allow = AllowList.parse(env.get("FLAGSVC_WEBHOOK_ALLOW", ""))
         except AllowListError as e:
             raise ConfigError(f"FLAGSVC_WEBHOOK_ALLOW: {e}") from None
+        insecure_cookie = env.get("FLAGSVC_CONSOLE_INSECURE_COOKIE", "").strip().lower()
+        if insecure_cookie not in ("", "0", "1", "false", "true", "no", "yes"):
+            raise ConfigError(f"FLAGSVC_CONSOLE_INSECURE_COOKIE must be 1 or 0, not {insecure_cookie!r}")
         redis_url = env.get("FLAGSVC_REDIS_URL") or None
         if redis_url is not None:
             try:
@@ -151,4 +157,5 @@ class Settings:
             webhook_allow=webhook_allow,
             webhook_timeout=webhook_timeout,
             webhook_max_attempts=webhook_attempts,
+            console_insecure_cookie=insecure_cookie in ("1", "true", "yes"),
         )

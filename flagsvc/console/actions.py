@@ -8,14 +8,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import abort, jsonify, redirect, request, url_for
+from flask import jsonify, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from flagsvc.api import schemas
 from flagsvc.api.context import services
 from flagsvc.api.errors import ApiError
 from flagsvc.console.blueprint import bp
-from flagsvc.console.security import same_origin
+from flagsvc.console.security import origin_problem
 from flagsvc.console.session import FORM_HEADER, form, require_change
 from flagsvc.domain.analysis import FIELD_NAMES
 from flagsvc.domain.flag import Flag
@@ -27,8 +27,9 @@ NUMBER = re.compile(r"^-?[0-9]{1,12}(\.[0-9]{1,12})?([eE]-?[0-9]{1,3})?\Z")
 
 def _change() -> tuple[dict[str, str], str, WriteRequest]:
     """The form, the acting session's name and the write as asked (its revision)."""
-    if not same_origin():
-        abort(403, description="a change must come from the console's own pages (Origin)")
+    problem = origin_problem()
+    if problem:
+        raise ApiError("forbidden", problem, {"Origin": ["is not this console's origin"]})
     fields = form()
     session = require_change(fields)
     if fields.get("confirm") != "yes":

@@ -6,18 +6,21 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from flask import Response, abort, jsonify, redirect, render_template, request, url_for
+from marshmallow import validate
 
+from flagsvc.api import schemas
 from flagsvc.api.auth import Scope, bearer_secret
 from flagsvc.api.context import services, tokens
 from flagsvc.console import model
 from flagsvc.console.blueprint import bp
-from flagsvc.console.security import same_origin
+from flagsvc.console.security import origin_problem
 from flagsvc.console.session import (
     COOKIE,
     FORM_HEADER,
     clear_cookie,
     current,
     form,
+    secure_cookie,
     sessions,
     set_cookie,
 )
@@ -30,6 +33,9 @@ from flagsvc.service.console_sessions import token_tag
 STATES = tuple(s.value for s in State)
 ACTIONS = ("start", "pause", "resume", "promote", "rollback")
 TEXT_FILTER_MAX = 200
+# The reason fields' maxlength: what the API's schema takes, so the form never lets through what it refuses.
+REASON_MAX = next(v.max for v in schemas.ReasonSchema().fields["reason"].validators
+                  if isinstance(v, validate.Length))
 
 
 @bp.app_template_filter("when")
@@ -64,7 +70,7 @@ def index():
 
 @bp.get("/sign-in")
 def sign_in_page():
-    return _page("console/sign_in.html", problem=None)
+    return _page("console/sign_in.html", problem=None, secure_cookie=secure_cookie())
 
 
 @bp.post("/sign-in")
@@ -72,14 +78,19 @@ def sign_in():
     """An admin or read token, as `Authorization: Bearer` (console.js) or a form's `token` field."""
     scripted = FORM_HEADER in request.headers
     secret = bearer_secret(request.headers.get("Authorization")) or form().get("token", "").strip()
-    principal = tokens().identify(secret) if secret and same_origin() else None
+    wrong_origin = origin_problem()
+    principal = tokens().identify(secret) if secret and wrong_origin is None else None
     if principal is None or principal.scope == Scope.SDK:
-        problem = "that is not an admin or read-only token" if principal else "unknown token"
+        if wrong_origin is not None:  # the token is not even looked at
+            status, code, problem, field = 403, "forbidden", wrong_origin, "Origin"
+        else:
+            status, code, field = 401, "unauthorized", "token"
+            problem = "that is not an admin or read-only token" if principal else "unknown token"
         if scripted:
-            response = jsonify({"error": {"code": "unauthorized", "message": problem, "fields": {"token": [problem]}}})
-            response.status_code = 401
+            response = jsonify({"error": {"code": code, "message": problem, "fields": {field: [problem]}}})
+            response.status_code = status
             return response
-        return _page("console/sign_in.html", problem=problem), 401
+        return _page("console/sign_in.html", problem=problem, secure_cookie=secure_cookie()), status
     sessions().close(request.cookies.get(COOKIE))  # a session signed in over is ended, never reused
     session_id, session = sessions().open(principal.name, principal.scope.value, token_tag(secret))
     answer: Response = jsonify({"next": url_for("console.flags")}) if scripted else \
@@ -121,7 +132,8 @@ def flag(key: str):
         page = model.flag_page(services(), key)
     except FlagNotFound:
         return _page("console/missing.html", what=f"flag {key}"), 404
-    return _page("console/flag.html", page=page, actions=ACTIONS, analysis_fields=FIELD_NAMES)
+    return _page("console/flag.html", page=page, actions=ACTIONS, analysis_fields=FIELD_NAMES,
+                 reason_max=REASON_MAX)
 
 
 @bp.get("/flags/<key>/data")

@@ -31,8 +31,44 @@ def secure_headers(response: Response) -> Response:
     return response
 
 
-def same_origin() -> bool:
-    """A change must come from the console's own pages: an Origin header, when the browser sends one, names this
-    host (a second line behind the CSRF token and the SameSite=Strict cookie)."""
-    origin = request.headers.get("Origin")
-    return origin is None or urlsplit(origin).netloc == request.host
+DEFAULT_PORTS = {"http": 80, "https": 443}
+SHOWN_ORIGIN_MAX = 200  # characters of a refused Origin quoted back in the error
+
+
+def _origin(scheme: str, netloc: str) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) with the scheme's default port filled in; None for what is no origin at all."""
+    try:
+        parts = urlsplit(f"{scheme}://{netloc}")
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname or scheme not in DEFAULT_PORTS:
+        return None
+    return scheme, parts.hostname.lower(), port or DEFAULT_PORTS[scheme]
+
+
+def console_origin() -> str:
+    """This console's origin as the browser sees it: the request's host, over HTTPS when the request came so or
+    a TLS-terminating proxy says so (`X-Forwarded-Proto: https`; a page of another site cannot set that header
+    on a request without a CORS preflight, which the console never grants)."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    scheme = "https" if request.is_secure or forwarded == "https" else "http"
+    return f"{scheme}://{request.host}"
+
+
+def origin_problem() -> str | None:
+    """Why the request's Origin is not this console's, or None when it is (or the browser sent none): a change
+    and a sign-in must come from the console's own pages, the same scheme, host and port (a second line behind
+    the CSRF token and the SameSite=Strict cookie)."""
+    sent = request.headers.get("Origin")
+    if sent is None:
+        return None
+    ours = console_origin()
+    scheme, _, netloc = ours.partition("://")
+    parts = urlsplit(sent.strip())
+    theirs = _origin(parts.scheme.lower(), parts.netloc) if not parts.path.strip("/") else None
+    if theirs is not None and theirs == _origin(scheme, netloc):
+        return None
+    shown = sent if len(sent) <= SHOWN_ORIGIN_MAX else sent[:SHOWN_ORIGIN_MAX] + "..."
+    return (f"the request's Origin ({shown!r}) is not this console's ({ours}): open the console at its own "
+            "address and send the form from its page")

@@ -1,5 +1,6 @@
-"""The console's request guard: the session cookie (HttpOnly, SameSite=Strict, Secure over HTTPS, expiring with
-the session), the CSRF check on every state change, and reading a submitted form.
+"""The console's request guard: the session cookie (HttpOnly, SameSite=Strict, Secure unless
+FLAGSVC_CONSOLE_INSECURE_COOKIE opts out, expiring with the session), the CSRF check on every state change, and
+reading a submitted form.
 
 A form arrives in one of two ways. A browser without the console's script posts it as a body. flagsvc's own
 front (serving/http.py) refuses a body from a request without a bearer token before reading it, and a console
@@ -47,13 +48,21 @@ def _token_still_configured(session: ConsoleSession) -> bool:
     return secret is not None and hmac.compare_digest(token_tag(secret), session.token)
 
 
+def secure_cookie() -> bool:
+    """`Secure` unless the settings opt out (FLAGSVC_CONSOLE_INSECURE_COOKIE) and the request came over plain
+    HTTP. Whether it did is not known here behind a TLS-terminating proxy (flagsvc's front serves plain HTTP),
+    hence Secure by default: browsers keep a Secure cookie from https:// and from http://localhost or 127.0.0.1."""
+    settings = cast(Settings, current_app.extensions["flagsvc.settings"])
+    return request.is_secure or not settings.console_insecure_cookie
+
+
 def set_cookie(response: Response, session_id: str, session: ConsoleSession) -> None:
     response.set_cookie(COOKIE, session_id, max_age=int(sessions().lifetime), path="/ui/", httponly=True,
-                        samesite="Strict", secure=request.is_secure)
+                        samesite="Strict", secure=secure_cookie())
 
 
 def clear_cookie(response: Response) -> None:
-    response.delete_cookie(COOKIE, path="/ui/", httponly=True, samesite="Strict", secure=request.is_secure)
+    response.delete_cookie(COOKIE, path="/ui/", httponly=True, samesite="Strict", secure=secure_cookie())
 
 
 def form() -> dict[str, str]:

@@ -12,6 +12,8 @@ from urllib.parse import urlencode
 import pytest
 
 from flagsvc.api import create_app
+from flagsvc.api.schemas import reason_body
+from flagsvc.config import ConfigError, Settings
 from flagsvc.console.evidence import readable
 from flagsvc.console.model import thinned
 from flagsvc.console.security import CONTENT_SECURITY_POLICY
@@ -37,8 +39,9 @@ def app(fake_store):
     return app
 
 
-def _sign_in(client, token: str = ADMIN_TOKEN):
-    return client.post("/ui/sign-in", headers={"Authorization": f"Bearer {token}", "X-Console-Form": ""})
+def _sign_in(client, token: str = ADMIN_TOKEN, **extra):
+    headers = {"Authorization": f"Bearer {token}", "X-Console-Form": "", **extra.pop("headers", {})}
+    return client.post("/ui/sign-in", headers=headers, **extra)
 
 
 def _csrf(client, path: str = "/ui/flags/checkout") -> str:
@@ -85,6 +88,36 @@ def test_signing_in_gives_an_httponly_samesite_strict_cookie_that_expires(app):
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/ui/" in cookie
     assert re.search(r"Max-Age=28800\b", cookie) and "Expires=" in cookie
     assert ADMIN_TOKEN not in cookie
+    # Secure although this request came over plain HTTP: behind a TLS-terminating proxy the server cannot tell
+    assert "; Secure" in cookie
+    assert client.get("/ui/flags").status_code == 200
+    out = client.post("/ui/sign-out", headers={"X-Console-Form": urlencode({"csrf": _csrf(client, "/ui/flags")})})
+    assert "; Secure" in out.headers["Set-Cookie"]
+
+
+def test_a_plain_http_deployment_opts_out_of_the_secure_cookie(fake_store):
+    settings = dataclasses.replace(TEST_SETTINGS, console_insecure_cookie=True)
+    app = create_app(settings, store=fake_store, controller=False)
+    plain = _sign_in(app.test_client()).headers["Set-Cookie"]
+    assert "HttpOnly" in plain and "Secure" not in plain
+    tls = _sign_in(app.test_client(), base_url="https://localhost").headers["Set-Cookie"]
+    assert "; Secure" in tls  # over HTTPS it is Secure all the same
+    # the sign-in page tells console.js whether a plain-HTTP page at another address would lose the cookie
+    assert 'data-secure-cookie="0"' in app.test_client().get("/ui/sign-in").get_data(as_text=True)
+    default = create_app(TEST_SETTINGS, store=fake_store, controller=False).test_client()
+    assert 'data-secure-cookie="1"' in default.get("/ui/sign-in").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", False), ("0", False), ("1", True), ("true", True),
+                                               ("no", False), ("YES", True)])
+def test_the_insecure_cookie_setting(raw, expected):
+    assert Settings.from_env({"FLAGSVC_CONSOLE_INSECURE_COOKIE": raw}).console_insecure_cookie is expected
+    assert Settings.from_env({}).console_insecure_cookie is False
+
+
+def test_a_bad_insecure_cookie_setting_is_refused_naming_it():
+    with pytest.raises(ConfigError, match="FLAGSVC_CONSOLE_INSECURE_COOKIE"):
+        Settings.from_env({"FLAGSVC_CONSOLE_INSECURE_COOKIE": "maybe"})
 
 
 def test_a_form_posted_as_a_body_signs_in_too(app):
@@ -134,6 +167,45 @@ def test_a_change_from_another_origin_is_refused(app):
         "Origin": "https://evil.example", "X-Console-Form": urlencode(
             {"csrf": csrf, "reason": "x", "confirm": "yes", "revision": revision})})
     assert response.status_code == 403 and _flag(client)["state"] == "rolling"
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "https://localhost", "http://localhost:8080",
+                                    "http://evil.localhost", "null", "http://localhost/path", "http://"])
+def test_a_sign_in_or_change_from_another_origin_says_so(app, origin):
+    """Scheme, host and port all count (the test client's console is http://localhost)."""
+    client = app.test_client()
+    refused = _sign_in(client, headers={"Origin": origin})
+    error = refused.get_json()["error"]
+    assert refused.status_code == 403 and "Set-Cookie" not in refused.headers
+    assert "unknown token" not in error["message"] and "Origin" in error["fields"]
+    assert "is not this console's (http://localhost)" in error["message"]
+    form_refused = client.post("/ui/sign-in", data={"token": ADMIN_TOKEN}, headers={"Origin": origin})
+    assert form_refused.status_code == 403 and "is not this console&#39;s" in form_refused.get_data(as_text=True)
+    assert _sign_in(client).status_code == 200
+    csrf, revision = _csrf(client), str(_flag(client)["revision"])
+    changed = client.post("/ui/flags/checkout/actions/pause", headers={"Origin": origin, "X-Console-Form": urlencode(
+        {"csrf": csrf, "reason": "x", "confirm": "yes", "revision": revision})})
+    assert changed.status_code == 403 and "is not this console's" in changed.get_json()["error"]["message"]
+    assert _flag(client)["state"] == "rolling"
+
+
+@pytest.mark.parametrize(("origin", "base_url", "headers"), [
+    ("http://localhost", "http://localhost", {}), ("HTTP://LocalHost:80", "http://localhost", {}),
+    ("https://localhost", "https://localhost", {}), ("https://localhost:443", "http://localhost",
+                                                      {"X-Forwarded-Proto": "https"}),
+    ("http://127.0.0.1:8080", "http://127.0.0.1:8080", {})])
+def test_the_consoles_own_origin_signs_in(app, origin, base_url, headers):
+    client = app.test_client()
+    assert _sign_in(client, base_url=base_url, headers={"Origin": origin, **headers}).status_code == 200
+
+
+def test_the_reason_fields_take_what_the_api_takes(app):
+    client = app.test_client()
+    _sign_in(client)
+    page = client.get("/ui/flags/checkout").get_data(as_text=True)
+    limit = reason_body.fields["reason"].validators[0].max
+    lengths = re.findall(r'name="reason" maxlength="(\d+)"', page)
+    assert len(lengths) == 6 and set(lengths) == {str(limit)} and limit == 500
 
 
 def test_an_admin_session_acts_with_a_reason_confirmed_at_the_revision_it_saw(app):

@@ -253,6 +253,10 @@ function live() {
   });
 }
 
+// A Secure cookie set over http:// is dropped except on localhost: say so before the sign-in silently fails.
+const insecure = document.getElementById("insecure-context");
+if (insecure && !window.isSecureContext && insecure.dataset.secureCookie === "1") insecure.hidden = false;
+
 if (body.dataset.page === "flags") {
   drawSparks();
   live();
