@@ -5,19 +5,20 @@ propagation to all of them, the server's memory, and operators' latency while sl
     .venv/bin/python bench/fleet.py [--streams 10000] [--changes 10] [--slow 1000] [--workers 2] [--quick]
 
 One asyncio process is the whole fleet: N raw SSE connections (one SDK key, as a fleet shares one), each an
-asyncio protocol that scans its stream for the `id: <epoch>-<version>` of every event as the bytes arrive. For each change
-(`PUT /api/v1/flags/fleet/percent`) the clock starts just before the request is sent and stops, per stream, when
-that stream reads an event of the new version; a stream that has not after 10 s counts as missed.
+asyncio protocol that scans its stream for the `id: <epoch>-<version>` of every event as the bytes arrive. For
+each change (`PUT /api/v1/flags/fleet/percent`) the clock starts just before the request is sent and stops, per
+stream, when that stream reads an event of the new version; a stream that has not after 10 s counts as missed.
 
 Then the attack, with the streams still open: `--slow` clients without a token that declare a 100 kB body and
 trickle it a byte every 3 s (from 127.0.0.2), and `--slow` clients that trickle their headers a line every 3 s
-(from 127.0.0.3); each reconnects a second after the server hangs up on it. The attack aims at the SDK listener;
-operators use a listener of their own (`flagsvc serve --operator-port`, served by a worker of its own; with
-`--one-listener`, they share the SDK listener instead, and the attack reaches their workers). The attackers run in a process of
-their own (as they would on machines of their own), so that the fleet's event loop only reads its streams and its
-delays are the server's, not the attackers' bookkeeping. Meanwhile, from 127.0.0.1, an
-operator's `GET /api/v1/flags/fleet` and `GET /healthz`, each on a new connection, 200 times each (from two
-processes of their own, so that the fleet's busy event loop does not delay them), and more changes to the fleet.
+(from 127.0.0.3); each reconnects a second after the server hangs up on it. The attack aims at the SDK
+listener; operators use a listener of their own (`flagsvc serve --operator-port`, served by a worker of its
+own; with `--one-listener`, they share the SDK listener instead, and the attack reaches their workers). The
+attackers run in a process of their own (as they would on machines of their own), so that the fleet's event
+loop only reads its streams and its delays are the server's, not the attackers' bookkeeping. Meanwhile, from
+127.0.0.1, an operator's `GET /api/v1/flags/fleet` and `GET /healthz`, each on a new connection, 200 times each
+(from processes of their own, so that the fleet's busy event loop does not delay them), the SDK listener's
+`/healthz` as often for comparison, and more changes to the fleet.
 
 Targets: propagation p99 <= 1 s with none missed; the server's memory (master and workers) <= 1 GiB; during
 the attack, admin GET p99 <= 100 ms and /healthz p99 <= 50 ms. The fleet and the server share the machine's

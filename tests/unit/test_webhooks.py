@@ -126,8 +126,8 @@ def test_the_payload_has_text_for_people_and_fields_for_programs():
     held = hooks.payload("hold", event_id="x", flag="f", revision=2, reason="", percent=5, state="rolling", at=1,
                          detail={"held_seconds": 5400})
     assert "has held for 90 min" in held["text"]
-    hostile = hooks.payload("rollback", event_id="y", flag="f", revision=2, reason="by eve: <!channel> <https://x|y> & more",
-                            percent=0, state="rolled_back", at=1)
+    hostile = hooks.payload("rollback", event_id="y", flag="f", revision=2, percent=0, state="rolled_back", at=1,
+                            reason="by eve: <!channel> <https://x|y> & more")
     assert hostile["text"].endswith("by eve: &lt;!channel&gt; &lt;https://x|y&gt; &amp; more")
     assert hostile["reason"] == "by eve: <!channel> <https://x|y> & more"  # the field for programs is as given
 
