@@ -64,8 +64,10 @@ def act(key: str, action: str) -> Response:
 
 @bp.post("/flags/<key>/analysis")
 def edit_analysis(key: str) -> Response:
-    """The scalar settings, typed as the flag holds them now: text stays text, anything else is a number or empty
-    (null). Lists (excluded reporters, say) are edited by their own commands, not here."""
+    """The scalar settings sent, typed as the flag holds them now: text stays text, anything else is a number or
+    empty (null). console.js sends only the settings the operator changed, so a setting changed meanwhile by
+    someone else is not put back (and the revision sent makes any change since a 412 anyway). Lists (excluded
+    reporters, say) are edited by their own commands, not here."""
     fields, actor, asked = _change()
     current = services().commands.get(key).analysis
     analysis: dict[str, Any] = {}
@@ -75,6 +77,8 @@ def edit_analysis(key: str) -> Response:
             continue
         raw = fields[name].strip()
         analysis[name] = raw if isinstance(value, str) else (None if raw == "" else _number(name, raw))
+    if not analysis:  # a new revision that changes nothing would restart the judge for nothing
+        raise ApiError("bad_request", "no setting was sent: change one first", {"analysis": ["no setting sent"]})
     body = schemas.flag_update.load({"analysis": analysis})
     return _done(services().commands.update(key, body, actor=actor, request=asked))
 

@@ -206,3 +206,95 @@ def test_the_console_in_a_real_browser(tmp_path):
     if copies:
         for name in ("console-flags.png", "console-flag.png"):
             shutil.copyfile(tmp_path / name, Path(copies) / name)
+
+
+def _setting(driver, name: str) -> str:
+    return driver.find_element(By.CSS_SELECTOR, f'#analysis-form input[data-setting="{name}"]').get_attribute("value")
+
+
+def _save_setting(driver, name: str, value: str) -> None:
+    form = driver.find_element(By.ID, "analysis-form")
+    field = form.find_element(By.CSS_SELECTOR, f'input[data-setting="{name}"]')
+    field.clear()
+    field.send_keys(value)
+    form.find_element(By.NAME, "confirm").click()
+    form.find_element(By.CSS_SELECTOR, "button").click()
+
+
+def test_the_flag_pages_forms_never_send_what_the_operator_did_not_see(tmp_path):
+    """Saving a setting sends that setting only, and the form then shows the flag as saved; a change made
+    elsewhere redraws an untouched form (values and revision) live, so saving another setting keeps it; a form
+    the operator is filling in keeps the revision it was started on, so its save or action is refused (412) with
+    a message instead of overwriting the change it never saw."""
+    server = Server(tmp_path / "data", env={"FLAGSVC_ADMIN_TOKENS": f"ops={ADMIN_SECRET}",
+                                            "FLAGSVC_SDK_KEYS": f"web={SDK_SECRET}"})
+    admin = {"Authorization": f"Bearer {ADMIN_SECRET}"}
+
+    def call(method: str, path: str, body: dict | None = None) -> requests.Response:
+        return requests.request(method, server.url + path, json=body, headers=admin, timeout=10)
+
+    def flag() -> dict:
+        return call("GET", "/api/v1/flags/settings").json()
+
+    driver = None
+    try:
+        assert call("POST", "/api/v1/flags", {"key": "settings", "description": "forms"}).status_code == 201
+        driver = chromium(tmp_path / "profile")
+        _sign_in(driver, server.url, ADMIN_SECRET)
+        driver.get(server.url + "/ui/flags/settings")
+        _wait(driver, lambda d: d.find_elements(By.ID, "analysis-form"), message="no settings form")
+        problem = driver.find_element(By.ID, "problem")
+
+        # a save sends its setting, and the form shows what was saved (not the page's first values)
+        _save_setting(driver, "alpha", "0.02")
+        _wait(driver, lambda d: flag()["analysis"]["alpha"] == 0.02, message="alpha not saved: " + problem.text)
+        _wait(driver, lambda d: _setting(d, "alpha") == "0.02", message=f"alpha shows {_setting(driver, 'alpha')}")
+        _save_setting(driver, "beta", "0.1")
+        _wait(driver, lambda d: flag()["analysis"]["beta"] == 0.1, message="beta not saved: " + problem.text)
+        assert flag()["analysis"]["alpha"] == 0.02, "saving beta put alpha back"
+
+        # another operator's change redraws the untouched form; the next save keeps it
+        assert call("PATCH", "/api/v1/flags/settings", {"analysis": {"max_error_rate": 0.3}}).status_code == 200
+        _wait(driver, lambda d: _setting(d, "max_error_rate") == "0.3", message="the form was not redrawn live")
+        _save_setting(driver, "min_requests", "150")
+        _wait(driver, lambda d: flag()["analysis"]["min_requests"] == 150, message="not saved: " + problem.text)
+        assert flag()["analysis"]["max_error_rate"] == 0.3, "a console save wiped another operator's change"
+        assert problem.text == ""
+
+        # a form being filled in keeps the revision it started on: its save is refused, nothing changes
+        form = driver.find_element(By.ID, "analysis-form")
+        field = form.find_element(By.CSS_SELECTOR, 'input[data-setting="latency_ratio"]')
+        field.clear()
+        field.send_keys("3")
+        started = flag()["revision"]
+        assert call("PATCH", "/api/v1/flags/settings", {"analysis": {"error_ratio": 2.5}}).status_code == 200
+        _wait(driver, lambda d: d.find_element(By.ID, "flag-revision").text == str(started + 1),
+              message="the page did not follow the change")
+        _wait(driver, lambda d: d.find_element(By.ID, "stale").is_displayed(), message="no notice of the change")
+        assert form.find_element(By.NAME, "revision").get_attribute("value") == str(started)
+        form.find_element(By.NAME, "confirm").click()
+        form.find_element(By.CSS_SELECTOR, "button").click()
+        _wait(driver, lambda d: "changed while this form" in problem.text, message="no refusal shown: " + problem.text)
+        analysis = flag()["analysis"]
+        assert (analysis["latency_ratio"], analysis["error_ratio"]) == (1.25, 2.5), analysis
+
+        # the same for an action prepared before a change made elsewhere
+        action = driver.find_element(By.CSS_SELECTOR, 'form[data-action="start"]')
+        action.find_element(By.NAME, "reason").send_keys("go")
+        action.find_element(By.NAME, "confirm").click()
+        started = flag()["revision"]
+        assert call("PATCH", "/api/v1/flags/settings", {"description": "changed meanwhile"}).status_code == 200
+        _wait(driver, lambda d: d.find_element(By.ID, "flag-description").text == "changed meanwhile",
+              message="the page did not follow the change")
+        assert action.find_element(By.NAME, "revision").get_attribute("value") == str(started)
+        driver.execute_script("document.getElementById('problem').textContent = ''")
+        action.find_element(By.CSS_SELECTOR, "button").click()
+        _wait(driver, lambda d: "changed while this form" in problem.text, message="no refusal shown: " + problem.text)
+        assert flag()["state"] == "off"
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        # the two refusals are 412s the browser logs as failed fetches; nothing else
+        assert all("412" in e["message"] for e in errors), errors
+    finally:
+        if driver is not None:
+            driver.quit()
+        server.stop()

@@ -244,6 +244,15 @@ def test_analysis_settings_are_shown_and_edited(app):
     assert done.status_code == 200, done.get_json()
     analysis = _flag(client)["analysis"]
     assert (analysis["error_ratio"], analysis["min_requests"], analysis["max_p99_ms"]) == (3.0, 200, None)
+    # only the settings sent change (console.js sends the ones the operator changed); none sent is refused
+    done = client.post("/ui/flags/checkout/analysis", headers={"X-Console-Form": urlencode(
+        {"csrf": csrf, "confirm": "yes", "revision": str(_flag(client)["revision"]), "alpha": "0.02"})})
+    assert done.status_code == 200 and _flag(client)["analysis"] == {**analysis, "alpha": 0.02}
+    before = _flag(client)
+    empty = client.post("/ui/flags/checkout/analysis", headers={"X-Console-Form": urlencode(
+        {"csrf": csrf, "confirm": "yes", "revision": str(before["revision"])})})
+    assert empty.status_code == 400 and "analysis" in empty.get_json()["error"]["fields"]
+    assert _flag(client) == before
 
 
 def test_a_read_only_session_sees_disabled_actions_and_cannot_change_anything(app):

@@ -27,6 +27,53 @@ function when(t) {
 
 // --- forms ---------------------------------------------------------------------------------------------------
 
+// A form carries the revision the operator saw (If-Match). A form being filled in keeps the revision it was started
+// on, whatever the live page shows meanwhile: its change was prepared on that state, so it must be refused (412)
+// if the flag moved on, not applied over a change the operator never saw. Only an untouched form follows the flag,
+// its revision and its settings' values alike.
+
+function settingInputs(form) {
+  return [...form.querySelectorAll("input[data-setting]")];
+}
+
+function edited(form) {
+  return [...form.querySelectorAll("input:not([type=hidden])")].some((input) =>
+    input.type === "checkbox" ? input.checked !== input.defaultChecked : input.value !== input.defaultValue);
+}
+
+function shown(value) {
+  return value === null || value === undefined ? "" : String(value);
+}
+
+// The form as `flag` is: its revision, its settings' values and defaults; `keep` keeps what the operator typed.
+function rebase(form, flag, keep) {
+  const revision = form.querySelector("input[data-revision]");
+  if (revision) revision.value = String(flag.revision);
+  for (const input of settingInputs(form)) {
+    const typed = input.value !== input.defaultValue ? input.value : null;
+    input.defaultValue = shown((flag.analysis || {})[input.dataset.setting]);
+    input.value = keep && typed !== null ? typed : input.defaultValue;
+  }
+  if (keep) for (const box of form.querySelectorAll('input[type="checkbox"]')) box.checked = false;
+}
+
+// Untouched forms follow `flag` (never backwards: a refresh can answer with an older flag than a save did); the
+// notice says when a form being filled in holds an older revision than the flag's.
+function followForms(flag) {
+  let held = null;
+  for (const form of document.querySelectorAll("form[data-console-form]")) {
+    const revision = form.querySelector("input[data-revision]");
+    if (!revision || Number(revision.value) >= flag.revision) continue;
+    if (edited(form)) held = held === null ? revision.value : held;
+    else rebase(form, flag, false);
+  }
+  const notice = document.getElementById("stale");
+  if (!notice) return;
+  fill(document.getElementById("stale-revision"), String(flag.revision));
+  fill(document.getElementById("stale-held"), held === null ? "" : held);
+  notice.hidden = held === null;
+}
+
 async function send(form) {
   const data = new FormData(form);
   const headers = { Accept: "application/json" };
@@ -34,8 +81,14 @@ async function send(form) {
     headers.Authorization = `Bearer ${String(data.get("token") || "").trim()}`;
     headers["X-Console-Form"] = "";
   } else {
+    // settings are sent only when changed: an untouched one must not put back the value the page was drawn with
+    const untouched = new Set(settingInputs(form).filter((i) => i.value === i.defaultValue).map((i) => i.name));
+    if (untouched.size && untouched.size === settingInputs(form).length) {
+      showProblem("Not sent: no setting was changed.");
+      return;
+    }
     const fields = new URLSearchParams();
-    for (const [name, value] of data.entries()) fields.append(name, String(value));
+    for (const [name, value] of data.entries()) if (!untouched.has(name)) fields.append(name, String(value));
     headers["X-Console-Form"] = fields.toString();
     headers["X-CSRF-Token"] = String(data.get("csrf") || "");
   }
@@ -54,7 +107,19 @@ async function send(form) {
   }
   if (!answer.ok) {
     const message = doc && doc.error ? doc.error.message : `HTTP ${answer.status}`;
-    showProblem(answer.status === 412 ? `Not applied: ${message}. The page was stale; it shows the flag as it is now.` : `Not applied: ${message}`);
+    if (answer.status === 412 && body.dataset.page === "flag") {
+      const sent = data.get("revision");
+      const page = await refreshFlag();
+      if (page) {
+        rebase(form, page.flag, true);
+        followForms(page.flag);
+      }
+      showProblem(`Not applied: the flag changed while this form was being filled in (it was at revision ${sent}` +
+        `${page ? `, it is now at ${page.flag.revision}` : ""}). Nothing was changed. The form now shows the ` +
+        "flag as it is, with your entries kept: check them against the page, tick the box and send again.");
+      return;
+    }
+    showProblem(`Not applied: ${message}`);
     if (body.dataset.page === "flag") refreshFlag();
     return;
   }
@@ -63,7 +128,13 @@ async function send(form) {
     window.location.assign(doc.next);
     return;
   }
+  if (doc && doc.flag) {
+    for (const other of document.querySelectorAll("form[data-console-form]")) {
+      if (other === form || !edited(other)) rebase(other, doc.flag, false);
+    }
+  }
   form.reset();
+  if (doc && doc.flag) followForms(doc.flag);
   if (body.dataset.page === "flag") await refreshFlag();
 }
 
@@ -129,12 +200,7 @@ function drawFlag(page) {
   fill(document.getElementById("flag-revision"), String(flag.revision));
   fill(document.getElementById("flag-description"), flag.description);
   fill(document.getElementById("flag-verdict"), verdictText(row));
-  const shown = document.querySelector("input[data-revision]");
-  if (shown && shown.value !== String(flag.revision)) {
-    for (const input of document.querySelectorAll("input[data-revision]")) input.value = String(flag.revision);
-    fill(document.getElementById("stale-revision"), String(flag.revision));
-    document.getElementById("stale").hidden = false;
-  }
+  followForms(flag);
   const now = Date.now() / 1000;
   const decisions = [...log].reverse().filter((e) => typeof e.to_percent === "number");
   const percent = decisions.map((e) => [e.at, e.to_percent]);
@@ -206,6 +272,7 @@ function drawLog(log) {
 
 let refreshing = null;
 
+// The flag page's data, drawn; resolves to it (null when it could not be read).
 async function refreshFlag() {
   if (refreshing) return refreshing;
   refreshing = (async () => {
@@ -213,9 +280,12 @@ async function refreshFlag() {
       const answer = await fetch(body.dataset.data, { credentials: "same-origin", headers: { Accept: "application/json" } });
       if (answer.status === 404) {
         showProblem("This flag was deleted.");
-        return;
+        return null;
       }
-      if (answer.ok) drawFlag(await answer.json());
+      if (!answer.ok) return null;
+      const page = await answer.json();
+      drawFlag(page);
+      return page;
     } finally {
       refreshing = null;
     }
