@@ -17,15 +17,15 @@ from flagsvc.api import create_app
 from flagsvc.embedded import EmbeddedRedis
 from flagsvc.store.connection import connect, parse_redis_url
 from flagsvc.store.memory import MemoryStore
+from flagsvc.store.redis_store import RedisStore
+from tests.support import TEST_SETTINGS
+from tests.support.redis_ha import ClusterSetup, SentinelSetup
+from tests.support.sdk_fakes import FakeClock as ManualClock  # seconds that pass only when a test says so
 
 # Property tests check properties, not timings: no per-example deadline (hypothesis's 200 ms default fails a
 # correct test when the machine is busy, as CI's 2 shared cores can be)
 hypothesis_settings.register_profile("flagsvc", deadline=None)
 hypothesis_settings.load_profile("flagsvc")
-from flagsvc.store.redis_store import RedisStore
-from tests.support import TEST_SETTINGS
-from tests.support.redis_ha import ClusterSetup, SentinelSetup
-from tests.support.sdk_fakes import FakeClock as ManualClock  # seconds that pass only when a test says so
 
 
 @pytest.fixture(scope="session")
