@@ -46,28 +46,52 @@ def spark(history: list[HistoryEntry], flag: Flag) -> list[list[float]]:
 
 def row(services: Services, flag: Flag, *, any_state: bool = False) -> dict[str, Any]:
     """The flag's row; the verdict read for judged states only, unless `any_state` (one flag's page)."""
+    return with_verdict(base_row(services, flag), verdict(services, flag.key, flag.state, any_state=any_state))
+
+
+def base_row(services: Services, flag: Flag) -> dict[str, Any]:
+    """The row without the judge's verdict: what changes only with the flag (its revision, its history)."""
     history = services.commands.history(flag.key, SPARK_ENTRIES)
-    verdict = None
-    if any_state or flag.state in JUDGED:
-        with contextlib.suppress(FlagNotFound):  # deleted since it was listed
-            verdict = services.ingestion.stats(flag.key)["verdict"]
     last = decision(history[0]) if history else None
     if last is not None:
         del last["evidence"]
     return {
         "key": flag.key, "description": flag.description, "state": flag.state.value, "percent": flag.percent,
-        "stage": _stage(flag), "revision": flag.revision, "judged": flag.state in JUDGED,
-        "verdict": None if verdict is None else {"decision": verdict["decision"], "reason": verdict["reason"]},
+        "stage": _stage(flag), "revision": flag.revision, "judged": flag.state in JUDGED, "verdict": None,
         "last": last, "spark": spark(history, flag),
     }
 
 
+def verdict(services: Services, key: str, state: State, *, any_state: bool = False) -> dict[str, Any] | None:
+    """The judge's last verdict on the flag (judged states only, unless `any_state`): it changes at each of the
+    controller's looks, which change neither the flag nor its history."""
+    if not any_state and state not in JUDGED:
+        return None
+    with contextlib.suppress(FlagNotFound):  # deleted since it was listed
+        found = services.ingestion.stats(key)["verdict"]
+        return None if found is None else {"decision": found["decision"], "reason": found["reason"]}
+    return None
+
+
+def with_verdict(base: dict[str, Any], found: dict[str, Any] | None) -> dict[str, Any]:
+    return {**base, "verdict": found}
+
+
 def rows(services: Services, query: str = "", state: str = "") -> list[dict[str, Any]]:
     """Every flag matching `query` (in its key or description, any case) and `state` (empty: any)."""
+    return with_verdicts(services, base_rows(services, query, state))
+
+
+def base_rows(services: Services, query: str = "", state: str = "") -> list[dict[str, Any]]:
+    """rows() without the verdicts (with_verdicts adds them)."""
     needle = query.strip().lower()
-    return [row(services, f) for f in services.commands.list_flags()
+    return [base_row(services, f) for f in services.commands.list_flags()
             if (not state or f.state.value == state)
             and (not needle or needle in f.key.lower() or needle in f.description.lower())]
+
+
+def with_verdicts(services: Services, bases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [with_verdict(b, verdict(services, b["key"], State(b["state"]))) if b["judged"] else b for b in bases]
 
 
 def flag_page(services: Services, key: str) -> dict[str, Any]:

@@ -14,6 +14,8 @@ import pytest
 from flagsvc.api import create_app
 from flagsvc.api.schemas import reason_body
 from flagsvc.config import ConfigError, Settings
+from flagsvc.console import model
+from flagsvc.console.events import EXTENSION, LiveDocs
 from flagsvc.console.evidence import readable
 from flagsvc.console.model import thinned
 from flagsvc.console.security import CONTENT_SECURITY_POLICY
@@ -323,6 +325,71 @@ def test_the_event_stream_sends_what_changed_and_ends(app):
     assert '"state":"paused"' in changed
     one = client.get("/ui/events?flag=checkout").get_data(as_text=True)
     assert "event: flag\n" in one and '"looks":0' in one
+
+
+def test_the_event_stream_builds_rows_once_per_version_for_every_tab(app, manual_clock, monkeypatch):
+    """Tabs asking with nothing changed get "nothing new" without a flag being read; a change (its config version)
+    is seen at once; a list holding a rolling flag has its verdicts read again when a second old (they change
+    with the controller's looks, which move no version), the rest of its rows kept."""
+    app.extensions[EXTENSION] = docs = LiveDocs(clock=manual_clock)
+    reads = {"rows": 0, "verdicts": 0}
+    base_rows, verdict = model.base_rows, model.verdict
+
+    def counted(name, real):
+        def call(*args, **kwargs):
+            reads[name] += 1
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(model, "base_rows", counted("rows", base_rows))
+    monkeypatch.setattr(model, "verdict", counted("verdicts", verdict))
+    tabs = [app.test_client() for _ in range(4)]
+    for tab in tabs:
+        _sign_in(tab)
+    first = tabs[0].get("/ui/events").get_data(as_text=True)
+    event_id = re.search(r"^id: (\w+)$", first, re.M).group(1)
+    for _ in range(3):
+        for tab in tabs:
+            again = tab.get("/ui/events", headers={"Last-Event-ID": event_id}).get_data(as_text=True)
+            assert again == "retry: 1000\n\n"
+    assert reads == {"rows": 1, "verdicts": 1}
+    manual_clock.advance(0.5)
+    tabs[1].get("/ui/events", headers={"Last-Event-ID": event_id})
+    assert reads == {"rows": 1, "verdicts": 1}
+    manual_clock.advance(0.6)  # checkout is rolling: its row is judged
+    tabs[1].get("/ui/events", headers={"Last-Event-ID": event_id})
+    assert reads == {"rows": 1, "verdicts": 2}
+    assert tabs[2].post("/api/v1/flags/checkout/pause", headers=ADMIN).status_code == 200
+    changed = tabs[3].get("/ui/events", headers={"Last-Event-ID": event_id}).get_data(as_text=True)
+    assert '"state":"paused"' in changed and reads == {"rows": 2, "verdicts": 3}
+    # a flag page's doc is its own, and follows the version the same way
+    builds = docs.builds
+    page = tabs[0].get("/ui/events?flag=checkout").get_data(as_text=True)
+    assert "event: flag\n" in page and '"state":"paused"' in page and docs.builds == builds + 1
+    tabs[1].get("/ui/events?flag=checkout")
+    assert docs.builds == builds + 1
+
+
+def test_live_docs_without_judged_flags_wait_for_the_version(manual_clock):
+    docs = LiveDocs(clock=manual_clock, max_docs=2)
+    built = []
+
+    def build(judged: bool):
+        def run():
+            built.append(1)
+            return "flags", {"n": len(built)}, judged
+        return run
+
+    assert docs.get("flags", "v1", build(False)).doc == {"n": 1}
+    manual_clock.advance(9)
+    assert docs.get("flags", "v1", build(False)).doc == {"n": 1}
+    assert docs.get("flags", "v2", build(False)).doc == {"n": 2}
+    manual_clock.advance(10)  # an unannounced change is picked up all the same
+    assert docs.get("flags", "v2", build(False)).doc == {"n": 3}
+    docs.get("flag:a", "v2", build(True))
+    docs.get("flag:b", "v2", build(True))  # past max_docs: the oldest ("flags") goes
+    assert docs.get("flags", "v2", build(False)).doc == {"n": 6}
+    assert docs.get("flag:b", "v2", build(True)).doc == {"n": 5}
 
 
 def test_sessions_expire(manual_clock):
