@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import requests
 from click.testing import CliRunner
 
 from flagsvc import metrics
@@ -104,7 +105,11 @@ def test_watch_exit_codes_gate_a_pipeline(flagctl):
 def test_watch_exits_11_when_the_flag_is_deleted_under_it(flagctl, server_url):
     flagctl("create", "doomed")
     flagctl("start", "doomed")
-    threading.Timer(0.5, lambda: flagctl("delete", "doomed", "--yes")).start()
+    # Deleted over HTTP, not through a second CliRunner: a runner swaps the process's stdout and stderr, so two at
+    # once on two threads can take each other's output (the watcher's "was deleted" went to the deleter's once)
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    threading.Timer(0.5, lambda: requests.delete(f"{server_url}/api/v1/flags/doomed", headers=headers,
+                                                 timeout=10)).start()
     watched = flagctl("watch", "doomed", "--interval", "0.1", "--timeout", "10")
     assert watched.exit_code == 11 and "deleted" in watched.output
     assert flagctl("watch", "never-was").exit_code == 1  # a typo is a mistake, not a stopped rollout
