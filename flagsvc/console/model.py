@@ -5,7 +5,6 @@ them (autoescaped) and the event stream sends them (console.js writes them with 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from typing import Any
@@ -18,8 +17,8 @@ from flagsvc.service import Services
 
 SPARK_ENTRIES = 20  # history entries a sparkline draws
 # The judge looks at rolling flags only; its last verdict on a paused one is what the resume starts from. Other
-# states are not judged, and their rows skip the verdict's read (the stats' read is most of a row's cost: about
-# 2.5 ms of 3.5 against a local Redis), so a list of many finished flags stays cheap to refresh every second.
+# states are not judged, and their rows skip the verdict's read (one read of the judge's record), so a list of many
+# finished flags stays cheap to refresh every second.
 JUDGED = frozenset({State.ROLLING, State.PAUSED})
 LOG_ENTRIES = 200  # decision log entries on a flag's page
 CHART_REVISIONS = 12  # a rollout's recent revisions charted (each stage is a revision)
@@ -67,10 +66,8 @@ def verdict(services: Services, key: str, state: State, *, any_state: bool = Fal
     controller's looks, which change neither the flag nor its history."""
     if not any_state and state not in JUDGED:
         return None
-    with contextlib.suppress(FlagNotFound):  # deleted since it was listed
-        found = services.ingestion.stats(key)["verdict"]
-        return None if found is None else {"decision": found["decision"], "reason": found["reason"]}
-    return None
+    found = services.ingestion.verdict(key)  # a flag deleted since it was listed has none
+    return None if found is None else {"decision": found["decision"], "reason": found["reason"]}
 
 
 def with_verdict(base: dict[str, Any], found: dict[str, Any] | None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from flagsvc_client.protocol.shapes import FlagStats, OutcomeBatch, OutcomeReceipt, StratumArmStats, StratumStats
 
@@ -85,6 +86,12 @@ class OutcomeIngestion:
             "excluded": results["excluded"],
             "overlapping": results["overlapping"],
         }
+
+    def verdict(self, key: str) -> dict[str, Any] | None:
+        """The judge's last verdict on the flag (as `stats(key)["verdict"]`), read alone: one read of the judge's
+        record, none of the arms' totals or the reporters' (the console asks for every listed flag's, often)."""
+        record = self._judge_records.load_judgement(key)
+        return None if record is None or record.verdict is None else dict(record.verdict)
 
     def stats(self, key: str) -> FlagStats:
         flag = self._flags.get(key)
