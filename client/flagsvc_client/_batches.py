@@ -6,6 +6,7 @@ from __future__ import annotations
 from flagsvc_client._outcomes import SKETCH_SIZE, STRATUM_LABELS, ArmTally
 from flagsvc_client.protocol.limits import MAX_STRATA, UNIT_BUCKETS
 from flagsvc_client.protocol.sketch import MIN_INDEX
+from flagsvc_client.snapshot import give_way
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # `shapes` imports `typing`, which `import flagsvc_client` must not pay for
@@ -82,6 +83,7 @@ def build_batches(tallies: list[ArmTally], max_flags: int, max_buckets: int) -> 
         by_flag.setdefault(flag, {}).setdefault(revision, {})[arm] = tally
     layers: list[list[tuple[str, FlagOutcome]]] = []
     for flag, revisions in by_flag.items():
+        give_way()
         for depth, revision in enumerate(sorted(revisions, reverse=True)):
             arms = revisions[revision]
             kept = _kept_strata(arms)

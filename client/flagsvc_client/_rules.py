@@ -30,7 +30,7 @@ from flagsvc_client.protocol.bucketing import BUCKETS, SEPARATOR, UNIT_SHIFT, ha
 from flagsvc_client.protocol.limits import STRATUM_JOIN
 from flagsvc_client.protocol.targeting import as_context, bucket_value
 from flagsvc_client.result import Reason
-from flagsvc_client.snapshot import FlagConfig, Snapshot
+from flagsvc_client.snapshot import FlagConfig, Snapshot, give_way
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -417,8 +417,9 @@ class CompiledConfig:
         self.snapshot = snapshot
         flags: Mapping[str, FlagConfig] = snapshot.flags if snapshot else {}
         segments = snapshot.segments if snapshot else {}
-        self.rules: dict[str, Rule] = {key: compile_rule(flag, segments) for key, flag in flags.items()}
-        self.entries: dict[str, tuple[OutcomeRule, ArmTally, ArmTally]] = {
-            key: (compile_outcome_rule(flag, segments), *placeholders(key, flag.revision))
-            for key, flag in flags.items()
-        }
+        self.rules: dict[str, Rule] = {}
+        self.entries: dict[str, tuple[OutcomeRule, ArmTally, ArmTally]] = {}
+        for key, flag in flags.items():
+            self.rules[key] = compile_rule(flag, segments)
+            self.entries[key] = (compile_outcome_rule(flag, segments), *placeholders(key, flag.revision))
+            give_way()

@@ -8,6 +8,7 @@ format, so its tests can check what it serves with `parse_snapshot`.
 from __future__ import annotations
 
 import math
+import time
 
 from flagsvc_client._frozen import Frozen
 from flagsvc_client.protocol.bucketing import threshold
@@ -277,8 +278,19 @@ def parse_snapshot(data: object) -> Snapshot:
     if not isinstance(raw_segments, dict) or not all(_is_text(name) for name in raw_segments):
         raise SnapshotError("snapshot segments must be an object keyed by segment name")
     segments = {name: parse_segment(name, value) for name, value in raw_segments.items()}
-    parsed = {key: _with_segments(parse_flag(key, value), segments) for key, value in flags.items()}
+    parsed = {}
+    for key, value in flags.items():
+        parsed[key] = _with_segments(parse_flag(key, value), segments)
+        give_way()
     return Snapshot(epoch=epoch, version=version, flags=parsed, raw=data, segments=segments)
+
+
+def give_way() -> None:
+    """Let other threads run between two flags of a long piece of work done in the background (parsing and
+    compiling a config, building outcome batches): a thread that keeps the interpreter lock for CPython's whole
+    switch interval (5 ms) makes an asyncio app's event loop wait that long. `sleep(0)` releases the lock, and
+    costs about a microsecond when no other thread wants it."""
+    time.sleep(0)
 
 
 def loads_snapshot(text: str | bytes) -> Snapshot:
