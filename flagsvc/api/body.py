@@ -12,8 +12,24 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from flagsvc.api.errors import ApiError
 
 
+class NotJson(ValueError):
+    """A body that is not strict JSON; the message says why (each API answers it in its own error shape)."""
+
+
 def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(raw: bytes) -> object:
+    """`raw` parsed as strict JSON (no NaN or Infinity); NotJson saying why it is not."""
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise NotJson("the body is not UTF-8 text") from None
+    except ValueError as e:
+        raise NotJson(f"malformed JSON: {e}") from None
+    except RecursionError:
+        raise NotJson("the JSON body is nested too deeply") from None
 
 
 def raw_body() -> bytes:
@@ -43,13 +59,9 @@ def json_body(schema: Schema, *, allow_empty: bool = False) -> dict[str, Any]:
             return schema.load({})
         raise ApiError("bad_request", "a JSON object body is required")
     try:
-        data = json.loads(raw, parse_constant=_refuse_constant)
-    except UnicodeDecodeError:
-        raise ApiError("bad_request", "the body is not UTF-8 text") from None
-    except ValueError as e:
-        raise ApiError("bad_request", f"malformed JSON: {e}") from None
-    except RecursionError:
-        raise ApiError("bad_request", "the JSON body is nested too deeply") from None
+        data = parse_json(raw)
+    except NotJson as e:
+        raise ApiError("bad_request", str(e)) from None
     if not isinstance(data, dict):
         raise ApiError("bad_request", f"the body must be a JSON object, not {type(data).__name__}")
     return schema.load(data)

@@ -10,13 +10,12 @@ The spec no longer has a configuration endpoint (removed from OFREP in 2024), so
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
-from flagsvc.api.body import raw_body
+from flagsvc.api.body import NotJson, parse_json, raw_body
 from flagsvc.api.context import services
 from flagsvc.service.ofrep import CompiledSnapshot, FlagAnswer, OfrepEvaluator, OfrepRequestError, parse_request
 
@@ -107,19 +106,10 @@ def _document(answer: FlagAnswer) -> OfrepSuccessDoc | OfrepFailureDoc:
 
 def _body() -> object:
     """The request body as JSON (413 past the size limit, as everywhere); OfrepRequestError if it is not JSON."""
-    raw = raw_body()
     try:
-        return json.loads(raw, parse_constant=_no_constant)
-    except UnicodeDecodeError:
-        raise OfrepRequestError("PARSE_ERROR", "the body is not UTF-8 text") from None
-    except ValueError as e:
-        raise OfrepRequestError("PARSE_ERROR", f"the body is not JSON: {e}") from None
-    except RecursionError:
-        raise OfrepRequestError("PARSE_ERROR", "the JSON body is nested too deeply") from None
-
-
-def _no_constant(name: str) -> object:
-    raise ValueError(f"{name} is not valid JSON")
+        return parse_json(raw_body())
+    except NotJson as e:
+        raise OfrepRequestError("PARSE_ERROR", str(e)) from None
 
 
 @bp.post("/evaluate/flags/<key>")

@@ -92,7 +92,8 @@ class WebhookCommands:
         """New settings for a webhook (any of url, events, flag, hold_seconds, description; the others kept),
         checked as at creation (InvalidFlag naming the fields, nothing changed); WebhookNotFound. Deliveries
         already queued go to the new URL."""
-        found = self._find(webhook_id)
+        stored = self._find_stored(webhook_id)
+        found = Webhook.from_stored(stored)
         merged = {"url": found.url, "events": list(found.events), "flag": found.flag,
                   "hold_seconds": found.hold_seconds, "description": found.description, **body}
         self._check(merged)
@@ -100,7 +101,7 @@ class WebhookCommands:
                                       events=tuple(dict.fromkeys(merged["events"])),
                                       hold_seconds=float(merged["hold_seconds"]),
                                       description=str(merged["description"]))
-        self._store_replaced(found, changed, actor, "update",
+        self._store_replaced(stored, changed, actor, "update",
                              {k: v for k, v in changed.to_dict().items() if k in body})
         return changed.to_dict()
 
@@ -114,13 +115,14 @@ class WebhookCommands:
                 or not 0 <= overlap_seconds <= MAX_SECRET_OVERLAP:
             raise InvalidFlag("invalid rotation", {"keep_previous_seconds": [
                 f"must be seconds from 0 to {MAX_SECRET_OVERLAP}"]})
-        found = self._find(webhook_id)
+        stored = self._find_stored(webhook_id)
+        found = Webhook.from_stored(stored)
         if idempotency_key is not None and found.rotation_key == f"{actor}\0{idempotency_key}":
             return {**found.to_dict(), "secret": found.secret}
         rotated = dataclasses.replace(found, secret=self._new_secret(), previous_secret=found.secret,
                                       previous_until=self._clock() + overlap_seconds if overlap_seconds else 0.0,
                                       rotation_key=None if idempotency_key is None else f"{actor}\0{idempotency_key}")
-        self._store_replaced(found, rotated, actor, "rotate_secret", {"keep_previous_seconds": overlap_seconds})
+        self._store_replaced(stored, rotated, actor, "rotate_secret", {"keep_previous_seconds": overlap_seconds})
         return {**rotated.to_dict(), "secret": rotated.secret}
 
     def _check(self, body: Mapping[str, Any]) -> None:
@@ -133,23 +135,26 @@ class WebhookCommands:
         if problems:
             raise InvalidFlag(f"invalid webhook: {', '.join(sorted(problems))}", problems)
 
-    def _store_replaced(self, before: Webhook, after: Webhook, actor: str, action: str,
+    def _store_replaced(self, stored: Mapping[str, Any], after: Webhook, actor: str, action: str,
                         detail: Mapping[str, Any]) -> None:
-        stored = next((doc for doc in self._store.webhooks() if doc["id"] == before.id), {})
+        """`after` in place of the webhook as it was `stored` (its create's idempotency fingerprint kept)."""
         if not self._store.replace_webhook({**after.to_stored(), "fingerprint": stored.get("fingerprint", "")}):
-            raise WebhookNotFound(before.id)
+            raise WebhookNotFound(after.id)
         if self._audit is not None:
-            self._audit.record(action, kind="webhook", target=before.id, actor=actor, flag=after.flag,
+            self._audit.record(action, kind="webhook", target=after.id, actor=actor, flag=after.flag,
                                detail=dict(detail))
 
     def list(self) -> WebhookListDoc:
         return {"webhooks": [Webhook.from_stored(doc).to_dict() for doc in self._store.webhooks()]}
 
-    def _find(self, webhook_id: str) -> Webhook:
+    def _find_stored(self, webhook_id: str) -> dict[str, Any]:
         for doc in self._store.webhooks():
             if doc["id"] == webhook_id:
-                return Webhook.from_stored(doc)
+                return doc
         raise WebhookNotFound(webhook_id)
+
+    def _find(self, webhook_id: str) -> Webhook:
+        return Webhook.from_stored(self._find_stored(webhook_id))
 
     def get(self, webhook_id: str) -> WebhookDoc:
         return self._find(webhook_id).to_dict()
