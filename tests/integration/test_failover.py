@@ -26,8 +26,8 @@ def test_an_sdk_fails_over_to_the_other_replica(tmp_path, redis_url, namespace):
     balancer = Balancer([first.port, second.port], round_robin=False)
     admin = first.admin
     requests.post(f"{first.url}/api/v1/flags", json={"key": "checkout"}, headers=admin).raise_for_status()
-    requests.put(f"{first.url}/api/v1/flags/checkout/percent", json={"percent": 50},
-                 headers=admin).raise_for_status()
+    changed = requests.put(f"{first.url}/api/v1/flags/checkout/percent", json={"percent": 50}, headers=admin)
+    changed.raise_for_status()
     client = FlagClient(f"http://127.0.0.1:{balancer.port}", sdk_key="sdk-key-12345", backoff_initial=0.1,
                         backoff_max=0.5, flush_interval=3600)
     errors: list[BaseException] = []
@@ -50,7 +50,10 @@ def test_an_sdk_fails_over_to_the_other_replica(tmp_path, redis_url, namespace):
     worker = threading.Thread(target=evaluate)
     try:
         assert client.wait_until_ready(10)
-        revision = client.evaluate("checkout", "u").revision
+        # the SDK's first snapshot may be one a replica served before the change reached it: traffic starts on
+        # the current revision, whose counts the test compares at the end
+        revision = changed.json()["revision"]
+        assert wait_for(lambda: client.evaluate("checkout", "u").revision == revision, 10)
         assert balancer.connections and set(balancer.connections) == {first.port}
         worker.start()
         assert wait_for(lambda: evaluated >= 500), evaluated  # outcomes recorded before the failover

@@ -47,6 +47,13 @@ async function evaluate({ flag, prefix, count }) {
 async function watch({ flag, user, until, polls = 0, timeout_ms }) {
   if (OpenFeature.getContext().targetingKey !== user) {
     await OpenFeature.setContext({ targetingKey: user }); // its own bulk evaluation: not counted below
+    // a poll already in flight when the context changed answers with the old context's ETag (a 200): let one
+    // poll be answered before counting
+    statuses = {};
+    const waitFrom = Date.now();
+    while (Object.keys(statuses).length === 0 && Date.now() - waitFrom < timeout_ms) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     statuses = {};
     changes = 0;
   }
